@@ -1,0 +1,99 @@
+#include "src/engine.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "src/status_macros.h"
+#include "src/window_split.h"
+
+namespace fot {
+namespace {
+
+// lm_head is applied this many rows at a time, so logits of a whole window
+// (rows × vocab) never sit in memory at once.
+constexpr int kLogitsRows = 64;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir) {
+  FOT_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromFile(model_dir + "/config.json"));
+  FOT_ASSIGN_OR_RETURN(ModelWeights weights, ModelWeights::Load(model_dir, config));
+  return std::make_unique<Engine>(Transformer(std::move(config), std::move(weights)));
+}
+
+Engine::Engine(Transformer transformer) : transformer_(std::move(transformer)) {}
+
+absl::Status Engine::CheckTokens(absl::Span<const int> tokens) const {
+  const int vocab = config().vocab_size;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ", vocab,
+                                                     ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Engine::RunChunk(absl::Span<const int> tokens, int64_t first, ModelState* state,
+                      LogitsMode mode, bool is_last_chunk, const LogitsSink& sink) const {
+  const int n = static_cast<int>(tokens.size());
+  const float* hidden = transformer_.Forward(tokens.data(), n, state);
+  if (mode == LogitsMode::kNone || (mode == LogitsMode::kLast && !is_last_chunk)) return;
+
+  const int hidden_size = config().hidden_size;
+  const int begin = mode == LogitsMode::kAll ? 0 : n - 1;
+  std::vector<float> logits(static_cast<size_t>(std::min(kLogitsRows, n - begin)) *
+                            config().vocab_size);
+  for (int row = begin; row < n; row += kLogitsRows) {
+    const int rows = std::min(kLogitsRows, n - row);
+    transformer_.Logits(hidden + static_cast<size_t>(row) * hidden_size, rows, logits.data());
+    sink(first + row, rows, logits.data());
+  }
+}
+
+absl::Status Engine::Prefill(absl::Span<const int> tokens, int last_context_length,
+                             ModelState* state, LogitsMode mode, const LogitsSink& sink) const {
+  const int window = config().max_position_embeddings;
+  if (tokens.empty()) return absl::InvalidArgumentError("the input has no tokens");
+  if (last_context_length < 1 || last_context_length > window) {
+    return absl::InvalidArgumentError(absl::StrCat("last_context_length ", last_context_length,
+                                                   " must lie in [1, max_position_embeddings = ",
+                                                   window, "]"));
+  }
+  if (state->cache_size() != 0) {
+    return absl::FailedPreconditionError(
+        "Prefill needs an empty local cache; use Append to continue a stream");
+  }
+  FOT_RETURN_IF_ERROR(CheckTokens(tokens));
+
+  const std::vector<TokenRange> windows = SplitWindows(
+      static_cast<int64_t>(tokens.size()), window, last_context_length);
+  for (size_t i = 0; i < windows.size(); ++i) {
+    const TokenRange& w = windows[i];
+    const bool last = i + 1 == windows.size();
+    RunChunk(tokens.subspan(w.begin, w.size), w.begin, state, mode, last, sink);
+    if (!last) transformer_.FlushLocalCache(state);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Append(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
+                            const LogitsSink& sink) const {
+  const int window = config().max_position_embeddings;
+  if (tokens.empty()) return absl::InvalidArgumentError("no tokens to append");
+  if (static_cast<int64_t>(tokens.size()) > window) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot append ", tokens.size(),
+                                                   " tokens at once: more than the window (",
+                                                   window, ")"));
+  }
+  FOT_RETURN_IF_ERROR(CheckTokens(tokens));
+  if (state->cache_size() + static_cast<int64_t>(tokens.size()) > window) {
+    transformer_.FlushLocalCache(state);
+  }
+  RunChunk(tokens, 0, state, mode, /*is_last_chunk=*/true, sink);
+  return absl::OkStatus();
+}
+
+}  // namespace fot

@@ -1,0 +1,70 @@
+// The inference engine: a loaded model plus the window and memory rules of
+// DESIGN.md §1 — long inputs split into windows whose keys and values move to
+// memory, and generation that appends to the local cache and flushes it to
+// memory when it would exceed the window.
+//
+// Thread safety: an Engine is immutable once loaded; any number of threads may
+// use it at once, each on its own ModelState.
+#ifndef FOTSERVE_SRC_ENGINE_H_
+#define FOTSERVE_SRC_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "src/transformer.h"
+
+namespace fot {
+
+// Which logits a call produces.
+enum class LogitsMode {
+  kNone,  // none (memory building only)
+  kLast,  // the logits of the last input token
+  kAll,   // one row per input token
+};
+
+// Receives logits rows [first, first + rows) of the call's input, each
+// [vocab_size] floats, in order. The pointer is valid only during the call.
+using LogitsSink = std::function<void(int64_t first, int64_t rows, const float* logits)>;
+
+class Engine {
+ public:
+  // Loads config.json and model.safetensors (or its shards) from model_dir.
+  static absl::StatusOr<std::unique_ptr<Engine>> Load(const std::string& model_dir);
+
+  explicit Engine(Transformer transformer);
+
+  const ModelConfig& config() const { return transformer_.config(); }
+  const Transformer& transformer() const { return transformer_; }
+
+  ModelState NewState() const { return transformer_.NewState(); }
+
+  // Runs a whole input as the published LongLLaMA forward does: windows of W
+  // from the start go through the model and then into memory; the last
+  // last_context_length tokens stay in the local cache. The state's local
+  // cache must be empty (its memory may hold earlier windows).
+  [[nodiscard]] absl::Status Prefill(absl::Span<const int> tokens, int last_context_length,
+                                     ModelState* state, LogitsMode mode,
+                                     const LogitsSink& sink) const;
+
+  // Generation: appends tokens (at most W) to the local cache; if the cache
+  // would exceed W, its whole content moves to memory first.
+  [[nodiscard]] absl::Status Append(absl::Span<const int> tokens, ModelState* state,
+                                    LogitsMode mode, const LogitsSink& sink) const;
+
+ private:
+  absl::Status CheckTokens(absl::Span<const int> tokens) const;
+  // Forward of tokens that fit in the cache, with logits rows from `first`.
+  void RunChunk(absl::Span<const int> tokens, int64_t first, ModelState* state, LogitsMode mode,
+                bool is_last_chunk, const LogitsSink& sink) const;
+
+  Transformer transformer_;
+};
+
+}  // namespace fot
+
+#endif  // FOTSERVE_SRC_ENGINE_H_

@@ -1,0 +1,90 @@
+#include "src/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace fot {
+
+void Linear(const float* x, int64_t n, int in, const float* w, int out, float* y) {
+  if (n == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 0.0f, y, 1);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in,
+              w, in, 0.0f, y, out);
+}
+
+void LinearAccumulate(const float* x, int64_t n, int in, const float* w, int out, float* y) {
+  if (n == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 1.0f, y, 1);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in,
+              w, in, 1.0f, y, out);
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t n, int dim, float eps, float* out) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * dim;
+    float* yr = out + r * dim;
+    float sum_sq = 0.0f;
+    for (int i = 0; i < dim; ++i) sum_sq += xr[i] * xr[i];
+    const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(dim) + eps);
+    for (int i = 0; i < dim; ++i) yr[i] = xr[i] * inv_rms * weight[i];
+  }
+}
+
+namespace {
+
+// exp(v) = 2^k · exp(r) with k = round(v / ln 2), |r| ≤ ln2 / 2; exp(r) by a
+// degree-6 Taylor polynomial, 2^k built in the exponent bits. Branch-free so
+// loops calling it vectorise (with -fno-trapping-math). Below about -87.3 the
+// exponent field clamps to zero and the result is exactly 0, which is what
+// softmax needs for masked (-inf) scores.
+inline float FastExp(float v) {
+  v = v < -100.0f ? -100.0f : v;
+  v = v > 88.0f ? 88.0f : v;
+  const float kf = v * 1.44269504088896341f;
+  const int32_t k = static_cast<int32_t>(kf + (kf >= 0.0f ? 0.5f : -0.5f));
+  const float kk = static_cast<float>(k);
+  const float r = (v - kk * 0.693359375f) + kk * 2.12194440e-4f;  // ln 2 in two parts
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t exponent = std::max(k + 127, 0);
+  const int32_t bits = exponent << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+}  // namespace
+
+void SwiGlu(float* gate, const float* up, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + FastExp(-g)) * up[i];
+  }
+}
+
+void ExpInPlace(float* x, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) x[i] = FastExp(x[i]);
+}
+
+int ArgMax(const float* x, int count) {
+  int best = 0;
+  for (int i = 1; i < count; ++i) {
+    if (x[i] > x[best]) best = i;
+  }
+  return best;
+}
+
+}  // namespace fot

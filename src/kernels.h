@@ -1,0 +1,32 @@
+// Small numeric kernels of the transformer: the building blocks that the
+// forward pass in transformer.cc reads as equations. Matrix products go to
+// OpenBLAS; everything else is a plain loop the compiler vectorises.
+#ifndef FOTSERVE_SRC_KERNELS_H_
+#define FOTSERVE_SRC_KERNELS_H_
+
+#include <cstdint>
+
+namespace fot {
+
+// y[n, out] = x[n, in] · w[out, in]ᵀ  (the Hugging Face Linear layout).
+void Linear(const float* x, int64_t n, int in, const float* w, int out, float* y);
+
+// Same, but adds into y instead of overwriting it (residual connections).
+void LinearAccumulate(const float* x, int64_t n, int in, const float* w, int out, float* y);
+
+// out[n, dim] = x / sqrt(mean(x²) + eps) * weight, row by row.
+void RmsNorm(const float* x, const float* weight, int64_t n, int dim, float eps, float* out);
+
+// gate[i] = silu(gate[i]) * up[i]: the SwiGLU non-linearity.
+void SwiGlu(float* gate, const float* up, int64_t count);
+
+// x[i] = exp(x[i]), vectorised; relative error below 2e-7 on the range that
+// softmax feeds it (x ≤ 0), exp(-inf) = 0.
+void ExpInPlace(float* x, int64_t count);
+
+// Index of the largest element; ties go to the lowest index.
+int ArgMax(const float* x, int count);
+
+}  // namespace fot
+
+#endif  // FOTSERVE_SRC_KERNELS_H_

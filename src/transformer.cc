@@ -1,0 +1,114 @@
+#include "src/transformer.h"
+
+#include <cstring>
+
+#include "src/kernels.h"
+
+namespace fot {
+
+Transformer::Transformer(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      rope_(config_.head_dim(), config_.rope_theta, config_.max_position_embeddings) {}
+
+bool Transformer::Rotates(int layer) const {
+  return config_.mem_positionals || !config_.IsMemoryLayer(layer);
+}
+
+ModelState Transformer::NewState() const {
+  ModelState state;
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const bool memory_layer = config_.IsMemoryLayer(l);
+    state.caches.emplace_back(config_.num_key_value_heads, config_.head_dim(),
+                              config_.max_position_embeddings, memory_layer && Rotates(l));
+    state.memory.push_back(
+        memory_layer ? std::make_unique<KvMemory>(config_.num_key_value_heads, config_.head_dim())
+                     : nullptr);
+  }
+  return state;
+}
+
+const float* Transformer::Forward(const int* tokens, int n, ModelState* state) const {
+  const int hidden = config_.hidden_size;
+  const int heads = config_.num_attention_heads;
+  const int kv_heads = config_.num_key_value_heads;
+  const int hd = config_.head_dim();
+  const int inter = config_.intermediate_size;
+  const AttentionDims dims{heads, kv_heads, hd};
+  const size_t rows = static_cast<size_t>(n);
+
+  ForwardScratch& s = state->scratch;
+  s.x.resize(rows * hidden);
+  s.normed.resize(rows * hidden);
+  s.q.resize(rows * heads * hd);
+  s.attn.resize(rows * heads * hd);
+  s.gate.resize(rows * inter);
+  s.up.resize(rows * inter);
+
+  // token embedding
+  for (int i = 0; i < n; ++i) {
+    std::memcpy(&s.x[i * hidden], weights_.embed_tokens() + static_cast<size_t>(tokens[i]) * hidden,
+                hidden * sizeof(float));
+  }
+
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    const LayerWeights& w = weights_.layer(l);
+    LocalCache& cache = state->caches[l];
+    const int first = cache.size();
+
+    // attention rmsnorm
+    RmsNorm(s.x.data(), w.input_layernorm, n, hidden, config_.rms_norm_eps, s.normed.data());
+
+    // q, k, v projections; k and v land straight in the local cache
+    Linear(s.normed.data(), n, hidden, w.q_proj, heads * hd, s.q.data());
+    float* keys = cache.keys_at(first);
+    Linear(s.normed.data(), n, hidden, w.k_proj, kv_heads * hd, keys);
+    Linear(s.normed.data(), n, hidden, w.v_proj, kv_heads * hd, cache.values_at(first));
+
+    // RoPE by position in the local window; memory layers also keep the raw
+    // keys, which is what memory stores ("rotated as position 0")
+    if (Rotates(l)) {
+      if (cache.keeps_raw_keys()) {
+        std::memcpy(cache.raw_keys_at(first), keys, rows * kv_heads * hd * sizeof(float));
+      }
+      rope_.Apply(s.q.data(), n, heads, first);
+      rope_.Apply(keys, n, kv_heads, first);
+    }
+    cache.Grow(n);
+
+    // attention over the local window (+ memory), one softmax
+    Attend(dims, s.q.data(), n, first, cache.keys(), cache.values(), state->memory[l].get(),
+           &s.attention, s.attn.data());
+
+    // output projection + residual
+    LinearAccumulate(s.attn.data(), n, heads * hd, w.o_proj, hidden, s.x.data());
+
+    // ffn rmsnorm, SwiGLU, down projection + residual
+    RmsNorm(s.x.data(), w.post_attention_layernorm, n, hidden, config_.rms_norm_eps,
+            s.normed.data());
+    Linear(s.normed.data(), n, hidden, w.gate_proj, inter, s.gate.data());
+    Linear(s.normed.data(), n, hidden, w.up_proj, inter, s.up.data());
+    SwiGlu(s.gate.data(), s.up.data(), rows * inter);
+    LinearAccumulate(s.gate.data(), n, inter, w.down_proj, hidden, s.x.data());
+  }
+
+  // final rmsnorm
+  RmsNorm(s.x.data(), weights_.final_norm(), n, hidden, config_.rms_norm_eps, s.normed.data());
+  return s.normed.data();
+}
+
+void Transformer::Logits(const float* hidden, int rows, float* logits) const {
+  Linear(hidden, rows, config_.hidden_size, weights_.lm_head(), config_.vocab_size, logits);
+}
+
+void Transformer::FlushLocalCache(ModelState* state) const {
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    LocalCache& cache = state->caches[l];
+    if (KvMemory* memory = state->memory[l].get()) {
+      memory->Append(cache.memory_keys(), cache.values(), cache.size());
+    }
+    cache.Clear();
+  }
+}
+
+}  // namespace fot

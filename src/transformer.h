@@ -1,0 +1,79 @@
+// The LLaMA / LongLLaMA decoder: weights plus the forward pass of one chunk of
+// tokens through every layer (DESIGN.md §1). Window splitting and generation
+// live in engine.h; this file only knows the local cache and memory it is
+// handed.
+//
+// Thread safety: a Transformer is immutable after construction and may be
+// shared by any number of threads, each with its own ModelState.
+#ifndef FOTSERVE_SRC_TRANSFORMER_H_
+#define FOTSERVE_SRC_TRANSFORMER_H_
+
+#include <memory>
+#include <vector>
+
+#include "memory/kv_memory.h"
+#include "src/attention.h"
+#include "src/local_cache.h"
+#include "src/model_config.h"
+#include "src/model_weights.h"
+#include "src/rope.h"
+
+namespace fot {
+
+// Buffers of one forward pass, kept between calls so generation allocates
+// nothing per token.
+struct ForwardScratch {
+  std::vector<float> x;          // [n, hidden] residual stream
+  std::vector<float> normed;     // [n, hidden]
+  std::vector<float> q;          // [n, heads * head_dim]
+  std::vector<float> attn;       // [n, heads * head_dim]
+  std::vector<float> gate;       // [n, intermediate]
+  std::vector<float> up;         // [n, intermediate]
+  AttentionScratch attention;
+};
+
+// Everything one stream of tokens carries from call to call.
+struct ModelState {
+  std::vector<LocalCache> caches;                 // [layer]
+  std::vector<std::unique_ptr<KvMemory>> memory;  // [layer]; null for non-memory layers
+  ForwardScratch scratch;
+
+  int cache_size() const { return caches.front().size(); }
+};
+
+class Transformer {
+ public:
+  Transformer(ModelConfig config, ModelWeights weights);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+
+  // A fresh state: empty local caches and memories.
+  ModelState NewState() const;
+
+  // Appends tokens[0, n) to the local cache at positions [cache_size,
+  // cache_size + n) and runs them through every layer. Requires
+  // cache_size + n <= max_position_embeddings and valid token ids (the engine
+  // checks both). Returns the final-normed hidden states [n, hidden], valid
+  // until the next call with this state.
+  const float* Forward(const int* tokens, int n, ModelState* state) const;
+
+  // logits[rows, vocab] = hidden[rows, hidden] · lm_headᵀ
+  void Logits(const float* hidden, int rows, float* logits) const;
+
+  // Moves the local cache into memory (memory layers; keys as the raw
+  // projection) and empties every layer's cache.
+  void FlushLocalCache(ModelState* state) const;
+
+ private:
+  // Whether layer l rotates its queries and keys.
+  bool Rotates(int layer) const;
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  Rope rope_;
+};
+
+}  // namespace fot
+
+#endif  // FOTSERVE_SRC_TRANSFORMER_H_
