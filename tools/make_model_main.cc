@@ -1,0 +1,201 @@
+// fot-make-model: writes a random-weight LongLLaMA (or LLaMA) model folder
+// (config.json + safetensors) for tests and benchmarks.
+//
+//   fot-make-model --out /tmp/m --hidden 256 --layers 4 --mem-layers 1,3 --dtype bf16
+//
+// Flags may be written --kv-heads or --kv_heads, with "=value" or as the next
+// argument. Bad flags or an invalid model: one line on stderr, exit code 2.
+// Write failures: exit code 1.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "src/model_config.h"
+#include "src/model_weights.h"
+#include "src/random_checkpoint.h"
+
+ABSL_FLAG(std::string, out, "", "output folder (created; required)");
+ABSL_FLAG(std::string, model_type, "longllama", "longllama or llama");
+ABSL_FLAG(int, hidden, 512, "hidden_size");
+ABSL_FLAG(int, layers, 8, "num_hidden_layers");
+ABSL_FLAG(int, heads, 8, "num_attention_heads");
+ABSL_FLAG(int, kv_heads, 0, "num_key_value_heads (must divide --heads); 0 means --heads (MHA)");
+ABSL_FLAG(int, intermediate, 1376, "intermediate_size of the MLP");
+ABSL_FLAG(int, vocab, 32000, "vocab_size");
+ABSL_FLAG(int, window, 512, "max_position_embeddings, the local context window W");
+ABSL_FLAG(int, last_context, 256,
+          "last_context_length L (default: half of --window for longllama, --window for llama)");
+ABSL_FLAG(std::string, mem_layers, "3,6", "comma-separated memory layers (longllama only)");
+ABSL_FLAG(bool, mem_positionals, true, "rotary positions in memory layers (longllama only)");
+ABSL_FLAG(bool, tie, false, "tie_word_embeddings: lm_head shares the embedding matrix");
+ABSL_FLAG(float, rope_theta, 10000.0f, "rope_theta");
+ABSL_FLAG(float, rms_norm_eps, 1e-6f, "rms_norm_eps");
+ABSL_FLAG(uint32_t, seed, 0, "random seed");
+ABSL_FLAG(float, init_std, 0.02f, "standard deviation of the random weights");
+ABSL_FLAG(std::string, dtype, "f32", "storage dtype: f32, f16 or bf16");
+ABSL_FLAG(int, shards, 1, "number of safetensors files (> 1 writes an index.json)");
+
+namespace {
+
+constexpr const char* kFlagNames[] = {"out",      "model_type",   "hidden",       "layers",
+                                      "heads",    "kv_heads",     "intermediate", "vocab",
+                                      "window",   "last_context", "mem_layers",   "mem_positionals",
+                                      "tie",      "rope_theta",   "rms_norm_eps", "seed",
+                                      "init_std", "dtype",        "shards"};
+
+[[noreturn]] void Fail(const std::string& message, int code = 2) {
+  std::fprintf(stderr, "fot-make-model: %s\n", message.c_str());
+  std::exit(code);
+}
+
+void PrintUsage() {
+  std::printf("Usage: fot-make-model --out DIR [flags]\nWrites a random-weight model folder.\n\n");
+  for (const char* name : kFlagNames) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string dashed = name;
+    for (char& c : dashed) c = c == '_' ? '-' : c;
+    std::printf("  --%-16s %s (default: %s)\n", dashed.c_str(), flag->Help().c_str(),
+                flag->DefaultValue().c_str());
+  }
+}
+
+// Parses argv into the flags above; returns the names of the flags given.
+// absl::ParseCommandLine would exit with code 1 and accept only underscores.
+std::set<std::string> ParseFlags(int argc, char** argv) {
+  const std::set<std::string> known(std::begin(kFlagNames), std::end(kFlagNames));
+  std::set<std::string> given;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
+      Fail(absl::StrCat("unexpected argument '", arg, "' (try --help)"));
+    }
+    if (arg == "help" || arg == "h") {
+      PrintUsage();
+      std::exit(0);
+    }
+    std::string name(arg.substr(0, arg.find('=')));
+    for (char& c : name) c = c == '-' ? '_' : c;
+    const bool has_value = arg.find('=') != absl::string_view::npos;
+    std::string value = has_value ? std::string(arg.substr(arg.find('=') + 1)) : "";
+    absl::CommandLineFlag* flag = known.count(name) ? absl::FindCommandLineFlag(name) : nullptr;
+    if (flag == nullptr && !has_value && absl::StartsWith(name, "no") &&
+        known.count(name.substr(2))) {
+      flag = absl::FindCommandLineFlag(name.substr(2));
+      if (flag == nullptr || !flag->IsOfType<bool>()) {
+        Fail(absl::StrCat("unknown flag '", argv[i], "' (try --help)"));
+      }
+      name = name.substr(2);
+      value = "false";
+    } else if (flag == nullptr) {
+      Fail(absl::StrCat("unknown flag '", argv[i], "' (try --help)"));
+    } else if (!has_value) {
+      if (flag->IsOfType<bool>()) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        Fail(absl::StrCat("flag --", arg, " needs a value"));
+      }
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      Fail(absl::StrCat("bad value '", value, "' for --", arg.substr(0, arg.find('=')), ": ",
+                        error));
+    }
+    given.insert(name);
+  }
+  return given;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::set<std::string> given = ParseFlags(argc, argv);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) Fail("--out DIR is required");
+
+  fot::ModelConfig config;
+  config.source = "model flags";
+  config.model_type = absl::GetFlag(FLAGS_model_type);
+  const bool longllama = config.model_type == "longllama";
+  config.vocab_size = absl::GetFlag(FLAGS_vocab);
+  config.hidden_size = absl::GetFlag(FLAGS_hidden);
+  config.intermediate_size = absl::GetFlag(FLAGS_intermediate);
+  config.num_hidden_layers = absl::GetFlag(FLAGS_layers);
+  config.num_attention_heads = absl::GetFlag(FLAGS_heads);
+  config.num_key_value_heads =
+      absl::GetFlag(FLAGS_kv_heads) > 0 ? absl::GetFlag(FLAGS_kv_heads) : config.num_attention_heads;
+  config.max_position_embeddings = absl::GetFlag(FLAGS_window);
+  config.last_context_length = given.count("last_context")
+                                   ? absl::GetFlag(FLAGS_last_context)
+                                   : (longllama ? std::max(1, config.max_position_embeddings / 2)
+                                                : config.max_position_embeddings);
+  config.rope_theta = absl::GetFlag(FLAGS_rope_theta);
+  config.rms_norm_eps = absl::GetFlag(FLAGS_rms_norm_eps);
+  config.tie_word_embeddings = absl::GetFlag(FLAGS_tie);
+  config.mem_positionals = absl::GetFlag(FLAGS_mem_positionals);
+  const std::string mem_layers = absl::GetFlag(FLAGS_mem_layers);
+  if (longllama || given.count("mem_layers")) {
+    for (absl::string_view part : absl::StrSplit(mem_layers, ',', absl::SkipWhitespace())) {
+      int layer = 0;
+      if (!absl::SimpleAtoi(part, &layer)) {
+        Fail(absl::StrCat("--mem-layers: '", part, "' is not a layer number (e.g. 3,6)"));
+      }
+      config.mem_layers.push_back(layer);
+    }
+  }
+
+  fot::RandomCheckpointOptions options;
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.init_std = absl::GetFlag(FLAGS_init_std);
+  options.num_shards = absl::GetFlag(FLAGS_shards);
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  if (dtype == "f32") {
+    options.dtype = fot::DType::kF32;
+  } else if (dtype == "f16") {
+    options.dtype = fot::DType::kF16;
+  } else if (dtype == "bf16") {
+    options.dtype = fot::DType::kBF16;
+  } else {
+    Fail(absl::StrCat("--dtype: '", dtype, "' is not one of f32, f16, bf16"));
+  }
+  if (!(options.init_std >= 0.0f)) Fail("--init-std must be >= 0");
+
+  if (absl::Status status = config.Validate(); !status.ok()) Fail(std::string(status.message()));
+  const std::vector<fot::TensorSpec> specs = fot::ExpectedTensors(config);
+  if (options.num_shards < 1 || static_cast<size_t>(options.num_shards) > specs.size()) {
+    Fail(absl::StrCat("--shards (", options.num_shards, ") must be between 1 and ", specs.size(),
+                      " (the number of tensors)"));
+  }
+  if (absl::Status status = fot::WriteRandomCheckpoint(out, config, options); !status.ok()) {
+    Fail(std::string(status.message()), 1);
+  }
+
+  int64_t parameters = 0;
+  for (const fot::TensorSpec& spec : specs) {
+    int64_t n = 1;
+    for (int64_t dim : spec.shape) n *= dim;
+    parameters += n;
+  }
+  const double bytes = static_cast<double>(parameters) * fot::DTypeSize(options.dtype);
+  std::printf(
+      "wrote %s: %s, %d layers, hidden %d, %d heads (%d kv), vocab %d, W %d, L %d, mem_layers "
+      "[%s]; %.2fM parameters, %.1f MB %s in %d file%s\n",
+      out.c_str(), config.model_type.c_str(), config.num_hidden_layers, config.hidden_size,
+      config.num_attention_heads, config.num_key_value_heads, config.vocab_size,
+      config.max_position_embeddings, config.last_context_length,
+      absl::StrJoin(config.mem_layers, ",").c_str(), parameters / 1e6, bytes / 1e6, dtype.c_str(),
+      options.num_shards, options.num_shards == 1 ? "" : "s");
+  return 0;
+}
