@@ -42,13 +42,8 @@ void FoldBlock(const Tile& tile, int head_dim, const float* block_keys, const fl
       const int visible = tile.num_cached + position + 1;
       std::fill(row + std::min(visible, block_size), row + block_size, kNegInf);
     }
-    float block_max = kNegInf;
-    for (int j = 0; j < block_size; ++j) block_max = std::max(block_max, row[j]);
-    const float new_max = std::max(s->row_max[r], block_max);
-    for (int j = 0; j < block_size; ++j) row[j] -= new_max;
-    ExpInPlace(row, block_size);
-    float block_sum = 0.0f;
-    for (int j = 0; j < block_size; ++j) block_sum += row[j];
+    const float new_max = std::max(s->row_max[r], MaxOf(row, block_size));
+    const float block_sum = ExpShiftedSum(row, block_size, new_max);
     const float rescale = s->row_max[r] == kNegInf ? 0.0f : std::exp(s->row_max[r] - new_max);
     s->row_sum[r] = s->row_sum[r] * rescale + block_sum;
     s->row_max[r] = new_max;

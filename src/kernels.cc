@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace fot {
 
@@ -32,6 +33,7 @@ void RmsNorm(const float* x, const float* weight, int64_t n, int dim, float eps,
     const float* xr = x + r * dim;
     float* yr = out + r * dim;
     float sum_sq = 0.0f;
+#pragma omp simd reduction(+ : sum_sq)
     for (int i = 0; i < dim; ++i) sum_sq += xr[i] * xr[i];
     const float inv_rms = 1.0f / std::sqrt(sum_sq / static_cast<float>(dim) + eps);
     for (int i = 0; i < dim; ++i) yr[i] = xr[i] * inv_rms * weight[i];
@@ -77,6 +79,23 @@ void SwiGlu(float* gate, const float* up, int64_t count) {
 
 void ExpInPlace(float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) x[i] = FastExp(x[i]);
+}
+
+float ExpShiftedSum(float* x, int64_t count, float shift) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < count; ++i) {
+    x[i] = FastExp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
+float MaxOf(const float* x, int64_t count) {
+  float best = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : best)
+  for (int64_t i = 0; i < count; ++i) best = x[i] > best ? x[i] : best;
+  return best;
 }
 
 int ArgMax(const float* x, int count) {

@@ -24,6 +24,13 @@ void SwiGlu(float* gate, const float* up, int64_t count);
 // softmax feeds it (x ≤ 0), exp(-inf) = 0.
 void ExpInPlace(float* x, int64_t count);
 
+// x[i] = exp(x[i] - shift); returns the sum of the new x. One pass, for
+// softmax rows.
+float ExpShiftedSum(float* x, int64_t count, float shift);
+
+// The largest element (-inf for count 0).
+float MaxOf(const float* x, int64_t count);
+
 // Index of the largest element; ties go to the lowest index.
 int ArgMax(const float* x, int count);
 
