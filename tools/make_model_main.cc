@@ -3,24 +3,20 @@
 //
 //   fot-make-model --out /tmp/m --hidden 256 --layers 4 --mem-layers 1,3 --dtype bf16
 //
-// Flags may be written --kv-heads or --kv_heads, with "=value" or as the next
-// argument. Bad flags or an invalid model: one line on stderr, exit code 2.
-// Write failures: exit code 1.
+// Flags may be written --kv-heads or --kv_heads. An invalid model: one line on
+// stderr, exit code 2. Write failures: exit code 1.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/reflection.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
+#include "src/command_line.h"
 #include "src/model_config.h"
 #include "src/model_weights.h"
 #include "src/random_checkpoint.h"
@@ -34,8 +30,8 @@ ABSL_FLAG(int, kv_heads, 0, "num_key_value_heads (must divide --heads); 0 means 
 ABSL_FLAG(int, intermediate, 1376, "intermediate_size of the MLP");
 ABSL_FLAG(int, vocab, 32000, "vocab_size");
 ABSL_FLAG(int, window, 512, "max_position_embeddings, the local context window W");
-ABSL_FLAG(int, last_context, 256,
-          "last_context_length L (default: half of --window for longllama, --window for llama)");
+ABSL_FLAG(int, last_context, 0,
+          "last_context_length L; 0: half of --window for longllama, --window for llama");
 ABSL_FLAG(std::string, mem_layers, "3,6", "comma-separated memory layers (longllama only)");
 ABSL_FLAG(bool, mem_positionals, true, "rotary positions in memory layers (longllama only)");
 ABSL_FLAG(bool, tie, false, "tie_word_embeddings: lm_head shares the embedding matrix");
@@ -48,80 +44,17 @@ ABSL_FLAG(int, shards, 1, "number of safetensors files (> 1 writes an index.json
 
 namespace {
 
-constexpr const char* kFlagNames[] = {"out",      "model_type",   "hidden",       "layers",
-                                      "heads",    "kv_heads",     "intermediate", "vocab",
-                                      "window",   "last_context", "mem_layers",   "mem_positionals",
-                                      "tie",      "rope_theta",   "rms_norm_eps", "seed",
-                                      "init_std", "dtype",        "shards"};
-
 [[noreturn]] void Fail(const std::string& message, int code = 2) {
   std::fprintf(stderr, "fot-make-model: %s\n", message.c_str());
   std::exit(code);
 }
 
-void PrintUsage() {
-  std::printf("Usage: fot-make-model --out DIR [flags]\nWrites a random-weight model folder.\n\n");
-  for (const char* name : kFlagNames) {
-    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    std::string dashed = name;
-    for (char& c : dashed) c = c == '_' ? '-' : c;
-    std::printf("  --%-16s %s (default: %s)\n", dashed.c_str(), flag->Help().c_str(),
-                flag->DefaultValue().c_str());
-  }
-}
-
-// Parses argv into the flags above; returns the names of the flags given.
-// absl::ParseCommandLine would exit with code 1 and accept only underscores.
-std::set<std::string> ParseFlags(int argc, char** argv) {
-  const std::set<std::string> known(std::begin(kFlagNames), std::end(kFlagNames));
-  std::set<std::string> given;
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
-      Fail(absl::StrCat("unexpected argument '", arg, "' (try --help)"));
-    }
-    if (arg == "help" || arg == "h") {
-      PrintUsage();
-      std::exit(0);
-    }
-    std::string name(arg.substr(0, arg.find('=')));
-    for (char& c : name) c = c == '-' ? '_' : c;
-    const bool has_value = arg.find('=') != absl::string_view::npos;
-    std::string value = has_value ? std::string(arg.substr(arg.find('=') + 1)) : "";
-    absl::CommandLineFlag* flag = known.count(name) ? absl::FindCommandLineFlag(name) : nullptr;
-    if (flag == nullptr && !has_value && absl::StartsWith(name, "no") &&
-        known.count(name.substr(2))) {
-      flag = absl::FindCommandLineFlag(name.substr(2));
-      if (flag == nullptr || !flag->IsOfType<bool>()) {
-        Fail(absl::StrCat("unknown flag '", argv[i], "' (try --help)"));
-      }
-      name = name.substr(2);
-      value = "false";
-    } else if (flag == nullptr) {
-      Fail(absl::StrCat("unknown flag '", argv[i], "' (try --help)"));
-    } else if (!has_value) {
-      if (flag->IsOfType<bool>()) {
-        value = "true";
-      } else if (i + 1 < argc) {
-        value = argv[++i];
-      } else {
-        Fail(absl::StrCat("flag --", arg, " needs a value"));
-      }
-    }
-    std::string error;
-    if (!flag->ParseFrom(value, &error)) {
-      Fail(absl::StrCat("bad value '", value, "' for --", arg.substr(0, arg.find('=')), ": ",
-                        error));
-    }
-    given.insert(name);
-  }
-  return given;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::set<std::string> given = ParseFlags(argc, argv);
+  const std::vector<std::string> positional = fot::ParseCommandLine(
+      argc, argv, "fot-make-model --out DIR [flags]: writes a random-weight model folder");
+  if (!positional.empty()) Fail("unexpected argument '" + positional[0] + "' (see --help)");
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) Fail("--out DIR is required");
 
@@ -137,7 +70,7 @@ int main(int argc, char** argv) {
   config.num_key_value_heads =
       absl::GetFlag(FLAGS_kv_heads) > 0 ? absl::GetFlag(FLAGS_kv_heads) : config.num_attention_heads;
   config.max_position_embeddings = absl::GetFlag(FLAGS_window);
-  config.last_context_length = given.count("last_context")
+  config.last_context_length = absl::GetFlag(FLAGS_last_context) > 0
                                    ? absl::GetFlag(FLAGS_last_context)
                                    : (longllama ? std::max(1, config.max_position_embeddings / 2)
                                                 : config.max_position_embeddings);
@@ -146,7 +79,7 @@ int main(int argc, char** argv) {
   config.tie_word_embeddings = absl::GetFlag(FLAGS_tie);
   config.mem_positionals = absl::GetFlag(FLAGS_mem_positionals);
   const std::string mem_layers = absl::GetFlag(FLAGS_mem_layers);
-  if (longllama || given.count("mem_layers")) {
+  if (longllama) {
     for (absl::string_view part : absl::StrSplit(mem_layers, ',', absl::SkipWhitespace())) {
       int layer = 0;
       if (!absl::SimpleAtoi(part, &layer)) {

@@ -1,0 +1,223 @@
+// fot-run: the offline tool. Runs a prompt (text or token ids) through the
+// engine with the window and memory rules of the published LongLLaMA code,
+// optionally writes every position's logits, and generates a continuation.
+//
+//   fot-run --model DIR --prompt "text" --generate 64
+//   fot-run --model DIR --input-ids ids.npy --logits-out logits.npy
+//
+// Logits files (.npy float32): --logits-out holds [T, vocab], one row per
+// input token. With --generate N it is accompanied by <stem>.generated.npy,
+// [N, vocab]: row i holds the logits after feeding generated token i (the
+// layout of golden/greedy_logits.npy).
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "src/command_line.h"
+#include "src/engine.h"
+#include "src/npy.h"
+#include "src/sampler.h"
+#include "src/status_macros.h"
+#include "src/tokenizer.h"
+
+ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors, tokenizer.model");
+ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized with the model's tokenizer.model)");
+ABSL_FLAG(std::string, input_ids, "", "Prompt as token ids: a .npy int64 (or int32) vector");
+ABSL_FLAG(bool, add_bos, true, "Prepend the BOS token to --prompt text");
+ABSL_FLAG(bool, use_cache, false,
+          "Generate with the local cache, as the reference's use_cache=True. Without it each "
+          "step re-runs the whole sequence (prompt + generated) from scratch, as use_cache=False");
+ABSL_FLAG(int, last_context_length, 0,
+          "Length L of the last window (default: the config's last_context_length)");
+ABSL_FLAG(std::string, logits_out, "", "Write the logits of every input token here (.npy)");
+ABSL_FLAG(std::string, generated_ids_out, "", "Write the generated token ids here (.npy int64)");
+ABSL_FLAG(int, generate, 0, "Number of tokens to generate");
+ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence token");
+ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature; 0 is greedy");
+ABSL_FLAG(float, top_p, 1.0f, "Nucleus sampling mass, in (0, 1]");
+ABSL_FLAG(uint64_t, seed, 0, "Sampling seed");
+
+namespace fot {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string GeneratedLogitsPath(const std::string& logits_out) {
+  const std::string stem =
+      logits_out.size() > 4 && logits_out.ends_with(".npy") ? logits_out.substr(0, logits_out.size() - 4)
+                                                            : logits_out;
+  return stem + ".generated.npy";
+}
+
+// Collects logits rows into a streaming .npy writer, remembering the last row
+// for sampling. The writer is optional.
+class LogitsCollector {
+ public:
+  LogitsCollector(int vocab, NpyFloat32RowWriter* writer) : last_(vocab), writer_(writer) {}
+
+  LogitsSink Sink() {
+    return [this](int64_t, int64_t rows, const float* logits) {
+      const size_t vocab = last_.size();
+      std::copy(logits + (rows - 1) * vocab, logits + rows * vocab, last_.begin());
+      if (writer_ != nullptr && status_.ok()) status_ = writer_->Append(logits, rows);
+    };
+  }
+  const std::vector<float>& last() const { return last_; }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  std::vector<float> last_;
+  NpyFloat32RowWriter* writer_;
+  absl::Status status_;
+};
+
+absl::StatusOr<std::vector<int>> PromptTokens(const ModelConfig& config,
+                                              const Tokenizer* tokenizer) {
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  const std::string ids_path = absl::GetFlag(FLAGS_input_ids);
+  if (!ids_path.empty()) {
+    FOT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ReadNpyTokenIds(ids_path));
+    return std::vector<int>(ids.begin(), ids.end());
+  }
+  if (tokenizer == nullptr) {
+    return absl::FailedPreconditionError(
+        "--prompt needs tokenizer.model in the model folder; use --input-ids instead");
+  }
+  std::vector<int> ids;
+  if (absl::GetFlag(FLAGS_add_bos)) ids.push_back(config.bos_token_id);
+  const std::vector<int> text = tokenizer->Encode(prompt);
+  ids.insert(ids.end(), text.begin(), text.end());
+  return ids;
+}
+
+absl::Status Run() {
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  if (model_dir.empty()) return absl::InvalidArgumentError("--model is required");
+  if (absl::GetFlag(FLAGS_prompt).empty() == absl::GetFlag(FLAGS_input_ids).empty()) {
+    return absl::InvalidArgumentError("give exactly one of --prompt and --input-ids");
+  }
+  const int to_generate = absl::GetFlag(FLAGS_generate);
+  if (to_generate < 0) return absl::InvalidArgumentError("--generate must be >= 0");
+  SamplingOptions sampling;
+  sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  sampling.seed = absl::GetFlag(FLAGS_seed);
+  FOT_RETURN_IF_ERROR(ValidateSamplingOptions(sampling));
+
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(model_dir));
+  const ModelConfig& config = engine->config();
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (auto loaded = Tokenizer::Load(model_dir + "/tokenizer.model"); loaded.ok()) {
+    tokenizer = *std::move(loaded);
+  } else if (!absl::GetFlag(FLAGS_prompt).empty()) {
+    return loaded.status();
+  }
+  FOT_ASSIGN_OR_RETURN(std::vector<int> prompt, PromptTokens(config, tokenizer.get()));
+  const int last_context = absl::GetFlag(FLAGS_last_context_length) > 0
+                               ? absl::GetFlag(FLAGS_last_context_length)
+                               : config.last_context_length;
+
+  const std::string logits_out = absl::GetFlag(FLAGS_logits_out);
+  std::unique_ptr<NpyFloat32RowWriter> prompt_writer, generated_writer;
+  if (!logits_out.empty()) {
+    FOT_ASSIGN_OR_RETURN(prompt_writer, NpyFloat32RowWriter::Create(logits_out, config.vocab_size));
+    if (to_generate > 0) {
+      FOT_ASSIGN_OR_RETURN(generated_writer, NpyFloat32RowWriter::Create(
+                                                 GeneratedLogitsPath(logits_out), config.vocab_size));
+    }
+  }
+
+  // Prompt processing.
+  ModelState state = engine->NewState();
+  LogitsCollector prompt_logits(config.vocab_size, prompt_writer.get());
+  auto start = std::chrono::steady_clock::now();
+  FOT_RETURN_IF_ERROR(engine->Prefill(prompt, last_context, &state,
+                                      prompt_writer ? LogitsMode::kAll : LogitsMode::kLast,
+                                      prompt_logits.Sink()));
+  FOT_RETURN_IF_ERROR(prompt_logits.status());
+  const double prefill_seconds = SecondsSince(start);
+  absl::FPrintF(stderr, "processed %d tokens in %.3f s: %.1f tokens/s (memory: %d layers)\n",
+                prompt.size(), prefill_seconds, prompt.size() / prefill_seconds,
+                config.mem_layers.size());
+  if (prompt_writer) FOT_RETURN_IF_ERROR(prompt_writer->Finish());
+
+  // Generation: sample from the last logits, feed the token, repeat. With a
+  // logits file, the last token is fed too, so the file has one row per token.
+  Sampler sampler(sampling);
+  LogitsCollector step_logits(config.vocab_size, generated_writer.get());
+  std::vector<float> logits = prompt_logits.last();
+  std::vector<int64_t> generated;
+  std::vector<int> sequence = prompt;  // for generation without the cache
+  std::optional<DetokenizeStream> text;
+  if (tokenizer) text.emplace(tokenizer.get());
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < to_generate; ++i) {
+    const int token = sampler.Sample(logits.data(), config.vocab_size);
+    generated.push_back(token);
+    if (text) {
+      std::fputs(text->Feed(token).c_str(), stdout);
+    } else {
+      std::printf("%s%d", i == 0 ? "" : " ", token);
+    }
+    std::fflush(stdout);
+    const bool stop = token == config.eos_token_id && !absl::GetFlag(FLAGS_ignore_eos);
+    if ((i + 1 < to_generate && !stop) || generated_writer) {
+      if (absl::GetFlag(FLAGS_use_cache)) {
+        FOT_RETURN_IF_ERROR(
+            engine->Append({&token, 1}, &state, LogitsMode::kLast, step_logits.Sink()));
+      } else {
+        sequence.push_back(token);
+        state = engine->NewState();
+        FOT_RETURN_IF_ERROR(engine->Prefill(sequence, last_context, &state, LogitsMode::kLast,
+                                            step_logits.Sink()));
+      }
+      FOT_RETURN_IF_ERROR(step_logits.status());
+      logits = step_logits.last();
+    }
+    if (stop) break;
+  }
+  if (to_generate > 0) {
+    if (text) std::fputs(text->Flush().c_str(), stdout);
+    std::printf("\n");
+    const double seconds = SecondsSince(start);
+    absl::FPrintF(stderr, "generated %d tokens in %.3f s: %.1f tokens/s, %.2f ms/token\n",
+                  generated.size(), seconds, generated.size() / seconds,
+                  1000 * seconds / generated.size());
+  }
+  if (generated_writer) FOT_RETURN_IF_ERROR(generated_writer->Finish());
+  if (const std::string path = absl::GetFlag(FLAGS_generated_ids_out); !path.empty()) {
+    FOT_RETURN_IF_ERROR(WriteNpyInt64(path, generated));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace fot
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> positional = fot::ParseCommandLine(
+      argc, argv,
+      "fot-run --model DIR (--prompt TEXT | --input-ids FILE.npy) [--use-cache] "
+      "[--last-context-length N] [--logits-out FILE.npy] [--generate N] [--temperature T] "
+      "[--top-p P] [--seed S]");
+  if (!positional.empty()) {
+    std::fprintf(stderr, "fot-run: unexpected argument '%s' (see --help)\n",
+                 positional[0].c_str());
+    return 2;
+  }
+  const absl::Status status = fot::Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "fot-run: %s\n", std::string(status.message()).c_str());
+    return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  return 0;
+}

@@ -1,0 +1,155 @@
+// The public Tokenizer API: wraps the SentencePiece backend (tokenizer.cc),
+// turning its plain errors into absl::Status. This file may use Abseil; it must
+// never include SentencePiece headers (BUILD-NOTES.md, trap 2).
+#include <utility>
+
+#include "src/tokenizer.h"
+#include "src/tokenizer_backend.h"
+
+namespace fot {
+namespace {
+
+using tokenizer_internal::BackendError;
+using tokenizer_internal::PieceKind;
+using tokenizer_internal::SpmBackend;
+
+absl::Status ToStatus(const BackendError& error) {
+  switch (error.kind) {
+    case BackendError::Kind::kNone:
+      return absl::OkStatus();
+    case BackendError::Kind::kNotFound:
+      return absl::NotFoundError(error.message);
+    case BackendError::Kind::kInvalidArgument:
+      return absl::InvalidArgumentError(error.message);
+    case BackendError::Kind::kUnavailable:
+      return absl::UnavailableError(error.message);
+    case BackendError::Kind::kInternal:
+      break;
+  }
+  return absl::InternalError(error.message);
+}
+
+// Bytes in a UTF-8 sequence that starts with `lead`; 1 for bytes that cannot
+// start one (they decode to U+FFFD on their own).
+int Utf8SequenceLength(int lead) {
+  if (lead < 0xC0) return 1;  // ASCII, or a stray continuation byte
+  if (lead < 0xE0) return 2;
+  if (lead < 0xF0) return 3;
+  if (lead < 0xF8) return 4;
+  return 1;
+}
+
+}  // namespace
+
+// --- Tokenizer ----------------------------------------------------------------
+
+Tokenizer::Tokenizer(std::unique_ptr<SpmBackend> backend, std::string model_path)
+    : backend_(std::move(backend)), model_path_(std::move(model_path)) {}
+
+Tokenizer::~Tokenizer() = default;
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_path) {
+  BackendError error;
+  std::unique_ptr<SpmBackend> backend = SpmBackend::Load(model_path, &error);
+  if (backend == nullptr) {
+    if (error.ok())
+      error = {BackendError::Kind::kInternal, "tokenizer model '" + model_path + "': load failed"};
+    return ToStatus(error);
+  }
+  return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(backend), model_path));
+}
+
+std::vector<int> Tokenizer::Encode(std::string_view text) const { return backend_->Encode(text); }
+
+std::string Tokenizer::Decode(const std::vector<int>& ids) const { return backend_->Decode(ids); }
+
+int Tokenizer::vocab_size() const { return backend_->vocab_size(); }
+int Tokenizer::bos_id() const { return backend_->bos_id(); }
+int Tokenizer::eos_id() const { return backend_->eos_id(); }
+std::string Tokenizer::PieceText(int id) const { return backend_->Piece(id); }
+
+// --- DetokenizeStream -----------------------------------------------------------
+
+DetokenizeStream::DetokenizeStream(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
+
+size_t DetokenizeStream::IncompleteTail() const {
+  const SpmBackend& backend = *tokenizer_->backend_;
+  // The trailing run of byte pieces; only its last (at most 4) bytes matter.
+  size_t run = 0;
+  while (run < context_.size() && run < 4 &&
+         backend.kind(context_[context_.size() - 1 - run]) == PieceKind::kByte) {
+    ++run;
+  }
+  // Find the last byte that is not a continuation byte (10xxxxxx).
+  for (size_t back = 1; back <= run; ++back) {
+    const int byte = backend.byte_value(context_[context_.size() - back]);
+    if ((byte & 0xC0) == 0x80) continue;
+    // `back` bytes from this lead to the end: complete if that is enough.
+    return back < static_cast<size_t>(Utf8SequenceLength(byte)) ? back : 0;
+  }
+  // Only continuation bytes (or none): later bytes cannot complete anything.
+  return 0;
+}
+
+std::string DetokenizeStream::Feed(int id) {
+  if (id < 0 || id >= tokenizer_->vocab_size()) return "";
+  context_.push_back(id);
+  const size_t stable = context_.size() - IncompleteTail();
+  if (stable <= emitted_ids_) return "";
+  std::string text =
+      tokenizer_->Decode(std::vector<int>(context_.begin(), context_.begin() + stable));
+  std::string out;
+  if (text.compare(0, emitted_text_.size(), emitted_text_) == 0) {
+    out = text.substr(emitted_text_.size());
+  } else if (text.size() > emitted_text_.size()) {
+    // Decoding is prefix-stable given the anchoring rules, so this is not
+    // expected; if it happens, never repeat text already returned.
+    out = text.substr(emitted_text_.size());
+  }
+  emitted_ids_ = stable;
+  emitted_text_ = std::move(text);
+  Compact();
+  return out;
+}
+
+std::string DetokenizeStream::Flush() {
+  std::string out;
+  if (context_.size() > emitted_ids_) {
+    const std::string text = tokenizer_->Decode(context_);
+    if (text.size() > emitted_text_.size()) out = text.substr(emitted_text_.size());
+  }
+  context_.clear();
+  emitted_ids_ = 0;
+  emitted_text_.clear();
+  return out;
+}
+
+void DetokenizeStream::Compact() {
+  if (emitted_ids_ < 2) return;
+  // The last returned id becomes the anchor: later text decodes the same after
+  // it alone as after the whole history if it (a) ends any byte sequence (a
+  // byte piece at the end of the returned part always does) and (b) decodes to
+  // non-empty text, so Decode does not treat what follows as the start.
+  const int anchor = context_[emitted_ids_ - 1];
+  const PieceKind kind = tokenizer_->backend_->kind(anchor);
+  if (kind != PieceKind::kNormal && kind != PieceKind::kByte) return;
+  std::string anchor_text = tokenizer_->Decode({anchor});
+  if (anchor_text.empty()) return;
+  context_.erase(context_.begin(), context_.begin() + (emitted_ids_ - 1));
+  emitted_ids_ = 1;
+  emitted_text_ = std::move(anchor_text);
+}
+
+// --- training -------------------------------------------------------------------
+
+absl::Status TrainTokenizer(const std::string& corpus_path, int vocab_size,
+                            const std::string& model_path) {
+  if (vocab_size <= 0) {
+    return absl::InvalidArgumentError("tokenizer corpus '" + corpus_path +
+                                      "': vocab_size must be positive, got " +
+                                      std::to_string(vocab_size));
+  }
+  return ToStatus(tokenizer_internal::TrainSpm(corpus_path, vocab_size, model_path));
+}
+
+}  // namespace fot
