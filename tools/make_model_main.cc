@@ -1,5 +1,6 @@
 // fot-make-model: writes a random-weight LongLLaMA (or LLaMA) model folder
-// (config.json + safetensors) for tests and benchmarks.
+// (config.json + safetensors, and tokenizer.model with --tokenizer-corpus) for
+// tests, benchmarks and trying the tools on text.
 //
 //   fot-make-model --out /tmp/m --hidden 256 --layers 4 --mem-layers 1,3 --dtype bf16
 //
@@ -20,6 +21,7 @@
 #include "src/model_config.h"
 #include "src/model_weights.h"
 #include "src/random_checkpoint.h"
+#include "src/tokenizer.h"
 
 ABSL_FLAG(std::string, out, "", "output folder (created; required)");
 ABSL_FLAG(std::string, model_type, "longllama", "longllama or llama");
@@ -41,6 +43,8 @@ ABSL_FLAG(uint32_t, seed, 0, "random seed");
 ABSL_FLAG(float, init_std, 0.02f, "standard deviation of the random weights");
 ABSL_FLAG(std::string, dtype, "f32", "storage dtype: f32, f16 or bf16");
 ABSL_FLAG(int, shards, 1, "number of safetensors files (> 1 writes an index.json)");
+ABSL_FLAG(std::string, tokenizer_corpus, "",
+          "train a SentencePiece tokenizer.model of --vocab pieces on this UTF-8 text file");
 
 namespace {
 
@@ -113,6 +117,13 @@ int main(int argc, char** argv) {
   }
   if (absl::Status status = fot::WriteRandomCheckpoint(out, config, options); !status.ok()) {
     Fail(std::string(status.message()), 1);
+  }
+
+  if (const std::string corpus = absl::GetFlag(FLAGS_tokenizer_corpus); !corpus.empty()) {
+    if (absl::Status status = fot::TrainTokenizer(corpus, config.vocab_size, out + "/tokenizer.model");
+        !status.ok()) {
+      Fail(std::string(status.message()), 1);
+    }
   }
 
   int64_t parameters = 0;
