@@ -100,7 +100,7 @@ void RegisterAll(const Engine& engine, Figures* figures) {
         [&engine, c](benchmark::State& state) {
           const std::vector<int> ids = RandomTokens(c.tokens, engine.config().vocab_size);
           for (auto _ : state) {
-            ModelState model_state = engine.NewState();
+            ModelState model_state = *engine.NewState();
             absl::Status status = engine.Prefill(ids, engine.config().last_context_length,
                                                  &model_state, c.mode,
                                                  [](int64_t, int64_t, const float*) {});
@@ -115,7 +115,7 @@ void RegisterAll(const Engine& engine, Figures* figures) {
   }
   benchmark::RegisterBenchmark("GenerateAfterPrefill/8192", [&engine](benchmark::State& state) {
     const std::vector<int> ids = RandomTokens(8192, engine.config().vocab_size);
-    ModelState model_state = engine.NewState();
+    ModelState model_state = *engine.NewState();
     const auto ignore = [](int64_t, int64_t, const float*) {};
     if (!engine.Prefill(ids, engine.config().last_context_length, &model_state, LogitsMode::kLast,
                         ignore)

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "src/kernels.h"
 #include "src/status_macros.h"
 #include "src/window_split.h"
 
@@ -22,9 +23,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_di
   return std::make_unique<Engine>(Transformer(std::move(config), std::move(weights)));
 }
 
-Engine::Engine(Transformer transformer) : transformer_(std::move(transformer)) {}
+Engine::Engine(Transformer transformer) : transformer_(std::move(transformer)) {
+  UseSingleThreadedBlas();
+}
 
-absl::Status Engine::CheckTokens(absl::Span<const int> tokens) const {
+MemoryOptions Engine::DefaultMemoryOptions() const {
+  MemoryOptions options;
+  options.index_kind = IndexKind::kFlat;
+  // Validate() admits only these three names.
+  options.dtype = config().mem_dtype == "float16"    ? StorageType::kFloat16
+                  : config().mem_dtype == "bfloat16" ? StorageType::kBFloat16
+                                                     : StorageType::kFloat32;
+  return options;
+}
+
+absl::Status Engine::CheckInput(absl::Span<const int> tokens,
+                                absl::Span<const Provenance> provenance) const {
+  if (!provenance.empty() && provenance.size() != tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("provenance has ", provenance.size(),
+                                                   " entries for ", tokens.size(), " tokens"));
+  }
   const int vocab = config().vocab_size;
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= vocab) {
@@ -36,11 +54,20 @@ absl::Status Engine::CheckTokens(absl::Span<const int> tokens) const {
   return absl::OkStatus();
 }
 
-void Engine::RunChunk(absl::Span<const int> tokens, int64_t first, ModelState* state,
-                      LogitsMode mode, bool is_last_chunk, const LogitsSink& sink) const {
+absl::Status Engine::RunChunk(absl::Span<const int> tokens, const Provenance* provenance,
+                              int64_t first, ModelState* state, LogitsMode mode,
+                              bool is_last_chunk, const LogitsSink& sink) const {
   const int n = static_cast<int>(tokens.size());
-  const float* hidden = transformer_.Forward(tokens.data(), n, state);
-  if (mode == LogitsMode::kNone || (mode == LogitsMode::kLast && !is_last_chunk)) return;
+  std::vector<Provenance> defaults;
+  if (provenance == nullptr) {
+    for (int i = 0; i < n; ++i) defaults.push_back({0, state->tokens_seen + i, tokens[i]});
+    provenance = defaults.data();
+  }
+  FOT_ASSIGN_OR_RETURN(const float* hidden,
+                       transformer_.Forward(tokens.data(), provenance, n, state));
+  if (mode == LogitsMode::kNone || (mode == LogitsMode::kLast && !is_last_chunk)) {
+    return absl::OkStatus();
+  }
 
   const int hidden_size = config().hidden_size;
   const int begin = mode == LogitsMode::kAll ? 0 : n - 1;
@@ -51,10 +78,12 @@ void Engine::RunChunk(absl::Span<const int> tokens, int64_t first, ModelState* s
     transformer_.Logits(hidden + static_cast<size_t>(row) * hidden_size, rows, logits.data());
     sink(first + row, rows, logits.data());
   }
+  return absl::OkStatus();
 }
 
 absl::Status Engine::Prefill(absl::Span<const int> tokens, int last_context_length,
-                             ModelState* state, LogitsMode mode, const LogitsSink& sink) const {
+                             ModelState* state, LogitsMode mode, const LogitsSink& sink,
+                             absl::Span<const Provenance> provenance) const {
   const int window = config().max_position_embeddings;
   if (tokens.empty()) return absl::InvalidArgumentError("the input has no tokens");
   if (last_context_length < 1 || last_context_length > window) {
@@ -66,21 +95,23 @@ absl::Status Engine::Prefill(absl::Span<const int> tokens, int last_context_leng
     return absl::FailedPreconditionError(
         "Prefill needs an empty local cache; use Append to continue a stream");
   }
-  FOT_RETURN_IF_ERROR(CheckTokens(tokens));
+  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
 
   const std::vector<TokenRange> windows = SplitWindows(
       static_cast<int64_t>(tokens.size()), window, last_context_length);
   for (size_t i = 0; i < windows.size(); ++i) {
     const TokenRange& w = windows[i];
     const bool last = i + 1 == windows.size();
-    RunChunk(tokens.subspan(w.begin, w.size), w.begin, state, mode, last, sink);
-    if (!last) transformer_.FlushLocalCache(state);
+    FOT_RETURN_IF_ERROR(RunChunk(tokens.subspan(w.begin, w.size),
+                                 provenance.empty() ? nullptr : &provenance[w.begin], w.begin,
+                                 state, mode, last, sink));
+    if (!last) FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
   }
   return absl::OkStatus();
 }
 
 absl::Status Engine::Append(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
-                            const LogitsSink& sink) const {
+                            const LogitsSink& sink, absl::Span<const Provenance> provenance) const {
   const int window = config().max_position_embeddings;
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to append");
   if (static_cast<int64_t>(tokens.size()) > window) {
@@ -88,12 +119,12 @@ absl::Status Engine::Append(absl::Span<const int> tokens, ModelState* state, Log
                                                    " tokens at once: more than the window (",
                                                    window, ")"));
   }
-  FOT_RETURN_IF_ERROR(CheckTokens(tokens));
+  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
   if (state->cache_size() + static_cast<int64_t>(tokens.size()) > window) {
-    transformer_.FlushLocalCache(state);
+    FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
   }
-  RunChunk(tokens, 0, state, mode, /*is_last_chunk=*/true, sink);
-  return absl::OkStatus();
+  return RunChunk(tokens, provenance.empty() ? nullptr : provenance.data(), 0, state, mode,
+                  /*is_last_chunk=*/true, sink);
 }
 
 }  // namespace fot

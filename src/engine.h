@@ -41,26 +41,42 @@ class Engine {
   const ModelConfig& config() const { return transformer_.config(); }
   const Transformer& transformer() const { return transformer_; }
 
-  ModelState NewState() const { return transformer_.NewState(); }
+  // The memory options that reproduce the model's own semantics: exact (flat)
+  // search, keys and values held in the config's mem_dtype.
+  MemoryOptions DefaultMemoryOptions() const;
+
+  // A fresh state whose memory layers store into memories of `options`.
+  absl::StatusOr<ModelState> NewState(const MemoryOptions& options) const {
+    return transformer_.NewState(options);
+  }
+  absl::StatusOr<ModelState> NewState() const { return NewState(DefaultMemoryOptions()); }
 
   // Runs a whole input as the published LongLLaMA forward does: windows of W
   // from the start go through the model and then into memory; the last
   // last_context_length tokens stay in the local cache. The state's local
-  // cache must be empty (its memory may hold earlier windows).
+  // cache must be empty (its memory may hold earlier windows). Memory layers
+  // read memory as state->retrieval says.
+  //
+  // provenance, if not empty, has one entry per token and is what memory
+  // records for it; by default a token is {document 0, position
+  // state->tokens_seen + its index, its id}.
   [[nodiscard]] absl::Status Prefill(absl::Span<const int> tokens, int last_context_length,
-                                     ModelState* state, LogitsMode mode,
-                                     const LogitsSink& sink) const;
+                                     ModelState* state, LogitsMode mode, const LogitsSink& sink,
+                                     absl::Span<const Provenance> provenance = {}) const;
 
   // Generation: appends tokens (at most W) to the local cache; if the cache
   // would exceed W, its whole content moves to memory first.
   [[nodiscard]] absl::Status Append(absl::Span<const int> tokens, ModelState* state,
-                                    LogitsMode mode, const LogitsSink& sink) const;
+                                    LogitsMode mode, const LogitsSink& sink,
+                                    absl::Span<const Provenance> provenance = {}) const;
 
  private:
-  absl::Status CheckTokens(absl::Span<const int> tokens) const;
+  absl::Status CheckInput(absl::Span<const int> tokens,
+                          absl::Span<const Provenance> provenance) const;
   // Forward of tokens that fit in the cache, with logits rows from `first`.
-  void RunChunk(absl::Span<const int> tokens, int64_t first, ModelState* state, LogitsMode mode,
-                bool is_last_chunk, const LogitsSink& sink) const;
+  absl::Status RunChunk(absl::Span<const int> tokens, const Provenance* provenance, int64_t first,
+                        ModelState* state, LogitsMode mode, bool is_last_chunk,
+                        const LogitsSink& sink) const;
 
   Transformer transformer_;
 };

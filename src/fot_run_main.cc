@@ -43,6 +43,14 @@ ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the end-of-sequence tok
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature; 0 is greedy");
 ABSL_FLAG(float, top_p, 1.0f, "Nucleus sampling mass, in (0, 1]");
 ABSL_FLAG(uint64_t, seed, 0, "Sampling seed");
+ABSL_FLAG(std::string, memory, "dense",
+          "How memory layers read memory: 'dense' (every entry, the reference's behaviour) or "
+          "'knn:K' (the K entries with the largest inner product, per query and head)");
+ABSL_FLAG(std::string, index, "flat",
+          "FAISS index of the memory: flat, hnsw or ivf, with parameters as in "
+          "'hnsw:m=32,ef_search=128' or 'ivf:nlist=256,nprobe=40,pq_m=16'");
+ABSL_FLAG(std::string, memory_dtype, "",
+          "Storage of memory keys and values: f32, f16 or bf16 (default: the config's mem_dtype)");
 
 namespace fot {
 namespace {
@@ -136,8 +144,21 @@ absl::Status Run() {
     }
   }
 
+  // Memory: index kind, storage, retrieval mode.
+  MemoryOptions memory_options = engine->DefaultMemoryOptions();
+  FOT_RETURN_IF_ERROR(ParseIndexSpec(absl::GetFlag(FLAGS_index), &memory_options));
+  if (const std::string dtype = absl::GetFlag(FLAGS_memory_dtype); !dtype.empty()) {
+    FOT_ASSIGN_OR_RETURN(memory_options.dtype, ParseStorageType(dtype));
+  }
+  FOT_ASSIGN_OR_RETURN(const Retrieval retrieval, ParseRetrieval(absl::GetFlag(FLAGS_memory)));
+  auto new_state = [&]() -> absl::StatusOr<ModelState> {
+    FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(memory_options));
+    state.retrieval = retrieval;
+    return state;
+  };
+
   // Prompt processing.
-  ModelState state = engine->NewState();
+  FOT_ASSIGN_OR_RETURN(ModelState state, new_state());
   LogitsCollector prompt_logits(config.vocab_size, prompt_writer.get());
   auto start = std::chrono::steady_clock::now();
   FOT_RETURN_IF_ERROR(engine->Prefill(prompt, last_context, &state,
@@ -145,9 +166,11 @@ absl::Status Run() {
                                       prompt_logits.Sink()));
   FOT_RETURN_IF_ERROR(prompt_logits.status());
   const double prefill_seconds = SecondsSince(start);
-  absl::FPrintF(stderr, "processed %d tokens in %.3f s: %.1f tokens/s (memory: %d layers)\n",
+  absl::FPrintF(stderr,
+                "processed %d tokens in %.3f s: %.1f tokens/s (memory: %d layers, %s, %s)\n",
                 prompt.size(), prefill_seconds, prompt.size() / prefill_seconds,
-                config.mem_layers.size());
+                config.mem_layers.size(), DescribeRetrieval(retrieval),
+                DescribeOptions(memory_options));
   if (prompt_writer) FOT_RETURN_IF_ERROR(prompt_writer->Finish());
 
   // Generation: sample from the last logits, feed the token, repeat. With a
@@ -176,7 +199,7 @@ absl::Status Run() {
             engine->Append({&token, 1}, &state, LogitsMode::kLast, step_logits.Sink()));
       } else {
         sequence.push_back(token);
-        state = engine->NewState();
+        FOT_ASSIGN_OR_RETURN(state, new_state());
         FOT_RETURN_IF_ERROR(engine->Prefill(sequence, last_context, &state, LogitsMode::kLast,
                                             step_logits.Sink()));
       }

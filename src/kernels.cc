@@ -1,6 +1,7 @@
 #include "src/kernels.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,23 +11,47 @@
 
 namespace fot {
 
-void Linear(const float* x, int64_t n, int in, const float* w, int out, float* y) {
-  if (n == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 0.0f, y, 1);
-    return;
+namespace {
+
+// Below this many multiply-adds a product runs on the calling thread: waking
+// the team costs more than it saves.
+constexpr int64_t kParallelWork = 1 << 18;
+
+// y = x · wᵀ + beta · y. The output columns (rows of w) are split across the
+// OpenMP team, each thread calling single-threaded OpenBLAS on its slice, so
+// every core streams a disjoint part of the weights.
+void LinearImpl(const float* x, int64_t n, int in, const float* w, int out, float beta, float* y) {
+  const int threads = static_cast<int>(
+      std::min<int64_t>(omp_get_max_threads(), n * in * out / kParallelWork + 1));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int t = 0; t < threads; ++t) {
+    // Slices aligned to 16 columns keep the BLAS kernels on full vectors.
+    const int per_thread = ((out + threads - 1) / threads + 15) / 16 * 16;
+    const int first = std::min(out, t * per_thread);
+    const int count = std::min(out, first + per_thread) - first;
+    if (count <= 0) continue;
+    const float* w_slice = w + static_cast<size_t>(first) * in;
+    if (n == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, count, in, 1.0f, w_slice, in, x, 1, beta,
+                  y + first, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), count, in, 1.0f,
+                  x, in, w_slice, in, beta, y + first, out);
+    }
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in,
-              w, in, 0.0f, y, out);
+}
+
+}  // namespace
+
+void Linear(const float* x, int64_t n, int in, const float* w, int out, float* y) {
+  LinearImpl(x, n, in, w, out, 0.0f, y);
 }
 
 void LinearAccumulate(const float* x, int64_t n, int in, const float* w, int out, float* y) {
-  if (n == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 1.0f, y, 1);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in,
-              w, in, 1.0f, y, out);
+  LinearImpl(x, n, in, w, out, 1.0f, y);
 }
+
+void UseSingleThreadedBlas() { openblas_set_num_threads(1); }
 
 void RmsNorm(const float* x, const float* weight, int64_t n, int dim, float eps, float* out) {
   for (int64_t r = 0; r < n; ++r) {

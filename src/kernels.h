@@ -8,11 +8,20 @@
 
 namespace fot {
 
+// Threading: the engine parallelises with OpenMP in its own loops and runs
+// every BLAS call single-threaded inside them (see UseSingleThreadedBlas), so
+// the non-BLAS work (softmax, gathers) is spread over the cores too, and
+// concurrent sessions do not fight over one BLAS thread pool.
+
 // y[n, out] = x[n, in] · w[out, in]ᵀ  (the Hugging Face Linear layout).
 void Linear(const float* x, int64_t n, int in, const float* w, int out, float* y);
 
 // Same, but adds into y instead of overwriting it (residual connections).
 void LinearAccumulate(const float* x, int64_t n, int in, const float* w, int out, float* y);
+
+// Makes OpenBLAS run each call on the calling thread. Process-wide: OpenBLAS
+// has one setting. The engine calls it when it is created.
+void UseSingleThreadedBlas();
 
 // out[n, dim] = x / sqrt(mean(x²) + eps) * weight, row by row.
 void RmsNorm(const float* x, const float* weight, int64_t n, int dim, float eps, float* out);

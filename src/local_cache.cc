@@ -8,6 +8,7 @@ LocalCache::LocalCache(int num_kv_heads, int head_dim, int capacity, bool keeps_
       keeps_raw_keys_(keeps_raw_keys),
       keys_(static_cast<size_t>(capacity) * row_),
       values_(keys_.size()),
-      raw_keys_(keeps_raw_keys ? keys_.size() : 0) {}
+      raw_keys_(keeps_raw_keys ? keys_.size() : 0),
+      provenance_(capacity) {}
 
 }  // namespace fot

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "memory/kv_store.h"
+
 namespace fot {
 
 class LocalCache {
@@ -25,12 +27,15 @@ class LocalCache {
   float* keys_at(int position) { return &keys_[Offset(position)]; }
   float* values_at(int position) { return &values_[Offset(position)]; }
   float* raw_keys_at(int position) { return &raw_keys_[Offset(position)]; }
+  Provenance* provenance_at(int position) { return &provenance_[position]; }
 
   // [size, num_kv_heads, head_dim]
   const float* keys() const { return keys_.data(); }
   const float* values() const { return values_.data(); }
   // The unrotated keys: raw_keys when kept, otherwise keys (no rotation applied).
   const float* memory_keys() const { return keeps_raw_keys_ ? raw_keys_.data() : keys_.data(); }
+  // Where each entry came from: [size]. What memory records when flushed.
+  const Provenance* provenance() const { return provenance_.data(); }
 
   void Grow(int n) { size_ += n; }
   void Clear() { size_ = 0; }
@@ -45,6 +50,7 @@ class LocalCache {
   std::vector<float> keys_;      // [capacity, num_kv_heads, head_dim], rotated
   std::vector<float> values_;    // [capacity, num_kv_heads, head_dim]
   std::vector<float> raw_keys_;  // [capacity, num_kv_heads, head_dim] or empty
+  std::vector<Provenance> provenance_;  // [capacity]
 };
 
 }  // namespace fot

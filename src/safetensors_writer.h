@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "memory/half_float.h"
 #include "src/safetensors_reader.h"
 
 namespace fot {
@@ -40,10 +41,6 @@ struct TensorToWrite {
 
 // Scalar conversions. F32 -> 16 bit rounds to nearest, ties to even; values
 // beyond the 16-bit range become infinities; NaN stays NaN.
-uint16_t FloatToHalf(float value);
-float HalfToFloat(uint16_t bits);
-uint16_t FloatToBFloat16(float value);
-float BFloat16ToFloat(uint16_t bits);
 
 // `count` floats encoded as `dtype`, little-endian.
 std::vector<uint8_t> EncodeFloats(const float* values, size_t count, DType dtype);

@@ -1,8 +1,10 @@
 #include "src/transformer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "src/kernels.h"
+#include "src/status_macros.h"
 
 namespace fot {
 
@@ -15,20 +17,24 @@ bool Transformer::Rotates(int layer) const {
   return config_.mem_positionals || !config_.IsMemoryLayer(layer);
 }
 
-ModelState Transformer::NewState() const {
+absl::StatusOr<ModelState> Transformer::NewState(const MemoryOptions& options) const {
   ModelState state;
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     const bool memory_layer = config_.IsMemoryLayer(l);
     state.caches.emplace_back(config_.num_key_value_heads, config_.head_dim(),
                               config_.max_position_embeddings, memory_layer && Rotates(l));
-    state.memory.push_back(
-        memory_layer ? std::make_unique<KvMemory>(config_.num_key_value_heads, config_.head_dim())
-                     : nullptr);
+    std::unique_ptr<KvMemory> memory;
+    if (memory_layer) {
+      FOT_ASSIGN_OR_RETURN(memory,
+                           KvMemory::Create(config_.num_key_value_heads, config_.head_dim(), options));
+    }
+    state.memory.push_back(std::move(memory));
   }
   return state;
 }
 
-const float* Transformer::Forward(const int* tokens, int n, ModelState* state) const {
+absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Provenance* provenance,
+                                                  int n, ModelState* state) const {
   const int hidden = config_.hidden_size;
   const int heads = config_.num_attention_heads;
   const int kv_heads = config_.num_key_value_heads;
@@ -62,6 +68,7 @@ const float* Transformer::Forward(const int* tokens, int n, ModelState* state) c
     // q, k, v projections; k and v land straight in the local cache
     Linear(s.normed.data(), n, hidden, w.q_proj, heads * hd, s.q.data());
     float* keys = cache.keys_at(first);
+    std::copy(provenance, provenance + n, cache.provenance_at(first));
     Linear(s.normed.data(), n, hidden, w.k_proj, kv_heads * hd, keys);
     Linear(s.normed.data(), n, hidden, w.v_proj, kv_heads * hd, cache.values_at(first));
 
@@ -77,8 +84,14 @@ const float* Transformer::Forward(const int* tokens, int n, ModelState* state) c
     cache.Grow(n);
 
     // attention over the local window (+ memory), one softmax
-    Attend(dims, s.q.data(), n, first, cache.keys(), cache.values(), state->memory[l].get(),
-           &s.attention, s.attn.data());
+    AttentionTrace* trace = nullptr;
+    if (state->trace && state->memory[l] != nullptr) {
+      state->traces.resize(config_.num_hidden_layers);
+      trace = &state->traces[l];
+    }
+    FOT_RETURN_IF_ERROR(Attend(dims, s.q.data(), n, first, cache.keys(), cache.values(),
+                               state->memory[l].get(), state->retrieval, &s.attention,
+                               s.attn.data(), trace));
 
     // output projection + residual
     LinearAccumulate(s.attn.data(), n, heads * hd, w.o_proj, hidden, s.x.data());
@@ -94,21 +107,24 @@ const float* Transformer::Forward(const int* tokens, int n, ModelState* state) c
 
   // final rmsnorm
   RmsNorm(s.x.data(), weights_.final_norm(), n, hidden, config_.rms_norm_eps, s.normed.data());
-  return s.normed.data();
+  state->tokens_seen += n;
+  return static_cast<const float*>(s.normed.data());
 }
 
 void Transformer::Logits(const float* hidden, int rows, float* logits) const {
   Linear(hidden, rows, config_.hidden_size, weights_.lm_head(), config_.vocab_size, logits);
 }
 
-void Transformer::FlushLocalCache(ModelState* state) const {
+absl::Status Transformer::FlushLocalCache(ModelState* state) const {
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
     LocalCache& cache = state->caches[l];
     if (KvMemory* memory = state->memory[l].get()) {
-      memory->Append(cache.memory_keys(), cache.values(), cache.size());
+      FOT_RETURN_IF_ERROR(
+          memory->Append(cache.memory_keys(), cache.values(), cache.provenance(), cache.size()));
     }
-    cache.Clear();
   }
+  for (LocalCache& cache : state->caches) cache.Clear();
+  return absl::OkStatus();
 }
 
 }  // namespace fot

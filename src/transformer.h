@@ -11,6 +11,9 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
 #include "memory/kv_memory.h"
 #include "src/attention.h"
 #include "src/local_cache.h"
@@ -36,6 +39,12 @@ struct ForwardScratch {
 struct ModelState {
   std::vector<LocalCache> caches;                 // [layer]
   std::vector<std::unique_ptr<KvMemory>> memory;  // [layer]; null for non-memory layers
+  Retrieval retrieval;      // how memory layers read memory; callers may change it any time
+  // When set, each call records what its last token retrieved, per memory
+  // layer: traces[l] (empty for other layers); traces[l].top entries per head.
+  bool trace = false;
+  std::vector<AttentionTrace> traces;  // [layer]
+  int64_t tokens_seen = 0;  // tokens run through the model so far (default provenance)
   ForwardScratch scratch;
 
   int cache_size() const { return caches.front().size(); }
@@ -48,22 +57,24 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
 
-  // A fresh state: empty local caches and memories.
-  ModelState NewState() const;
+  // A fresh state: empty local caches, and empty memories of `options`.
+  absl::StatusOr<ModelState> NewState(const MemoryOptions& options) const;
 
-  // Appends tokens[0, n) to the local cache at positions [cache_size,
-  // cache_size + n) and runs them through every layer. Requires
-  // cache_size + n <= max_position_embeddings and valid token ids (the engine
-  // checks both). Returns the final-normed hidden states [n, hidden], valid
-  // until the next call with this state.
-  const float* Forward(const int* tokens, int n, ModelState* state) const;
+  // Appends tokens[0, n) (with their provenance) to the local cache at
+  // positions [cache_size, cache_size + n) and runs them through every layer.
+  // Requires cache_size + n <= max_position_embeddings and valid token ids
+  // (the engine checks both). Returns the final-normed hidden states
+  // [n, hidden], valid until the next call with this state. Fails only if
+  // reading memory fails.
+  absl::StatusOr<const float*> Forward(const int* tokens, const Provenance* provenance, int n,
+                                       ModelState* state) const;
 
   // logits[rows, vocab] = hidden[rows, hidden] · lm_headᵀ
   void Logits(const float* hidden, int rows, float* logits) const;
 
   // Moves the local cache into memory (memory layers; keys as the raw
   // projection) and empties every layer's cache.
-  void FlushLocalCache(ModelState* state) const;
+  [[nodiscard]] absl::Status FlushLocalCache(ModelState* state) const;
 
  private:
   // Whether layer l rotates its queries and keys.

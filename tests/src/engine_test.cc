@@ -17,6 +17,12 @@
 namespace fot {
 namespace {
 
+ModelState NewStateOrDie(const Engine& engine) {
+  absl::StatusOr<ModelState> state = engine.NewState();
+  EXPECT_TRUE(state.ok()) << state.status();
+  return *std::move(state);
+}
+
 ModelConfig SmallConfig(int heads, int kv_heads) {
   ModelConfig c;
   c.model_type = "longllama";
@@ -136,7 +142,7 @@ TEST_P(GroupedHeadsTest, GivesTheLogitsOfTheSameWeightsExpandedToMultiHead) {
 
   // 60 tokens with W = 16, L = 8: six windows go to memory before the last.
   const std::vector<int> ids = RandomTokens(60, grouped.vocab_size, 3);
-  ModelState a = engine->NewState(), b = expanded->NewState();
+  ModelState a = NewStateOrDie(*engine), b = NewStateOrDie(*expanded);
   EXPECT_LE(MaxAbsDifference(AllLogits(*engine, ids, 8, &a), AllLogits(*expanded, ids, 8, &b)),
             1e-5);
 }
@@ -235,7 +241,7 @@ TEST(LlamaCheckpointTest, WithoutMemoryLayersEqualsPlainCausalAttentionOverAWind
   ASSERT_NE(engine, nullptr);
 
   const std::vector<int> ids = RandomTokens(config.max_position_embeddings, config.vocab_size, 5);
-  ModelState state = engine->NewState();
+  ModelState state = NewStateOrDie(*engine);
   const std::vector<float> actual = AllLogits(*engine, ids, config.last_context_length, &state);
   const std::vector<double> expected =
       PlainCausalLogits(config, engine->transformer().weights(), ids);
@@ -254,7 +260,7 @@ class EngineTest : public ::testing::Test {
 };
 
 TEST_F(EngineTest, PrefillMovesEveryWindowButTheLastIntoMemoryLayersOnly) {
-  ModelState state = engine_->NewState();
+  ModelState state = NewStateOrDie(*engine_);
   // 45 tokens, W = 16, L = 8: windows of 16, 16, 5 go to memory, 8 stay local.
   ASSERT_TRUE(engine_->Prefill(RandomTokens(45, 97, 1), 8, &state, LogitsMode::kNone, ignore_).ok());
   EXPECT_EQ(state.cache_size(), 8);
@@ -264,7 +270,7 @@ TEST_F(EngineTest, PrefillMovesEveryWindowButTheLastIntoMemoryLayersOnly) {
 }
 
 TEST_F(EngineTest, AppendFlushesTheWholeLocalCacheWhenItWouldExceedTheWindow) {
-  ModelState state = engine_->NewState();
+  ModelState state = NewStateOrDie(*engine_);
   ASSERT_TRUE(engine_->Prefill(RandomTokens(20, 97, 2), 8, &state, LogitsMode::kNone, ignore_).ok());
   ASSERT_EQ(state.memory[1]->size(), 12);
   ASSERT_TRUE(engine_->Append(RandomTokens(8, 97, 3), &state, LogitsMode::kNone, ignore_).ok());
@@ -278,7 +284,7 @@ TEST_F(EngineTest, AppendFlushesTheWholeLocalCacheWhenItWouldExceedTheWindow) {
 
 TEST_F(EngineTest, LastModeGivesTheFinalRowOfAllMode) {
   const std::vector<int> ids = RandomTokens(40, 97, 4);
-  ModelState all_state = engine_->NewState(), last_state = engine_->NewState();
+  ModelState all_state = NewStateOrDie(*engine_), last_state = NewStateOrDie(*engine_);
   const std::vector<float> all = AllLogits(*engine_, ids, 8, &all_state);
   std::vector<float> last;
   int64_t last_row = -1;
@@ -295,7 +301,7 @@ TEST_F(EngineTest, LastModeGivesTheFinalRowOfAllMode) {
 }
 
 TEST_F(EngineTest, RejectsTokenIdsOutsideTheVocabulary) {
-  ModelState state = engine_->NewState();
+  ModelState state = NewStateOrDie(*engine_);
   absl::Status status = engine_->Prefill({1, 2, 97}, 8, &state, LogitsMode::kNone, ignore_);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("97"), std::string::npos) << status;
@@ -305,7 +311,7 @@ TEST_F(EngineTest, RejectsTokenIdsOutsideTheVocabulary) {
 }
 
 TEST_F(EngineTest, RejectsLastContextLengthOutsideTheWindowAndEmptyInput) {
-  ModelState state = engine_->NewState();
+  ModelState state = NewStateOrDie(*engine_);
   EXPECT_EQ(engine_->Prefill({1, 2}, 0, &state, LogitsMode::kNone, ignore_).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine_->Prefill({1, 2}, 17, &state, LogitsMode::kNone, ignore_).code(),
@@ -315,7 +321,7 @@ TEST_F(EngineTest, RejectsLastContextLengthOutsideTheWindowAndEmptyInput) {
 }
 
 TEST_F(EngineTest, PrefillRefusesAStateWithALocalCacheAndAppendRefusesMoreThanAWindow) {
-  ModelState state = engine_->NewState();
+  ModelState state = NewStateOrDie(*engine_);
   ASSERT_TRUE(engine_->Prefill({1, 2, 3}, 8, &state, LogitsMode::kNone, ignore_).ok());
   EXPECT_EQ(engine_->Prefill({1}, 8, &state, LogitsMode::kNone, ignore_).code(),
             absl::StatusCode::kFailedPrecondition);

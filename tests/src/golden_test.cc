@@ -17,6 +17,12 @@
 namespace fot {
 namespace {
 
+ModelState NewStateOrDie(const Engine& engine) {
+  absl::StatusOr<ModelState> state = engine.NewState();
+  EXPECT_TRUE(state.ok()) << state.status();
+  return *std::move(state);
+}
+
 // The README's bound: an exact float64 implementation lands within 6e-5, any
 // semantic mistake moves logits by whole units.
 constexpr float kTolerance = 5e-4f;
@@ -45,7 +51,7 @@ std::vector<int> ReadIds(const std::string& folder, const std::string& file) {
 
 // Runs Prefill with every logits row collected.
 std::vector<float> AllLogits(const Engine& engine, const std::vector<int>& ids, int last_context) {
-  ModelState state = engine.NewState();
+  ModelState state = NewStateOrDie(engine);
   std::vector<float> logits;
   const int vocab = engine.config().vocab_size;
   absl::Status status = engine.Prefill(
@@ -126,7 +132,7 @@ TEST_P(GoldenTest, GreedyContinuationPastTheWindowMatchesReference) {
   const int vocab = engine_->config().vocab_size;
   ASSERT_EQ(expected_logits.size(), expected_tokens.size() * vocab);
 
-  ModelState state = engine_->NewState();
+  ModelState state = NewStateOrDie(*engine_);
   std::vector<float> last(vocab);
   auto keep_last = [&](int64_t, int64_t rows, const float* l) {
     std::copy(l + (rows - 1) * vocab, l + rows * vocab, last.begin());

@@ -1,0 +1,442 @@
+// KvStore::Save and KvStore::Load (kv_store.h). A saved store is a directory:
+//   MANIFEST        text: format, head_dim, options, counts, and for each file
+//                   its byte size and FNV-1a 64 checksum; written last.
+//   index.faiss     faiss::write_index of the key index.
+//   values.bin      the value array as stored (f32 / f16 / bf16, host order).
+//   provenance.bin  20 bytes per entry: document i64, position i64, token i32.
+//   deleted.bin     the tombstone bitmap, 64-bit words.
+//   overflow.bin    ids above the reduction's norm bound, i64 ascending.
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "memory/kv_store.h"
+#include "memory/kv_store_internal.h"
+
+namespace fot {
+namespace {
+
+namespace fs = std::filesystem;
+using kv_internal::ReadLock;
+using kv_internal::StoreState;
+
+constexpr char kMagic[] = "fotserve-kv-store 1";
+constexpr char kFiles[][16] = {"index.faiss", "values.bin", "provenance.bin", "deleted.bin",
+                               "overflow.bin"};
+constexpr int kProvenanceBytes = 20;
+
+absl::Status ErrnoStatus(int err, const std::string& what) {
+  const std::string msg = what + ": " + std::strerror(err);
+  switch (err) {
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(msg);
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(msg);
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+struct Fnv {
+  uint64_t h = 0xcbf29ce484222325ull;
+  void Add(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+  }
+};
+
+struct FileInfo {
+  int64_t bytes = 0;
+  uint64_t hash = 0;
+};
+
+// A file being written: checksums what it writes, remembers the first error.
+// Also the IOWriter FAISS's write_index writes through.
+class FileSink : public faiss::IOWriter {
+ public:
+  explicit FileSink(const std::string& path) : path_(path) {
+    name = path;
+    f_ = fopen(path.c_str(), "wb");
+    if (f_ == nullptr) error_ = errno;
+  }
+  ~FileSink() override {
+    if (f_ != nullptr) fclose(f_);
+  }
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    if (f_ == nullptr || error_ != 0) return 0;
+    const size_t done = fwrite(ptr, size, nitems, f_);
+    if (done != nitems) error_ = errno != 0 ? errno : EIO;
+    fnv_.Add(ptr, done * size);
+    bytes_ += done * size;
+    return done;
+  }
+  // Flushes, fsyncs and closes; the status of the whole file.
+  absl::Status Finish(FileInfo* info) {
+    if (f_ != nullptr && error_ == 0 && (fflush(f_) != 0 || fsync(::fileno(f_)) != 0)) {
+      error_ = errno;
+    }
+    if (f_ != nullptr && fclose(f_) != 0 && error_ == 0) error_ = errno;
+    f_ = nullptr;
+    if (error_ != 0) return ErrnoStatus(error_, "Save: writing " + path_);
+    *info = FileInfo{bytes_, fnv_.h};
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  FILE* f_ = nullptr;
+  int error_ = 0;
+  Fnv fnv_;
+  int64_t bytes_ = 0;
+};
+
+absl::Status WriteBlob(const std::string& path, const void* data, size_t bytes, FileInfo* info) {
+  FileSink sink(path);
+  if (bytes > 0) sink(data, 1, bytes);
+  return sink.Finish(info);
+}
+
+absl::Status SyncDir(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return ErrnoStatus(errno, "Save: opening directory " + dir);
+  const int rc = fsync(fd);
+  const int err = errno;
+  close(fd);
+  return rc == 0 ? absl::OkStatus() : ErrnoStatus(err, "Save: fsync of " + dir);
+}
+
+absl::Status WriteIndex(const StoreState& st, const std::string& path, FileInfo* info) {
+  FileSink sink(path);
+  if (st.mapped_fd >= 0) {
+    // Memory-mapped lists are unchanged since Load: copy the file they map
+    // (write_index would write a reference to it instead of the lists).
+    std::vector<char> buf(1 << 20);
+    for (off_t off = 0;;) {
+      const ssize_t got = pread(st.mapped_fd, buf.data(), buf.size(), off);
+      if (got < 0) return ErrnoStatus(errno, "Save: re-reading the loaded index");
+      if (got == 0) break;
+      if (sink(buf.data(), 1, got) != static_cast<size_t>(got)) break;
+      off += got;
+    }
+  } else {
+    try {
+      faiss::write_index(st.index.get(), &sink);
+    } catch (const std::exception& e) {
+      if (absl::Status s = sink.Finish(info); !s.ok()) return s;
+      return kv_internal::FaissError("write_index", e);
+    }
+  }
+  return sink.Finish(info);
+}
+
+// True for a directory a Save may replace: empty, or holding a saved store.
+bool IsReplaceable(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  if (fs::is_empty(dir, ec)) return true;
+  std::ifstream in(dir + "/MANIFEST");
+  std::string line;
+  return std::getline(in, line) && line == kMagic;
+}
+
+absl::Status ReadWholeFile(const std::string& path, std::vector<char>* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("Load: cannot open " + path + ": " + std::strerror(errno));
+  out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (in.bad()) return ErrnoStatus(errno, "Load: reading " + path);
+  return absl::OkStatus();
+}
+
+// Checks a file against its manifest entry; the whole content when `data`.
+absl::Status VerifyFile(const std::string& path, const FileInfo& want, std::vector<char>* data) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return absl::NotFoundError("Load: " + path + " is missing: " + ec.message());
+  if (static_cast<int64_t>(size) != want.bytes) {
+    return absl::DataLossError("Load: " + path + " has " + std::to_string(size) +
+                               " bytes, the manifest says " + std::to_string(want.bytes) +
+                               " (truncated or replaced); restore the directory from a backup");
+  }
+  Fnv fnv;
+  if (data != nullptr) {
+    if (absl::Status s = ReadWholeFile(path, data); !s.ok()) return s;
+    fnv.Add(data->data(), data->size());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> buf(1 << 20);
+    while (in.read(buf.data(), buf.size()) || in.gcount() > 0) fnv.Add(buf.data(), in.gcount());
+  }
+  if (fnv.h != want.hash) {
+    return absl::DataLossError("Load: " + path +
+                               " does not match its checksum in MANIFEST (corrupt); restore the "
+                               "directory from a backup");
+  }
+  return absl::OkStatus();
+}
+
+std::string Hex(uint64_t v) {
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+}  // namespace
+
+absl::Status KvStore::Save(const std::string& dir_in) const {
+  std::string dir = dir_in;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.empty()) return absl::InvalidArgumentError("Save: empty directory name");
+  const std::string tmp = dir + ".tmp";
+  std::error_code ec;
+  const bool exists = fs::exists(dir, ec);
+  if (exists && !IsReplaceable(dir)) {
+    return absl::FailedPreconditionError("Save: " + dir +
+                                         " exists and is not a saved memory store; refusing to "
+                                         "replace it (choose another directory)");
+  }
+  ReadLock l(&mu_);  // a consistent snapshot: writers wait, readers go on
+  const StoreState& st = *state_;
+  if (st.broken) {
+    return absl::FailedPreconditionError("Save: the store is inconsistent after a failed Append");
+  }
+  fs::remove_all(tmp, ec);  // a leftover of an interrupted save
+  if (ec) return ErrnoStatus(ec.value(), "Save: removing stale " + tmp);
+  if (mkdir(tmp.c_str(), 0755) != 0) return ErrnoStatus(errno, "Save: creating " + tmp);
+  auto write_all = [&]() -> absl::Status {
+    FileInfo info[5];
+    absl::Status s = WriteIndex(st, tmp + "/" + kFiles[0], &info[0]);
+    if (s.ok()) {
+      const bool f32 = options_.dtype == StorageType::kFloat32;
+      s = WriteBlob(tmp + "/" + kFiles[1],
+                    f32 ? static_cast<const void*>(st.values_f32.data()) : st.values_16.data(),
+                    f32 ? st.values_f32.size() * 4 : st.values_16.size() * 2, &info[1]);
+    }
+    if (s.ok()) {
+      std::vector<char> prov(st.size * kProvenanceBytes);
+      for (int64_t i = 0; i < st.size; ++i) {
+        std::memcpy(&prov[i * kProvenanceBytes], &st.provenance[i].document, 8);
+        std::memcpy(&prov[i * kProvenanceBytes + 8], &st.provenance[i].position, 8);
+        std::memcpy(&prov[i * kProvenanceBytes + 16], &st.provenance[i].token, 4);
+      }
+      s = WriteBlob(tmp + "/" + kFiles[2], prov.data(), prov.size(), &info[2]);
+    }
+    if (s.ok()) {
+      s = WriteBlob(tmp + "/" + kFiles[3], st.deleted_bits.data(), st.deleted_bits.size() * 8,
+                    &info[3]);
+    }
+    if (s.ok()) {
+      s = WriteBlob(tmp + "/" + kFiles[4], st.overflow_ids.data(), st.overflow_ids.size() * 8,
+                    &info[4]);
+    }
+    if (!s.ok()) return s;
+    char bound[64];
+    snprintf(bound, sizeof bound, "%a", st.bound_sq);
+    std::string m = std::string(kMagic) + "\nhead_dim " + std::to_string(head_dim_) +
+                    "\noptions " + DescribeOptions(options_) + "\nsize " +
+                    std::to_string(st.size) + "\ndeleted " + std::to_string(st.deleted) +
+                    "\nbuilt " + (st.built ? "1" : "0") + "\nbound_sq " + bound + "\n";
+    for (int i = 0; i < 5; ++i) {
+      m += std::string("file ") + kFiles[i] + " " + std::to_string(info[i].bytes) + " " +
+           Hex(info[i].hash) + "\n";
+    }
+    m += "end\n";
+    FileInfo unused;
+    if (s = WriteBlob(tmp + "/MANIFEST", m.data(), m.size(), &unused); !s.ok()) return s;
+    return SyncDir(tmp);
+  };
+  absl::Status s = write_all();
+  if (s.ok()) {
+    // Swap atomically; the old store ends up in tmp and is removed.
+    int rc = exists ? renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE)
+                    : rename(tmp.c_str(), dir.c_str());
+    if (rc != 0 && exists && (errno == EINVAL || errno == ENOSYS)) {
+      // No RENAME_EXCHANGE on this filesystem: two renames, old kept until done.
+      const std::string old = dir + ".old";
+      fs::remove_all(old, ec);
+      rc = rename(dir.c_str(), old.c_str());
+      if (rc == 0 && (rc = rename(tmp.c_str(), dir.c_str())) != 0) {
+        const int err = errno;
+        rename(old.c_str(), dir.c_str());
+        errno = err;
+      }
+      if (rc == 0) fs::remove_all(old, ec);
+    }
+    s = rc == 0 ? absl::OkStatus() : ErrnoStatus(errno, "Save: moving " + tmp + " to " + dir);
+  }
+  fs::remove_all(tmp, ec);  // the failed attempt, or the replaced store
+  if (!s.ok()) return s;
+  const std::string parent = fs::path(dir).parent_path().string();
+  return SyncDir(parent.empty() ? "." : parent);
+}
+
+absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError("Load: " + dir + " is not a directory (no saved store there)");
+  }
+  std::vector<char> text;
+  if (absl::Status s = ReadWholeFile(dir + "/MANIFEST", &text); !s.ok()) return s;
+  std::istringstream in(std::string(text.begin(), text.end()));
+  auto corrupt = [&](const std::string& why) {
+    return absl::DataLossError("Load: " + dir + "/MANIFEST is corrupt: " + why);
+  };
+  std::string line, key, spec, bound;
+  if (!std::getline(in, line) || line != kMagic) {
+    return corrupt("it does not start with '" + std::string(kMagic) + "'");
+  }
+  int head_dim = 0, built = 0;
+  int64_t size = -1, deleted = -1;
+  FileInfo files[5];
+  bool seen[5] = {}, ended = false;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    ls >> key;
+    bool ok = true;
+    if (key == "head_dim") ok = static_cast<bool>(ls >> head_dim);
+    else if (key == "options") ok = static_cast<bool>(ls >> spec);
+    else if (key == "size") ok = static_cast<bool>(ls >> size);
+    else if (key == "deleted") ok = static_cast<bool>(ls >> deleted);
+    else if (key == "built") ok = static_cast<bool>(ls >> built);
+    else if (key == "bound_sq") ok = static_cast<bool>(ls >> bound);
+    else if (key == "end") ended = true;
+    else if (key == "file") {
+      std::string name, hash;
+      int64_t bytes = -1;
+      ok = static_cast<bool>(ls >> name >> bytes >> hash) && bytes >= 0;
+      int i = 0;
+      while (i < 5 && name != kFiles[i]) ++i;
+      ok = ok && i < 5;
+      if (ok) {
+        files[i] = FileInfo{bytes, std::strtoull(hash.c_str(), nullptr, 16)};
+        seen[i] = true;
+      }
+    } else {
+      return corrupt("unknown line '" + line + "'");
+    }
+    if (!ok) return corrupt("bad line '" + line + "'");
+  }
+  if (!ended) return corrupt("it is truncated (no 'end' line)");
+  for (int i = 0; i < 5; ++i) {
+    if (!seen[i]) return corrupt(std::string("no entry for ") + kFiles[i]);
+  }
+  MemoryOptions options;
+  if (absl::Status s = ParseIndexSpec(spec, &options); !s.ok()) return corrupt(std::string(s.message()));
+  if (absl::Status s = ValidateMemoryOptions(options, head_dim); !s.ok()) {
+    return corrupt(std::string(s.message()));
+  }
+  if (size < 0 || deleted < 0 || deleted > size) return corrupt("bad size/deleted counts");
+  std::unique_ptr<KvStore> store(new KvStore(head_dim, ResolveMemoryOptions(options, head_dim)));
+  const MemoryOptions& o = store->options_;
+  const kv_internal::Shape shape = kv_internal::MakeShape(head_dim, o);
+  StoreState& st = *store->state_;  // not shared yet: no locking
+  st.size = size;
+  st.deleted = deleted;
+  st.built = built != 0 || o.index_kind == IndexKind::kFlat;
+  st.bound_sq = std::strtod(bound.c_str(), nullptr);
+  std::vector<char> data[5];
+  for (int i = 0; i < 5; ++i) {
+    if (absl::Status s = VerifyFile(dir + "/" + kFiles[i], files[i], i == 0 ? nullptr : &data[i]);
+        !s.ok()) {
+      return s;
+    }
+  }
+  const int64_t words = (size + 63) / 64;
+  const int64_t value_bytes = size * head_dim * BytesPerScalar(o.dtype);
+  if (static_cast<int64_t>(data[1].size()) != value_bytes ||
+      static_cast<int64_t>(data[2].size()) != size * kProvenanceBytes ||
+      static_cast<int64_t>(data[3].size()) != words * 8 || data[4].size() % 8 != 0) {
+    return corrupt("file sizes do not match size=" + std::to_string(size));
+  }
+  if (o.dtype == StorageType::kFloat32) {
+    st.values_f32.resize(size * head_dim);
+    std::memcpy(st.values_f32.data(), data[1].data(), value_bytes);
+  } else {
+    st.values_16.resize(size * head_dim);
+    std::memcpy(st.values_16.data(), data[1].data(), value_bytes);
+  }
+  st.provenance.resize(size);
+  for (int64_t i = 0; i < size; ++i) {
+    std::memcpy(&st.provenance[i].document, &data[2][i * kProvenanceBytes], 8);
+    std::memcpy(&st.provenance[i].position, &data[2][i * kProvenanceBytes + 8], 8);
+    std::memcpy(&st.provenance[i].token, &data[2][i * kProvenanceBytes + 16], 4);
+  }
+  st.deleted_bits.resize(words);
+  std::memcpy(st.deleted_bits.data(), data[3].data(), words * 8);
+  st.overflow_bits.assign(words, 0);
+  st.overflow_ids.resize(data[4].size() / 8);
+  std::memcpy(st.overflow_ids.data(), data[4].data(), data[4].size());
+  int64_t count_deleted = 0;
+  for (int64_t id = 0; id < size; ++id) {
+    if (kv_internal::TestBit(st.deleted_bits, id)) {
+      ++count_deleted;
+    } else {
+      ++st.live_per_document[st.provenance[id].document];
+    }
+  }
+  if (count_deleted != deleted) return corrupt("the tombstones disagree with 'deleted'");
+  for (size_t i = 0; i < st.overflow_ids.size(); ++i) {
+    const int64_t id = st.overflow_ids[i];
+    if (id < 0 || id >= size || (i > 0 && id <= st.overflow_ids[i - 1])) {
+      return corrupt("overflow.bin holds a bad id");
+    }
+    kv_internal::SetBit(&st.overflow_bits, id);
+  }
+
+  const std::string index_path = dir + "/" + kFiles[0];
+  const bool ivf = st.built && o.index_kind == IndexKind::kIvf;
+  try {
+    // IO_FLAG_MMAP maps the inverted lists of IVF indexes (only those).
+    st.index.reset(faiss::read_index(index_path.c_str(), ivf ? faiss::IO_FLAG_MMAP : 0));
+  } catch (const std::exception& e) {
+    return absl::DataLossError("Load: FAISS cannot read " + index_path + ": " + e.what());
+  }
+  const faiss::Index* index = st.index.get();
+  bool type_ok;
+  if (!st.built || o.index_kind == IndexKind::kFlat) {
+    type_ok = shape.fp16_keys ? dynamic_cast<const faiss::IndexScalarQuantizer*>(index) != nullptr
+                              : dynamic_cast<const faiss::IndexFlatIP*>(index) != nullptr;
+  } else if (auto* h = dynamic_cast<faiss::IndexHNSW*>(st.index.get())) {
+    type_ok = o.index_kind == IndexKind::kHnsw;
+    h->hnsw.efSearch = o.hnsw_ef_search;  // 1.7.3 ignores SearchParametersHNSW::efSearch
+  } else {
+    auto* iv = dynamic_cast<const faiss::IndexIVF*>(index);
+    type_ok = ivf && iv != nullptr && iv->nlist == static_cast<size_t>(o.ivf_nlist) &&
+              iv->direct_map.type == faiss::DirectMap::Array;
+    if (type_ok && dynamic_cast<const faiss::ArrayInvertedLists*>(iv->invlists) == nullptr) {
+      st.mapped_fd = open(index_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (st.mapped_fd < 0) return ErrnoStatus(errno, "Load: opening " + index_path);
+    }
+  }
+  const int want_dim = st.built ? shape.aug : head_dim;
+  if (!type_ok || index->d != want_dim || index->ntotal != size) {
+    return corrupt("index.faiss holds a different index (d=" + std::to_string(index->d) +
+                   ", ntotal=" + std::to_string(index->ntotal) + ") than MANIFEST describes (" +
+                   DescribeOptions(o) + ", d=" + std::to_string(want_dim) +
+                   ", size=" + std::to_string(size) + ")");
+  }
+  return store;
+}
+
+}  // namespace fot

@@ -1,0 +1,113 @@
+// Options of one FAISS-backed memory store (memory/kv_store.h): which index
+// holds the keys, how keys and values are stored, and the index parameters.
+//
+// Index kinds (all search by inner product <query, key>):
+//   flat  exact search over every key. Add ≈ millions/s; search cost grows
+//         linearly with the memory. The reference for the other two.
+//   ivf   inverted file, trained ONCE when ivf_train_size keys exist; until
+//         then the keys are searched exactly. Fast to add (≈10^5/s on this
+//         machine kind), so it is the approximate kind for streaming ingest.
+//   hnsw  graph index. Slow to add (a few thousand keys/s at d=64..128 on a
+//         generic FAISS 1.7.3 build) but fast to search: for memories built
+//         once and searched often. The first kHnswBuildSize keys are searched
+//         exactly; the graph is built when that many exist.
+//
+// Storage types: StorageType applies to values, and to keys where FAISS 1.7.3
+// can store them: f32 keys use float codes, f16 keys fp16 scalar-quantizer
+// codes. FAISS 1.7.3 has no bfloat16 codes, so with kBFloat16 the KEYS are
+// stored as float16 (same 2 bytes, more mantissa, smaller range: keys beyond
+// ±65504 are rejected at Append) and the VALUES as bfloat16. IVF with PQ codes
+// stores keys as PQ codes whatever the dtype.
+//
+// Thread safety: plain data and pure functions; safe from any thread.
+#ifndef FOTSERVE_MEMORY_MEMORY_OPTIONS_H_
+#define FOTSERVE_MEMORY_MEMORY_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "memory/half_float.h"
+
+namespace fot {
+
+enum class IndexKind { kFlat, kHnsw, kIvf };
+enum class StorageType { kFloat32, kFloat16, kBFloat16 };
+
+// HNSW stores (and IVF stores, below ivf_train_size) search their keys exactly
+// until this many keys exist; then the graph is built from all of them. Small
+// graphs buy nothing over exact search, and the first keys also fix the norm
+// bound of the inner-product-to-L2 reduction (kv_store.h).
+inline constexpr int64_t kHnswBuildSize = 1024;
+
+struct MemoryOptions {
+  IndexKind index_kind = IndexKind::kFlat;
+  StorageType dtype = StorageType::kFloat16;  // keys AND values (see above)
+
+  // HNSW. Defaults measured for recall@10 >= 0.95 at d = 64 and 128 on
+  // key-like and clustered data (about 0.98-0.99; see kv_store_test.cc).
+  int hnsw_m = 32;
+  int hnsw_ef_construction = 40;
+  int hnsw_ef_search = 128;
+
+  // IVF. ivf_train_size 0 means 40 * ivf_nlist keys (at least 40 * 256 with PQ,
+  // whose codebooks have 256 entries). Default nprobe probes 1/8 of the lists.
+  int ivf_nlist = 256;
+  int ivf_nprobe = 40;
+  int64_t ivf_train_size = 0;
+  bool ivf_pq = false;  // PQ codes instead of float/fp16 codes
+  int ivf_pq_m = 0;     // PQ sub-quantizers (bytes per key); 0: (head_dim + 2) / 2
+
+  bool operator==(const MemoryOptions&) const = default;
+};
+
+// OK when `options` can build a store of `head_dim`-dimensional keys; else
+// InvalidArgument naming the bad field, its value and the accepted range.
+// Only the fields of options.index_kind are checked.
+[[nodiscard]] absl::Status ValidateMemoryOptions(const MemoryOptions& options, int head_dim);
+
+// The options a store actually uses: defaults (0 = automatic) filled in.
+// Requires ValidateMemoryOptions(options, head_dim).ok().
+MemoryOptions ResolveMemoryOptions(const MemoryOptions& options, int head_dim);
+
+// "flat" (alias "exact"), "hnsw", "ivf".
+absl::StatusOr<IndexKind> ParseIndexKind(std::string_view name);
+std::string_view IndexKindName(IndexKind kind);
+
+// "f32"/"float32", "f16"/"float16", "bf16"/"bfloat16".
+absl::StatusOr<StorageType> ParseStorageType(std::string_view name);
+std::string_view StorageTypeName(StorageType type);
+
+// Parses "KIND" or "KIND:key=value,key=value" into *options. Sets index_kind
+// and the listed parameters; everything else in *options is left as it was,
+// so callers start from MemoryOptions{} (or a session's options). Keys:
+//   any kind: dtype=f32|f16|bf16
+//   hnsw:     m, ef_construction, ef_search
+//   ivf:      nlist, nprobe, train_size, pq=0|1, pq_m (pq_m > 0 implies pq=1)
+// e.g. "hnsw:m=32,ef_search=64", "ivf:nlist=1024,nprobe=32,pq_m=16".
+// Syntax errors are InvalidArgument; *options is unchanged on error. Values are
+// range-checked by ValidateMemoryOptions, not here (the head_dim is unknown),
+// except that an nlist given without nprobe lowers nprobe to at most nlist.
+[[nodiscard]] absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options);
+
+// The canonical spec of `options`, e.g. "ivf:nlist=256,nprobe=40,train_size=0,dtype=f16".
+// ParseIndexSpec(DescribeOptions(o), &p) from any p gives p == o for the fields
+// of o.index_kind and dtype.
+std::string DescribeOptions(const MemoryOptions& options);
+
+
+// Bytes per stored scalar of `type` (4 or 2).
+int BytesPerScalar(StorageType type);
+
+// Largest finite magnitude `type` represents.
+float MaxFinite(StorageType type);
+
+// Converts n floats to 16-bit `type` (kFloat16 or kBFloat16) and back.
+void EncodeHalfRow(StorageType type, const float* in, int64_t n, uint16_t* out);
+void DecodeHalfRow(StorageType type, const uint16_t* in, int64_t n, float* out);
+
+}  // namespace fot
+
+#endif  // FOTSERVE_MEMORY_MEMORY_OPTIONS_H_

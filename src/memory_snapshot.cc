@@ -1,0 +1,103 @@
+#include "src/memory_snapshot.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/status_macros.h"
+
+namespace fot {
+namespace {
+
+constexpr char kMagic[] = "fotserve-memory 1";
+
+// What must match between the saved memory and the model loading it.
+std::string Manifest(const ModelConfig& config, int64_t tokens_seen) {
+  return absl::StrCat(kMagic, "\nmem_layers ", absl::StrJoin(config.mem_layers, ","),
+                      "\nnum_key_value_heads ", config.num_key_value_heads, "\nhead_dim ",
+                      config.head_dim(), "\ntokens_seen ", tokens_seen, "\n");
+}
+
+std::string LayerDir(const std::string& dir, int layer) {
+  return absl::StrCat(dir, "/layer_", layer);
+}
+
+// Puts `from` at `to`, atomically replacing what was there.
+absl::Status SwapIntoPlace(const std::string& from, const std::string& to) {
+  if (!std::filesystem::exists(to)) {
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot move ", from, " to ", to));
+    }
+    return absl::OkStatus();
+  }
+  // Linux's RENAME_EXCHANGE swaps two directories in one step.
+  if (syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) != 0) {
+    return absl::InternalError(absl::StrCat("cannot replace ", to, " with ", from));
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(from, ignored);  // now the old save
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SaveMemory(const Transformer& model, const ModelState& state,
+                        const std::string& dir) {
+  const ModelConfig& config = model.config();
+  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir + "/MANIFEST")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " exists and is not a saved memory; refusing to replace it"));
+  }
+  const std::string staging = dir + ".saving";
+  std::error_code error;
+  std::filesystem::remove_all(staging, error);
+  std::filesystem::create_directories(staging, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot create ", staging, ": ", error.message()));
+  }
+  for (int layer : config.mem_layers) {
+    FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer)));
+  }
+  {
+    std::ofstream manifest(staging + "/MANIFEST");
+    manifest << Manifest(config, state.tokens_seen);
+    manifest.flush();
+    if (!manifest) return absl::InternalError(absl::StrCat("cannot write ", staging, "/MANIFEST"));
+  }
+  return SwapIntoPlace(staging, dir);
+}
+
+absl::StatusOr<ModelState> LoadMemory(const Transformer& model, const std::string& dir) {
+  const ModelConfig& config = model.config();
+  std::ifstream in(dir + "/MANIFEST");
+  if (!in) return absl::NotFoundError(absl::StrCat(dir, ": no saved memory (no MANIFEST)"));
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string saved = text.str();
+  const size_t tokens_at = saved.find("tokens_seen ");
+  if (saved.rfind(kMagic, 0) != 0 || tokens_at == std::string::npos) {
+    return absl::DataLossError(absl::StrCat(dir, "/MANIFEST is not a fotserve memory manifest"));
+  }
+  const int64_t tokens_seen = std::atoll(saved.c_str() + tokens_at + 12);
+  if (saved != Manifest(config, tokens_seen)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " holds memory of a model with other memory layers or head shapes: ", saved));
+  }
+  FOT_ASSIGN_OR_RETURN(ModelState state, model.NewState(MemoryOptions{}));
+  for (int layer : config.mem_layers) {
+    FOT_ASSIGN_OR_RETURN(state.memory[layer],
+                         KvMemory::Load(LayerDir(dir, layer), config.num_key_value_heads));
+  }
+  state.tokens_seen = tokens_seen;
+  return state;
+}
+
+}  // namespace fot
