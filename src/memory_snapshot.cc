@@ -64,6 +64,10 @@ absl::Status SaveMemory(const Transformer& model, const ModelState& state,
     return absl::InternalError(absl::StrCat("cannot create ", staging, ": ", error.message()));
   }
   for (int layer : config.mem_layers) {
+    if (layer >= static_cast<int>(state.memory.size()) || state.memory[layer] == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the state has no memory for memory layer ", layer, " of the model"));
+    }
     FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer)));
   }
   {

@@ -101,6 +101,24 @@ TEST_P(GoldenTest, LogitsWithoutCacheMatchReference) {
   EXPECT_LE(MaxAbsDifference(actual, expected), kTolerance);
 }
 
+TEST_P(GoldenTest, KnnWithKAtLeastTheMemorySizeEqualsDense) {
+  // Every window's keys land in memory, so K = T covers the whole memory.
+  ModelState state = NewStateOrDie(*engine_);
+  state.retrieval = *ParseRetrieval("knn:" + std::to_string(ids_.size()));
+  std::vector<float> knn;
+  const int vocab = engine_->config().vocab_size;
+  ASSERT_TRUE(engine_
+                  ->Prefill(ids_, meta_["last_context_length_nocache"].get<int>(), &state,
+                            LogitsMode::kAll,
+                            [&](int64_t, int64_t rows, const float* l) {
+                              knn.insert(knn.end(), l, l + rows * vocab);
+                            })
+                  .ok());
+  const std::vector<float> dense =
+      AllLogits(*engine_, ids_, meta_["last_context_length_nocache"].get<int>());
+  EXPECT_LE(MaxAbsDifference(knn, dense), 1e-5);
+}
+
 TEST_P(GoldenTest, LogitsWithCacheWindowSplitMatchReference) {
   std::vector<int64_t> shape;
   const std::vector<float> expected = ReadFloats(GetParam(), "logits_cache.npy", &shape);
