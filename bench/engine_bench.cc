@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "benchmark/benchmark.h"
+#include "src/command_line.h"
 #include "src/engine.h"
 #include "src/kernels.h"
 #include "src/random_checkpoint.h"
@@ -237,6 +238,7 @@ void PrintSummary(const ModelConfig& config, const Figures& f) {
 }
 
 int Main(int argc, char** argv) {
+  UsePassiveOpenMpWaits(argv);
   benchmark::Initialize(&argc, argv);
   const std::string dir =
       (std::filesystem::temp_directory_path() / "fotserve_bench_mid_model").string();

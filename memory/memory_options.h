@@ -53,12 +53,13 @@ struct MemoryOptions {
   int hnsw_ef_search = 128;
 
   // IVF. ivf_train_size 0 means 40 * ivf_nlist keys (at least 40 * 256 with PQ,
-  // whose codebooks have 256 entries). Default nprobe probes 1/8 of the lists.
+  // whose codebooks have 256 entries). Default nprobe probes 1/4 of the lists:
+  // 1/8 gave recall@10 0.93 on engine keys, 1/4 gives 0.97 (knn_recall_test).
   int ivf_nlist = 256;
-  int ivf_nprobe = 40;
+  int ivf_nprobe = 64;
   int64_t ivf_train_size = 0;
   bool ivf_pq = false;  // PQ codes instead of float/fp16 codes
-  int ivf_pq_m = 0;     // PQ sub-quantizers (bytes per key); 0: (head_dim + 2) / 2
+  int ivf_pq_m = 0;     // PQ sub-quantizers (bytes per key); 0: ceil((head_dim + 2) / 4)
 
   bool operator==(const MemoryOptions&) const = default;
 };

@@ -1,5 +1,7 @@
 #include "src/command_line.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -24,7 +26,15 @@ std::string UnderscoreFlagName(const std::string& arg) {
 
 }  // namespace
 
+void UsePassiveOpenMpWaits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
+  execv("/proc/self/exe", argv);
+  // execv failed (no /proc?): carry on with the default policy.
+}
+
 std::vector<std::string> ParseCommandLine(int argc, char** argv, const char* usage) {
+  UsePassiveOpenMpWaits(argv);
   absl::SetProgramUsageMessage(usage);
   std::vector<std::string> storage;
   storage.reserve(argc);

@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "src/command_line.h"
 #include "src/engine.h"
+#include "src/memory_inspection.h"
 #include "src/npy.h"
 #include "src/sampler.h"
 #include "src/status_macros.h"
@@ -217,6 +218,12 @@ absl::Status Run() {
                   1000 * seconds / generated.size());
   }
   if (generated_writer) FOT_RETURN_IF_ERROR(generated_writer->Finish());
+  const MemoryStats stats = GetMemoryStats(state);
+  if (!stats.layers.empty()) {
+    absl::FPrintF(stderr, "memory: %d layers x %d kv heads, %d entries each, %.2f MB\n",
+                  stats.layers.size(), stats.layers[0].heads.size(),
+                  stats.layers[0].heads[0].entries, stats.bytes / 1e6);
+  }
   if (const std::string path = absl::GetFlag(FLAGS_generated_ids_out); !path.empty()) {
     FOT_RETURN_IF_ERROR(WriteNpyInt64(path, generated));
   }

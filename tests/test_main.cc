@@ -8,8 +8,12 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "src/command_line.h"
 
 int main(int argc, char** argv) {
+  // ctest runs two test processes at once on two cores: sleeping OpenMP waits
+  // keep them from spinning against each other (see command_line.h).
+  fot::UsePassiveOpenMpWaits(argv);
   ::testing::InitGoogleTest(&argc, argv);
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                     ("fotserve_test_" + std::to_string(getpid()));
