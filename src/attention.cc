@@ -78,21 +78,22 @@ void FoldBlock(const Tile& tile, int head_dim, const float* block_keys, const fl
 }
 
 // Dense: every memory entry of the tile's kv head, block by block.
-absl::Status FoldDenseMemory(const Tile& tile, int head_dim, const KvStore& store,
+absl::Status FoldDenseMemory(const Tile& tile, int head_dim, const KvMemory& memory,
                              const Retrieval& retrieval, AttentionScratch::Tile* s) {
-  const int64_t size = store.size();
-  const bool masked = store.live_size() != size || !retrieval.filter.documents.empty();
+  const int64_t size = memory.size();
+  const int g = tile.kv_head;
+  const bool masked = memory.has_deleted() || !retrieval.filter.documents.empty();
   const std::vector<int64_t>& documents = retrieval.filter.documents;
   for (int64_t b = 0; b < size; b += kKeyBlock) {
     const int count = static_cast<int>(std::min<int64_t>(kKeyBlock, size - b));
-    absl::Status status = store.ReadKeys(b, count, s->block_keys.data());
-    if (status.ok()) status = store.ReadValues(b, count, s->block_values.data());
+    absl::Status status = memory.ReadKeys(g, b, count, s->block_keys.data());
+    if (status.ok()) status = memory.ReadValues(g, b, count, s->block_values.data());
     if (masked && status.ok()) {
-      status = store.ReadProvenance(b, count, s->block_provenance.data());
+      status = memory.ReadProvenance(b, count, s->block_provenance.data());
       for (int j = 0; j < count && status.ok(); ++j) {
         const int64_t document = s->block_provenance[j].document;
         s->block_live[j] =
-            !store.is_deleted(b + j) &&
+            !memory.is_deleted(b + j) &&
             (documents.empty() ||
              std::find(documents.begin(), documents.end(), document) != documents.end());
       }
@@ -106,7 +107,7 @@ absl::Status FoldDenseMemory(const Tile& tile, int head_dim, const KvStore& stor
 
 // knn: each row's retrieved entries, with the scores FAISS returned.
 absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scale,
-                           const KvStore& store, const int64_t* ids, const float* scores,
+                           const KvMemory& memory, const int64_t* ids, const float* scores,
                            AttentionScratch::Tile* s) {
   for (int r = 0; r < tile.rows; ++r) {
     const size_t row = static_cast<size_t>(tile.first_row + r) * top_k;
@@ -114,7 +115,8 @@ absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scal
     for (int j = 0; j < top_k; ++j) p[j] = ids[row + j] < 0 ? kNegInf : scores[row + j] * scale;
     float* output = s->output.data() + static_cast<size_t>(r) * head_dim;
     FoldRow(p, top_k, head_dim, &s->row_max[r], &s->row_sum[r], output);
-    absl::Status status = store.GatherValues(ids + row, top_k, s->block_values.data());
+    absl::Status status =
+        memory.GatherValues(tile.kv_head, ids + row, top_k, s->block_values.data());
     if (!status.ok()) return status;
     cblas_sgemv(CblasRowMajor, CblasTrans, top_k, head_dim, 1.0f, s->block_values.data(),
                 head_dim, p, 1, 1.0f, output, 1);
@@ -124,17 +126,22 @@ absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scal
 
 // Dense: the last query's `top` best memory entries by inner product (a search
 // of the head's store) with their share of the final softmax.
-absl::Status TraceRow(const float* query, int head_dim, float scale, float row_max, float row_sum,
-                      const KvStore& store, const Retrieval& retrieval, int top,
+absl::Status TraceRow(const float* query, int kv_head, int head_dim, float scale, float row_max,
+                      float row_sum, const KvMemory& memory, const Retrieval& retrieval, int top,
                       std::vector<TracedEntry>* entries) {
   std::vector<int64_t> ids(top);
   std::vector<float> scores(top);
   const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
-  absl::Status status = store.Search(query, 1, head_dim, top, filter, ids.data(), scores.data());
+  absl::Status status =
+      memory.Search(kv_head, query, 1, head_dim, top, filter, ids.data(), scores.data());
   if (!status.ok()) return status;
   entries->clear();
   for (int j = 0; j < top && ids[j] >= 0; ++j) {
-    entries->push_back({ids[j], scores[j], std::exp(scores[j] * scale - row_max) / row_sum});
+    Provenance provenance;
+    status = memory.ReadProvenance(ids[j], 1, &provenance);
+    if (!status.ok()) return status;
+    entries->push_back(
+        {ids[j], provenance, scores[j], std::exp(scores[j] * scale - row_max) / row_sum});
   }
   return absl::OkStatus();
 }
@@ -186,9 +193,9 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
         std::copy(src, src + hd, scratch->search_queries.begin() + static_cast<size_t>(row) * hd);
       }
       const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
-      absl::Status status = memory->store(g).Search(scratch->search_queries.data(), total_rows, hd,
-                                                    top_k, filter, &scratch->ids[g * per_head],
-                                                    &scratch->scores[g * per_head]);
+      absl::Status status = memory->Search(g, scratch->search_queries.data(), total_rows, hd,
+                                           top_k, filter, &scratch->ids[g * per_head],
+                                           &scratch->scores[g * per_head]);
       if (!status.ok()) return status;
     }
   }
@@ -241,10 +248,10 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
     absl::Status status;
     if (knn) {
       const size_t per_head = static_cast<size_t>(total_rows) * top_k;
-      status = FoldRetrieved(tile, hd, top_k, scale, memory->store(g), &scratch->ids[g * per_head],
+      status = FoldRetrieved(tile, hd, top_k, scale, *memory, &scratch->ids[g * per_head],
                              &scratch->scores[g * per_head], s);
     } else if (memory_size > 0) {
-      status = FoldDenseMemory(tile, hd, memory->store(g), retrieval, s);
+      status = FoldDenseMemory(tile, hd, *memory, retrieval, s);
     }
     if (!status.ok()) {
       failures[thread] = status;
@@ -263,14 +270,16 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
                             static_cast<size_t>(row) * top_k;
           for (int j = 0; j < std::min(trace->top, top_k) && scratch->ids[at + j] >= 0; ++j) {
             const float score = scratch->scores[at + j];
-            entries->push_back({scratch->ids[at + j], score,
+            Provenance provenance;
+            status = memory->ReadProvenance(scratch->ids[at + j], 1, &provenance);
+            if (!status.ok()) failures[thread] = status;
+            entries->push_back({scratch->ids[at + j], provenance, score,
                                 std::exp(score * scale - s->row_max[r]) / s->row_sum[r]});
           }
         } else {
           status = TraceRow(
-              q + (static_cast<size_t>(n - 1) * dims.num_heads + g * group + row / n) * hd, hd,
-              scale, s->row_max[r], s->row_sum[r], memory->store(g), retrieval, trace->top,
-              entries);
+              q + (static_cast<size_t>(n - 1) * dims.num_heads + g * group + row / n) * hd, g,
+              hd, scale, s->row_max[r], s->row_sum[r], *memory, retrieval, trace->top, entries);
           if (!status.ok()) failures[thread] = status;
         }
       }

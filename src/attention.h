@@ -47,6 +47,7 @@ std::string DescribeRetrieval(const Retrieval& retrieval);
 // (the FoT paper's "kNN score"), which counts the local keys too.
 struct TracedEntry {
   int64_t id;
+  Provenance provenance;  // where the entry's token came from
   float inner_product;    // ⟨q, key⟩, unscaled
   float attention_share;  // softmax probability of this entry for this query
 };

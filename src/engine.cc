@@ -37,6 +37,33 @@ MemoryOptions Engine::DefaultMemoryOptions() const {
   return options;
 }
 
+absl::StatusOr<ModelState> Engine::NewOverlayState(const ModelState& base) const {
+  FOT_ASSIGN_OR_RETURN(ModelState state, NewState(MemoryOptions{}));
+  for (size_t l = 0; l < base.memory.size(); ++l) {
+    if (base.memory[l] == nullptr) continue;
+    FOT_ASSIGN_OR_RETURN(state.memory[l], KvMemory::CreateOverlay(base.memory[l].get()));
+  }
+  state.retrieval = base.retrieval;
+  state.tokens_seen = base.tokens_seen;
+  return state;
+}
+
+absl::Status Engine::ProcessWindow(absl::Span<const int> tokens, ModelState* state,
+                                   absl::Span<const Provenance> provenance) const {
+  if (tokens.empty() || static_cast<int64_t>(tokens.size()) > config().max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat("a window holds 1 to ",
+                                                   config().max_position_embeddings,
+                                                   " tokens, not ", tokens.size()));
+  }
+  if (state->cache_size() != 0) {
+    return absl::FailedPreconditionError("ProcessWindow needs an empty local cache");
+  }
+  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
+  FOT_RETURN_IF_ERROR(RunChunk(tokens, provenance.empty() ? nullptr : provenance.data(), 0, state,
+                               LogitsMode::kNone, /*is_last_chunk=*/false, nullptr));
+  return transformer_.FlushLocalCache(state);
+}
+
 absl::Status Engine::CheckInput(absl::Span<const int> tokens,
                                 absl::Span<const Provenance> provenance) const {
   if (!provenance.empty() && provenance.size() != tokens.size()) {

@@ -51,6 +51,16 @@ class Engine {
   }
   absl::StatusOr<ModelState> NewState() const { return NewState(DefaultMemoryOptions()); }
 
+  // A fresh state whose memories are private overlays over `base`'s: it reads
+  // base's memory and appends only to its own (DESIGN.md §2 queries). `base`
+  // must outlive it and its memory must not change while it is used.
+  absl::StatusOr<ModelState> NewOverlayState(const ModelState& base) const;
+
+  // Runs one window (at most W tokens) from an empty local cache and moves it
+  // to memory: what Prefill does with every window but the last.
+  [[nodiscard]] absl::Status ProcessWindow(absl::Span<const int> tokens, ModelState* state,
+                                           absl::Span<const Provenance> provenance = {}) const;
+
   // Runs a whole input as the published LongLLaMA forward does: windows of W
   // from the start go through the model and then into memory; the last
   // last_context_length tokens stay in the local cache. The state's local

@@ -30,8 +30,9 @@ std::string LayerDir(const std::string& dir, int layer) {
   return absl::StrCat(dir, "/layer_", layer);
 }
 
-// Puts `from` at `to`, atomically replacing what was there.
-absl::Status SwapIntoPlace(const std::string& from, const std::string& to) {
+}  // namespace
+
+absl::Status ReplaceDirectory(const std::string& from, const std::string& to) {
   if (!std::filesystem::exists(to)) {
     if (::rename(from.c_str(), to.c_str()) != 0) {
       return absl::InternalError(absl::StrCat("cannot move ", from, " to ", to));
@@ -46,8 +47,6 @@ absl::Status SwapIntoPlace(const std::string& from, const std::string& to) {
   std::filesystem::remove_all(from, ignored);  // now the old save
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status SaveMemory(const Transformer& model, const ModelState& state,
                         const std::string& dir) {
@@ -76,7 +75,7 @@ absl::Status SaveMemory(const Transformer& model, const ModelState& state,
     manifest.flush();
     if (!manifest) return absl::InternalError(absl::StrCat("cannot write ", staging, "/MANIFEST"));
   }
-  return SwapIntoPlace(staging, dir);
+  return ReplaceDirectory(staging, dir);
 }
 
 absl::StatusOr<ModelState> LoadMemory(const Transformer& model, const std::string& dir) {

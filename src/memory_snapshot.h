@@ -20,6 +20,10 @@ namespace fot {
 [[nodiscard]] absl::Status SaveMemory(const Transformer& model, const ModelState& state,
                                       const std::string& dir);
 
+// Puts directory `staging` at `target` in one step, replacing what was there
+// (which is removed). Used for every save that must never be half-written.
+[[nodiscard]] absl::Status ReplaceDirectory(const std::string& staging, const std::string& target);
+
 // A fresh state (empty local cache) whose memories are those saved in dir.
 // FailedPrecondition if they were saved for a model of another shape.
 absl::StatusOr<ModelState> LoadMemory(const Transformer& model, const std::string& dir);

@@ -1,0 +1,171 @@
+// A session: one memory plus its pending, not yet processed tail of tokens
+// (DESIGN.md §2). Documents stream in; every window of W tokens, aligned from
+// the session's first token, is processed and moved to memory once at least
+// L − 1 tokens follow it, because a later question of any length must see
+// exactly the window split of a one-shot call. A query runs the pending tail
+// plus its question through the same split, reading the session's memory and
+// writing its own windows to a private overlay that is dropped at the end, so
+// queries never change the session.
+//
+// The invariant: for any chunking of the ingested documents and any question,
+// a query's logits and greedy tokens equal those of one Engine::Prefill over
+// all documents' tokens followed by the question (then Engine::Append per
+// generated token).
+//
+// Thread safety: all methods may be called from any thread. Queries (Generate,
+// Score, Search, inspection) share the session; Ingest, DeleteDocument and
+// keeping a turn take it exclusively, so a query sees the session as it was
+// when it started.
+#ifndef FOTSERVE_SRC_SESSION_H_
+#define FOTSERVE_SRC_SESSION_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "src/engine.h"
+#include "src/memory_inspection.h"
+#include "src/sampler.h"
+
+namespace fot {
+
+struct SessionOptions {
+  MemoryOptions memory;         // index kind and storage of every memory layer
+  Retrieval retrieval;          // default retrieval of queries
+  int last_context_length = 0;  // L; 0: the model's last_context_length
+};
+
+struct DocumentInfo {
+  int64_t id;        // session-local number, in ingest order (provenance.document)
+  std::string name;  // the client's document id
+  int64_t first;     // stream position of its first token
+  int64_t tokens;    // tokens received so far
+  bool deleted;
+};
+
+struct IngestProgress {
+  int64_t document_tokens;  // tokens of this document received so far
+  int64_t stream_tokens;    // tokens of the whole session
+  int64_t committed_tokens; // stream tokens whose windows are in memory
+};
+
+// One generated token and, when traced, what it retrieved.
+struct GeneratedToken {
+  int token;
+  std::vector<AttentionTrace> traces;  // [layer]; empty unless QueryOptions::trace
+};
+
+struct QueryOptions {
+  SamplingOptions sampling;
+  int max_tokens = 64;
+  bool stop_at_eos = true;
+  std::optional<Retrieval> retrieval;  // overrides the session's
+  bool trace = false;                  // record retrieval per generated token
+  int trace_top = 8;                   // entries per head in a trace
+  bool keep_turn = false;              // append question + answer to the session
+  // Called for each generated token; returning false stops generation (a
+  // cancelled client). Also receives every row of logits when set.
+  std::function<bool(const GeneratedToken&, const float* logits)> on_token;
+};
+
+struct QueryResult {
+  std::vector<int> tokens;  // generated
+  bool stopped_by_caller = false;
+  int64_t prompt_tokens = 0;  // pending tail + question run for this query
+};
+
+struct ScoreResult {
+  double log_likelihood = 0;       // Σ log p(continuation token | everything before)
+  std::vector<float> token_log_probs;
+  double perplexity = 0;           // exp(−log_likelihood / tokens)
+};
+
+class Session {
+ public:
+  static absl::StatusOr<std::unique_ptr<Session>> Create(const Engine* engine,
+                                                         const SessionOptions& options);
+
+  const SessionOptions& options() const { return options_; }
+
+  // Starts a document named `name`. AlreadyExists if a document of that name
+  // exists (use its info and AppendToDocument to resume).
+  absl::StatusOr<DocumentInfo> StartDocument(const std::string& name);
+
+  // Appends tokens to document `name`, which must be the latest document (a
+  // session's stream is its documents in order). Windows that have L − 1
+  // tokens after them are processed into memory. FailedPrecondition if `name`
+  // is not the latest document; InvalidArgument for ids outside the vocabulary.
+  absl::StatusOr<IngestProgress> AppendToDocument(const std::string& name,
+                                                  absl::Span<const int> tokens);
+
+  std::vector<DocumentInfo> Documents() const;
+  absl::StatusOr<DocumentInfo> Document(const std::string& name) const;
+
+  // Hides a document's entries from retrieval (its tokens stay in the stream,
+  // so positions and windows do not move). NotFound for an unknown name.
+  [[nodiscard]] absl::Status DeleteDocument(const std::string& name);
+
+  // Runs the pending tail + question, then generates. The question must not be
+  // empty.
+  absl::StatusOr<QueryResult> Generate(absl::Span<const int> question,
+                                       const QueryOptions& options);
+
+  // Log-likelihood of `continuation` after the session's stream + `context`.
+  absl::StatusOr<ScoreResult> Score(absl::Span<const int> context,
+                                    absl::Span<const int> continuation,
+                                    const std::optional<Retrieval>& retrieval);
+
+  // What the memory layers retrieve for the last token of `text` run after the
+  // session's stream (traces per layer, `top` entries per head).
+  absl::StatusOr<std::vector<AttentionTrace>> Search(absl::Span<const int> text, int top,
+                                                     const std::optional<Retrieval>& retrieval);
+
+  // Inspection of the committed memory (memory_inspection.h).
+  MemoryStats Stats() const;
+  absl::StatusOr<std::vector<MemoryEntry>> ListEntries(int layer, int64_t offset,
+                                                       int64_t limit) const;
+  absl::StatusOr<std::vector<MemoryEntry>> EntryContext(int layer, int64_t id, int radius) const;
+  // Token ids of the stream positions [first, first + count) (clamped).
+  std::vector<int> StreamTokens(int64_t first, int64_t count) const;
+  IngestProgress Progress() const;
+
+  // Saves memory, documents and the pending tail to dir (atomically replaced).
+  [[nodiscard]] absl::Status Save(const std::string& dir) const;
+  static absl::StatusOr<std::unique_ptr<Session>> Load(const Engine* engine,
+                                                       const std::string& dir);
+
+ private:
+  Session(const Engine* engine, SessionOptions options, ModelState state);
+
+  // Processes every full window that has L − 1 tokens after it.
+  absl::Status CommitWindows() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A query's state: a private overlay over the session's memory.
+  absl::StatusOr<ModelState> QueryState(const std::optional<Retrieval>& retrieval) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Pending tail + `extra`, with provenance (question tokens: document -1).
+  void QueryInput(absl::Span<const int> extra, std::vector<int>* tokens,
+                  std::vector<Provenance>* provenance) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const Engine* engine_;
+  const SessionOptions options_;
+  const int last_context_length_;
+
+  mutable absl::Mutex mu_;
+  ModelState state_ ABSL_GUARDED_BY(mu_);        // memory of committed windows
+  std::vector<int> stream_ ABSL_GUARDED_BY(mu_);  // every token ingested
+  std::vector<Provenance> provenance_ ABSL_GUARDED_BY(mu_);
+  int64_t committed_ ABSL_GUARDED_BY(mu_) = 0;  // stream_[0, committed_) is in memory
+  std::vector<DocumentInfo> documents_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fot
+
+#endif  // FOTSERVE_SRC_SESSION_H_
