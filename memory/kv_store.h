@@ -6,8 +6,13 @@
 // they are only hidden from Search via a tombstone bitmap.
 //
 // How each kind searches (MemoryOptions explains when to use which):
-//   flat   FAISS IndexFlatIP (f32) or IndexScalarQuantizer fp16 with inner
-//          product: exact, scores are FAISS's inner products of the stored keys.
+//   flat   keys in FAISS IndexFlatIP (f32) or IndexScalarQuantizer fp16 with
+//          inner product. Exact: scores are inner products with the keys as
+//          stored. Unfiltered f32 searches are one IndexFlatIP search; the rest
+//          decode keys in blocks and run FAISS's BLAS-backed knn_inner_product
+//          per block for all queries, because this generic FAISS 1.7.3 build
+//          scans fp16 codes ~20x slower and its IDSelector path for flat
+//          indexes skips BLAS (kv_store.cc has the figures).
 //   hnsw / ivf  maximum inner product is reduced to nearest neighbour in L2:
 //          key x becomes (x, e1, e2) with e1^2 + e2^2 = B^2 - |x|^2 for a norm
 //          bound B, the query q becomes (q, 0, 0), so |q' - x'|^2 = |q|^2 + B^2 -
@@ -24,10 +29,12 @@
 //          exactly on every query ("overflow" entries). Approximate results are
 //          re-scored exactly from the stored keys (the scores are inner products
 //          with the keys as stored, like flat), then merged with the overflow.
-//          IVF-PQ keys are PQ codes; its scores use their reconstruction.
-// Tombstones and the document filter are FAISS IDSelectors passed per call in
-// SearchParameters (FAISS 1.7.3 honours them for every kind used here), with
-// nprobe passed per call in SearchParametersIVF. FAISS 1.7.3 ignores
+//          IVF-PQ keys are PQ codes, which blur the extra coordinates: it
+//          fetches 8k candidates and re-ranks them by the inner product with
+//          the reconstructed keys (its scores use the reconstruction too).
+// For hnsw/ivf, tombstones and the document filter are a FAISS IDSelector
+// passed per call in SearchParameters (FAISS 1.7.3 honours it for every index
+// used here), with nprobe passed per call in SearchParametersIVF. FAISS 1.7.3 ignores
 // SearchParametersHNSW::efSearch (measured: the index's own efSearch is used),
 // so ef_search is set on the index once, when it is built or loaded. When the
 // selection (live entries passing the filter) is small — at most 1/8 of all
@@ -90,8 +97,7 @@ class KvStore {
   // Keys and values must be finite and, when stored as float16, within ±65504
   // (InvalidArgument naming the row otherwise; nothing is appended then).
   [[nodiscard]] absl::Status Append(const float* keys, int64_t key_stride, const float* values,
-                                    int64_t value_stride, const Provenance* provenance,
-                                    int64_t n);
+                                    int64_t value_stride, const Provenance* provenance, int64_t n);
 
   int64_t size() const;       // ids assigned, deleted included
   int64_t live_size() const;  // entries not deleted
@@ -102,8 +108,7 @@ class KvStore {
   // padded with id -1 and score -inf when fewer entries qualify. One FAISS
   // search for all queries. InvalidArgument for k < 1 or bad arguments.
   [[nodiscard]] absl::Status Search(const float* queries, int64_t nq, int64_t query_stride, int k,
-                                    const SearchFilter* filter, int64_t* ids,
-                                    float* scores) const;
+                                    const SearchFilter* filter, int64_t* ids, float* scores) const;
 
   // Keys (as stored: fp16-rounded, or the PQ reconstruction) and values of ids
   // [first, first + count), decoded to float, into out [count, head_dim].

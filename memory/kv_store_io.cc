@@ -253,10 +253,10 @@ absl::Status KvStore::Save(const std::string& dir_in) const {
     if (!s.ok()) return s;
     char bound[64];
     snprintf(bound, sizeof bound, "%a", st.bound_sq);
-    std::string m = std::string(kMagic) + "\nhead_dim " + std::to_string(head_dim_) +
-                    "\noptions " + DescribeOptions(options_) + "\nsize " +
-                    std::to_string(st.size) + "\ndeleted " + std::to_string(st.deleted) +
-                    "\nbuilt " + (st.built ? "1" : "0") + "\nbound_sq " + bound + "\n";
+    std::string m = std::string(kMagic) + "\nhead_dim " + std::to_string(head_dim_) + "\noptions " +
+                    DescribeOptions(options_) + "\nsize " + std::to_string(st.size) + "\ndeleted " +
+                    std::to_string(st.deleted) + "\nbuilt " + (st.built ? "1" : "0") +
+                    "\nbound_sq " + bound + "\n";
     for (int i = 0; i < 5; ++i) {
       m += std::string("file ") + kFiles[i] + " " + std::to_string(info[i].bytes) + " " +
            Hex(info[i].hash) + "\n";
@@ -314,13 +314,20 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
     std::istringstream ls(line);
     ls >> key;
     bool ok = true;
-    if (key == "head_dim") ok = static_cast<bool>(ls >> head_dim);
-    else if (key == "options") ok = static_cast<bool>(ls >> spec);
-    else if (key == "size") ok = static_cast<bool>(ls >> size);
-    else if (key == "deleted") ok = static_cast<bool>(ls >> deleted);
-    else if (key == "built") ok = static_cast<bool>(ls >> built);
-    else if (key == "bound_sq") ok = static_cast<bool>(ls >> bound);
-    else if (key == "end") ended = true;
+    if (key == "head_dim")
+      ok = static_cast<bool>(ls >> head_dim);
+    else if (key == "options")
+      ok = static_cast<bool>(ls >> spec);
+    else if (key == "size")
+      ok = static_cast<bool>(ls >> size);
+    else if (key == "deleted")
+      ok = static_cast<bool>(ls >> deleted);
+    else if (key == "built")
+      ok = static_cast<bool>(ls >> built);
+    else if (key == "bound_sq")
+      ok = static_cast<bool>(ls >> bound);
+    else if (key == "end")
+      ended = true;
     else if (key == "file") {
       std::string name, hash;
       int64_t bytes = -1;
@@ -342,7 +349,8 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
     if (!seen[i]) return corrupt(std::string("no entry for ") + kFiles[i]);
   }
   MemoryOptions options;
-  if (absl::Status s = ParseIndexSpec(spec, &options); !s.ok()) return corrupt(std::string(s.message()));
+  if (absl::Status s = ParseIndexSpec(spec, &options); !s.ok())
+    return corrupt(std::string(s.message()));
   if (absl::Status s = ValidateMemoryOptions(options, head_dim); !s.ok()) {
     return corrupt(std::string(s.message()));
   }

@@ -56,8 +56,8 @@ absl::StatusOr<int> ParseInt32(std::string_view key, std::string_view text) {
   absl::StatusOr<int64_t> v = ParseInt(key, text);
   if (!v.ok()) return v.status();
   if (*v < std::numeric_limits<int>::min() || *v > std::numeric_limits<int>::max()) {
-    return absl::InvalidArgumentError("index spec parameter '" + Str(key) + "' value " +
-                                      Str(text) + " does not fit in 32 bits");
+    return absl::InvalidArgumentError("index spec parameter '" + Str(key) + "' value " + Str(text) +
+                                      " does not fit in 32 bits");
   }
   return static_cast<int>(*v);
 }
@@ -67,8 +67,7 @@ absl::StatusOr<int> ParseInt32(std::string_view key, std::string_view text) {
 absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
   if (head_dim < 1 || head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError("head_dim=" + std::to_string(head_dim) +
-                                      " is out of range [1, " + std::to_string(kMaxHeadDim) +
-                                      "]");
+                                      " is out of range [1, " + std::to_string(kMaxHeadDim) + "]");
   }
   switch (o.dtype) {
     case StorageType::kFloat32:
@@ -99,13 +98,12 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
       if (o.ivf_pq && o.ivf_pq_m != 0 &&
           !(s = CheckRange("ivf_pq_m", o.ivf_pq_m, 1, head_dim + 2,
                            "PQ splits head_dim + 2 dimensions into ivf_pq_m parts; 0 picks "
-                           "(head_dim + 2) / 2"))
+                           "one part per 4 dimensions"))
                .ok()) {
         return s;
       }
       if (!o.ivf_pq && o.ivf_pq_m != 0) {
-        return absl::InvalidArgumentError("memory option ivf_pq_m=" +
-                                          std::to_string(o.ivf_pq_m) +
+        return absl::InvalidArgumentError("memory option ivf_pq_m=" + std::to_string(o.ivf_pq_m) +
                                           " needs ivf_pq=true (or spec key pq=1)");
       }
       if (o.ivf_train_size != 0) {
@@ -135,7 +133,7 @@ MemoryOptions ResolveMemoryOptions(const MemoryOptions& options, int head_dim) {
       if (o.ivf_pq) centroids = std::max<int64_t>(centroids, kPqCodebookSize);
       o.ivf_train_size = 40 * centroids;
     }
-    if (o.ivf_pq && o.ivf_pq_m == 0) o.ivf_pq_m = (head_dim + 2) / 2;
+    if (o.ivf_pq && o.ivf_pq_m == 0) o.ivf_pq_m = (head_dim + 2 + 3) / 4;
   }
   return o;
 }
@@ -279,8 +277,8 @@ std::string DescribeOptions(const MemoryOptions& o) {
       break;
     case IndexKind::kIvf:
       s += "nlist=" + std::to_string(o.ivf_nlist) + ",nprobe=" + std::to_string(o.ivf_nprobe) +
-           ",train_size=" + std::to_string(o.ivf_train_size) +
-           ",pq=" + (o.ivf_pq ? "1" : "0") + ",";
+           ",train_size=" + std::to_string(o.ivf_train_size) + ",pq=" + (o.ivf_pq ? "1" : "0") +
+           ",";
       if (o.ivf_pq) s += "pq_m=" + std::to_string(o.ivf_pq_m) + ",";
       break;
   }

@@ -58,8 +58,11 @@ struct MemoryOptions {
   int ivf_nlist = 256;
   int ivf_nprobe = 64;
   int64_t ivf_train_size = 0;
-  bool ivf_pq = false;  // PQ codes instead of float/fp16 codes
-  int ivf_pq_m = 0;     // PQ sub-quantizers (bytes per key); 0: ceil((head_dim + 2) / 4)
+  // PQ codes instead of float/fp16 codes: ~8x smaller keys, but lossy. Measured
+  // recall@10 on key-like data is only ~0.6 (pq_m auto) to ~0.8 (2 dims per
+  // code), and PQ training (256 centroids per sub-quantizer) takes seconds.
+  bool ivf_pq = false;
+  int ivf_pq_m = 0;  // PQ sub-quantizers (bytes per key); 0: ceil((head_dim + 2) / 4)
 
   bool operator==(const MemoryOptions&) const = default;
 };
@@ -97,7 +100,6 @@ std::string_view StorageTypeName(StorageType type);
 // ParseIndexSpec(DescribeOptions(o), &p) from any p gives p == o for the fields
 // of o.index_kind and dtype.
 std::string DescribeOptions(const MemoryOptions& options);
-
 
 // Bytes per stored scalar of `type` (4 or 2).
 int BytesPerScalar(StorageType type);
