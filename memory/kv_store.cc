@@ -34,7 +34,10 @@ using kv_internal::TestBit;
 using kv_internal::WriteLock;
 
 constexpr double kBoundHeadroomSq = 1.25 * 1.25;         // B = 1.25 x largest norm at build
-constexpr int64_t kExactBlock = 16384;                   // keys decoded per exact-search block
+// Keys decoded per exact-search block. Each block restarts FAISS's top-k heaps
+// and is merged after; 64k-key blocks (16 MB at d=64) cost 1.03-1.18x a bare
+// IndexFlatIP search, 16k-key blocks 1.44-1.72x (bench/memory_bench.cc).
+constexpr int64_t kExactBlock = 65536;
 constexpr int64_t kMaxEntries = (int64_t{1} << 31) - 1;  // HNSW ids are int32
 constexpr int kPqRerankFactor = 8;                       // IVF-PQ fetches 8k candidates to re-rank
 

@@ -46,11 +46,13 @@ struct MemoryOptions {
   IndexKind index_kind = IndexKind::kFlat;
   StorageType dtype = StorageType::kFloat16;  // keys AND values (see above)
 
-  // HNSW. Defaults measured for recall@10 >= 0.95 at d = 64 and 128 on
-  // key-like and clustered data (about 0.98-0.99; see kv_store_test.cc).
+  // HNSW. FAISS 1.7.3's search width does not grow with k, so ef_search must
+  // cover the K a memory layer asks for: on the mid-size model's keys, recall
+  // @128 was 0.66 with ef_search 128, 0.87 with 256, 0.978 with 512
+  // (bench/memory_bench.cc); recall@10 on key-like data is 0.98-0.99.
   int hnsw_m = 32;
   int hnsw_ef_construction = 40;
-  int hnsw_ef_search = 128;
+  int hnsw_ef_search = 512;
 
   // IVF. ivf_train_size 0 means 40 * ivf_nlist keys (at least 40 * 256 with PQ,
   // whose codebooks have 256 entries). Default nprobe probes 1/4 of the lists:

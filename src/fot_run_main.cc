@@ -49,9 +49,21 @@ ABSL_FLAG(std::string, memory, "dense",
           "'knn:K' (the K entries with the largest inner product, per query and head)");
 ABSL_FLAG(std::string, index, "flat",
           "FAISS index of the memory: flat, hnsw or ivf, with parameters as in "
-          "'hnsw:m=32,ef_search=128' or 'ivf:nlist=256,nprobe=40,pq_m=16'");
+          "'hnsw:m=32,ef_search=512' or 'ivf:nlist=256,nprobe=64,pq_m=16'");
 ABSL_FLAG(std::string, memory_dtype, "",
           "Storage of memory keys and values: f32, f16 or bf16 (default: the config's mem_dtype)");
+ABSL_FLAG(std::string, attention, "fot",
+          "'fot' (windows and memory as the published LongLLaMA code) or 'lambda' (LM-Infinite's "
+          "Λ-shaped attention: the first --n-global tokens plus the last --local-window, "
+          "distances capped at the local window; any llama or longllama checkpoint)");
+ABSL_FLAG(int, n_global, -1, "lambda: tokens of the global branch (default 4)");
+ABSL_FLAG(int, local_window, 0,
+          "lambda: tokens of the local branch, the distance cap (default max_position_embeddings)");
+ABSL_FLAG(std::string, memory_positioning, "",
+          "lambda: how memory keys are positioned: as_first, fixed_distance or none (default "
+          "as_first for longllama, fixed_distance for llama)");
+ABSL_FLAG(std::string, lambda_memory_layers, "",
+          "lambda: memory layers, e.g. '2,5', or 'none' (default: the config's mem_layers)");
 
 namespace fot {
 namespace {
@@ -88,6 +100,35 @@ class LogitsCollector {
   NpyFloat32RowWriter* writer_;
   absl::Status status_;
 };
+
+// --attention and the lambda flags; lambda flags without --attention lambda
+// are an error rather than silently ignored.
+absl::StatusOr<AttentionOptions> AttentionFromFlags() {
+  AttentionOptions options;
+  FOT_ASSIGN_OR_RETURN(options.mode, ParseAttentionMode(absl::GetFlag(FLAGS_attention)));
+  const bool lambda_flags = absl::GetFlag(FLAGS_n_global) != -1 ||
+                            absl::GetFlag(FLAGS_local_window) != 0 ||
+                            !absl::GetFlag(FLAGS_memory_positioning).empty() ||
+                            !absl::GetFlag(FLAGS_lambda_memory_layers).empty();
+  if (options.mode != AttentionMode::kLambda) {
+    if (lambda_flags) {
+      return absl::InvalidArgumentError(
+          "--n-global, --local-window, --memory-positioning and --lambda-memory-layers need "
+          "--attention lambda");
+    }
+    return options;
+  }
+  // Out-of-range values are rejected with the model at hand (NewState).
+  if (absl::GetFlag(FLAGS_n_global) != -1) options.n_global = absl::GetFlag(FLAGS_n_global);
+  options.local_window = absl::GetFlag(FLAGS_local_window);
+  if (const std::string name = absl::GetFlag(FLAGS_memory_positioning); !name.empty()) {
+    FOT_ASSIGN_OR_RETURN(options.memory_positioning, ParseMemoryPositioning(name));
+  }
+  if (const std::string list = absl::GetFlag(FLAGS_lambda_memory_layers); !list.empty()) {
+    FOT_ASSIGN_OR_RETURN(options.memory_layers, ParseLayerList(list));
+  }
+  return options;
+}
 
 absl::StatusOr<std::vector<int>> PromptTokens(const ModelConfig& config,
                                               const Tokenizer* tokenizer) {
@@ -152,8 +193,9 @@ absl::Status Run() {
     FOT_ASSIGN_OR_RETURN(memory_options.dtype, ParseStorageType(dtype));
   }
   FOT_ASSIGN_OR_RETURN(const Retrieval retrieval, ParseRetrieval(absl::GetFlag(FLAGS_memory)));
+  FOT_ASSIGN_OR_RETURN(const AttentionOptions attention, AttentionFromFlags());
   auto new_state = [&]() -> absl::StatusOr<ModelState> {
-    FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(memory_options));
+    FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(memory_options, attention));
     state.retrieval = retrieval;
     return state;
   };
@@ -167,10 +209,13 @@ absl::Status Run() {
                                       prompt_logits.Sink()));
   FOT_RETURN_IF_ERROR(prompt_logits.status());
   const double prefill_seconds = SecondsSince(start);
+  int memory_layers = 0;
+  for (const auto& memory : state.memory) memory_layers += memory != nullptr;
   absl::FPrintF(stderr,
-                "processed %d tokens in %.3f s: %.1f tokens/s (memory: %d layers, %s, %s)\n",
+                "processed %d tokens in %.3f s: %.1f tokens/s (attention: %s; memory: %d layers, "
+                "%s, %s)\n",
                 prompt.size(), prefill_seconds, prompt.size() / prefill_seconds,
-                config.mem_layers.size(), DescribeRetrieval(retrieval),
+                DescribeAttention(state.attention), memory_layers, DescribeRetrieval(retrieval),
                 DescribeOptions(memory_options));
   if (prompt_writer) FOT_RETURN_IF_ERROR(prompt_writer->Finish());
 
@@ -238,7 +283,8 @@ int main(int argc, char** argv) {
       argc, argv,
       "fot-run --model DIR (--prompt TEXT | --input-ids FILE.npy) [--use-cache] "
       "[--last-context-length N] [--logits-out FILE.npy] [--generate N] [--temperature T] "
-      "[--top-p P] [--seed S]");
+      "[--top-p P] [--seed S] [--attention fot|lambda [--n-global N] [--local-window L] "
+      "[--memory-positioning as_first|fixed_distance|none] [--lambda-memory-layers 1,3]]");
   if (!positional.empty()) {
     std::fprintf(stderr, "fot-run: unexpected argument '%s' (see --help)\n",
                  positional[0].c_str());
