@@ -103,36 +103,63 @@ class LineIterator : public sentencepiece::SentenceIterator {
 
 }  // namespace
 
-struct SpmBackend::Impl {
-  sentencepiece::SentencePieceProcessor processor;
+class SentencePieceBackend final : public SpmBackend {
+ public:
+  explicit SentencePieceBackend(std::unique_ptr<sentencepiece::SentencePieceProcessor> processor)
+      : processor_(std::move(processor)) {
+    const sentencepiece::SentencePieceProcessor& p = *processor_;
+    const int n = p.GetPieceSize();
+    kinds_.resize(n);
+    byte_values_.resize(n);
+    for (int id = 0; id < n; ++id) {
+      int byte = -1;
+      PieceKind kind = PieceKind::kNormal;
+      if (p.IsControl(id)) {
+        kind = PieceKind::kControl;
+      } else if (p.IsUnknown(id)) {
+        kind = PieceKind::kUnknown;
+      } else if (p.IsUnused(id)) {
+        kind = PieceKind::kUnused;
+      } else if (p.IsByte(id)) {
+        byte = ParseBytePiece(p.IdToPiece(id));
+        kind = byte >= 0 ? PieceKind::kByte : PieceKind::kNormal;
+      }
+      kinds_[id] = kind;
+      byte_values_[id] = static_cast<int16_t>(byte);
+    }
+  }
+
+  std::vector<int> Encode(std::string_view text) const override {
+    std::vector<int> ids;
+    if (!processor_->Encode(text, &ids).ok()) ids.clear();
+    return ids;
+  }
+
+  std::string Decode(const std::vector<int>& ids) const override {
+    const int n = vocab_size();
+    std::vector<int> valid;
+    valid.reserve(ids.size());
+    for (int id : ids) {
+      if (id >= 0 && id < n) valid.push_back(id);
+    }
+    std::string text;
+    if (!processor_->Decode(valid, &text).ok()) text.clear();
+    return text;
+  }
+
+  int bos_id() const override { return processor_->bos_id(); }
+  int eos_id() const override { return processor_->eos_id(); }
+
+  std::string Piece(int id) const override {
+    if (id < 0 || id >= vocab_size()) return "";
+    return processor_->IdToPiece(id);
+  }
+
+ private:
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
 };
 
-SpmBackend::SpmBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  const int n = impl_->processor.GetPieceSize();
-  kinds_.resize(n);
-  byte_values_.resize(n);
-  for (int id = 0; id < n; ++id) {
-    const sentencepiece::SentencePieceProcessor& p = impl_->processor;
-    int byte = -1;
-    PieceKind kind = PieceKind::kNormal;
-    if (p.IsControl(id)) {
-      kind = PieceKind::kControl;
-    } else if (p.IsUnknown(id)) {
-      kind = PieceKind::kUnknown;
-    } else if (p.IsUnused(id)) {
-      kind = PieceKind::kUnused;
-    } else if (p.IsByte(id)) {
-      byte = ParseBytePiece(p.IdToPiece(id));
-      kind = byte >= 0 ? PieceKind::kByte : PieceKind::kNormal;
-    }
-    kinds_[id] = kind;
-    byte_values_[id] = static_cast<int16_t>(byte);
-  }
-}
-
-SpmBackend::~SpmBackend() = default;
-
-std::unique_ptr<SpmBackend> SpmBackend::Load(const std::string& path, BackendError* error) {
+SpmBackend* LoadSpm(const std::string& path, BackendError* error) {
   const std::string prefix = ModelPrefix(path);
   std::string bytes;
   *error = ReadFile(path, prefix, &bytes);
@@ -141,47 +168,20 @@ std::unique_ptr<SpmBackend> SpmBackend::Load(const std::string& path, BackendErr
     *error = Error(Kind::kInvalidArgument, prefix + "file is empty, not a SentencePiece model");
     return nullptr;
   }
-  auto impl = std::make_unique<Impl>();
-  const sentencepiece::util::Status status = impl->processor.LoadFromSerializedProto(bytes);
+  auto processor = std::make_unique<sentencepiece::SentencePieceProcessor>();
+  const sentencepiece::util::Status status = processor->LoadFromSerializedProto(bytes);
   if (!status.ok()) {
     *error = Error(Kind::kInvalidArgument,
                    prefix + "not a SentencePiece model file such as LLaMA's tokenizer.model (" +
                        status.ToString() + ")");
     return nullptr;
   }
-  if (impl->processor.GetPieceSize() <= 0) {
+  if (processor->GetPieceSize() <= 0) {
     *error = Error(Kind::kInvalidArgument, prefix + "the model has an empty vocabulary");
     return nullptr;
   }
   *error = {};
-  return std::unique_ptr<SpmBackend>(new SpmBackend(std::move(impl)));
-}
-
-std::vector<int> SpmBackend::Encode(std::string_view text) const {
-  std::vector<int> ids;
-  if (!impl_->processor.Encode(text, &ids).ok()) ids.clear();
-  return ids;
-}
-
-std::string SpmBackend::Decode(const std::vector<int>& ids) const {
-  const int n = vocab_size();
-  std::vector<int> valid;
-  valid.reserve(ids.size());
-  for (int id : ids) {
-    if (id >= 0 && id < n) valid.push_back(id);
-  }
-  std::string text;
-  if (!impl_->processor.Decode(valid, &text).ok()) text.clear();
-  return text;
-}
-
-int SpmBackend::vocab_size() const { return static_cast<int>(kinds_.size()); }
-int SpmBackend::bos_id() const { return impl_->processor.bos_id(); }
-int SpmBackend::eos_id() const { return impl_->processor.eos_id(); }
-
-std::string SpmBackend::Piece(int id) const {
-  if (id < 0 || id >= vocab_size()) return "";
-  return impl_->processor.IdToPiece(id);
+  return new SentencePieceBackend(std::move(processor));
 }
 
 BackendError TrainSpm(const std::string& corpus_path, int vocab_size,
@@ -258,3 +258,14 @@ BackendError TrainSpm(const std::string& corpus_path, int vocab_size,
 
 }  // namespace tokenizer_internal
 }  // namespace fot
+
+// The module's entry points, found by dlsym (tokenizer_backend.h).
+extern "C" __attribute__((visibility("default"))) fot::tokenizer_internal::SpmBackend*
+fot_spm_load(const std::string& path, fot::tokenizer_internal::BackendError* error) {
+  return fot::tokenizer_internal::LoadSpm(path, error);
+}
+
+extern "C" __attribute__((visibility("default"))) fot::tokenizer_internal::BackendError
+fot_spm_train(const std::string& corpus_path, int vocab_size, const std::string& model_path) {
+  return fot::tokenizer_internal::TrainSpm(corpus_path, vocab_size, model_path);
+}

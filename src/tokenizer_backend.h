@@ -6,6 +6,14 @@
 // interface uses neither SentencePiece nor Abseil types: errors come back as a
 // plain BackendError. tokenizer_status.cc turns them into absl::Status for the
 // public API in tokenizer.h. Nothing outside fot_tokenizer should include this.
+//
+// Debian's libsentencepiece also exports a bundled copy of protobuf 3.14,
+// which clashes with the system's libprotobuf 3.21 that gRPC needs: linked
+// into one process, protobuf's start-up code runs SentencePiece's copy and
+// crashes before main. So tokenizer.cc is built as a module (libfot_spm.so)
+// that tokenizer_status.cc loads with dlopen(RTLD_LOCAL | RTLD_DEEPBIND):
+// SentencePiece then binds to its own protobuf and the rest of the process
+// never sees it. The module's entry points are the extern "C" functions below.
 #ifndef FOTSERVE_SRC_TOKENIZER_BACKEND_H_
 #define FOTSERVE_SRC_TOKENIZER_BACKEND_H_
 
@@ -37,45 +45,42 @@ enum class PieceKind : uint8_t {
   kByte,  // <0xAB>: one raw byte (byte fallback)
 };
 
-// A loaded SentencePiece model. Immutable after Load(); every method is const
-// and safe to call from several threads at once.
+// A loaded SentencePiece model. Immutable once loaded; every method is const
+// and safe to call from several threads at once. Virtual, because the
+// implementation lives in the dlopen'ed module.
 class SpmBackend {
  public:
-  // Loads the model file at `path`. On failure returns null and fills `*error`.
-  static std::unique_ptr<SpmBackend> Load(const std::string& path, BackendError* error);
-
-  ~SpmBackend();
-  SpmBackend(const SpmBackend&) = delete;
-  SpmBackend& operator=(const SpmBackend&) = delete;
+  virtual ~SpmBackend() = default;
 
   // Token ids of `text` (no BOS/EOS). Empty if SentencePiece rejects the text.
-  std::vector<int> Encode(std::string_view text) const;
+  virtual std::vector<int> Encode(std::string_view text) const = 0;
   // Text of `ids`; ids outside [0, vocab_size()) are skipped.
-  std::string Decode(const std::vector<int>& ids) const;
+  virtual std::string Decode(const std::vector<int>& ids) const = 0;
 
-  int vocab_size() const;
-  int bos_id() const;  // -1 if the model has none
-  int eos_id() const;  // -1 if the model has none
+  int vocab_size() const { return static_cast<int>(kinds_.size()); }
+  virtual int bos_id() const = 0;  // -1 if the model has none
+  virtual int eos_id() const = 0;  // -1 if the model has none
   // The vocabulary entry of `id` ("▁the", "<0x0A>", "<s>"); "" if out of range.
-  std::string Piece(int id) const;
+  virtual std::string Piece(int id) const = 0;
   // Callers pass 0 <= id < vocab_size().
   PieceKind kind(int id) const { return kinds_[id]; }
   // The byte of a kByte piece, otherwise -1. Callers pass 0 <= id < vocab_size().
   int byte_value(int id) const { return byte_values_[id]; }
 
- private:
-  struct Impl;
-  explicit SpmBackend(std::unique_ptr<Impl> impl);
-
-  std::unique_ptr<Impl> impl_;
+ protected:
   std::vector<PieceKind> kinds_;      // [vocab_size]
   std::vector<int16_t> byte_values_;  // [vocab_size]
 };
 
+// The module's entry points (tokenizer.cc), looked up by these names.
+// Loads the model file at `path`; on failure returns null and fills `*error`.
+using LoadSpmFn = SpmBackend* (*)(const std::string& path, BackendError* error);
+inline constexpr char kLoadSpmSymbol[] = "fot_spm_load";
 // Trains a byte-fallback BPE model on the lines of `corpus_path` and writes it
 // to `model_path` (replaced only once training succeeded). Deterministic.
-BackendError TrainSpm(const std::string& corpus_path, int vocab_size,
-                      const std::string& model_path);
+using TrainSpmFn = BackendError (*)(const std::string& corpus_path, int vocab_size,
+                                    const std::string& model_path);
+inline constexpr char kTrainSpmSymbol[] = "fot_spm_train";
 
 }  // namespace tokenizer_internal
 }  // namespace fot

@@ -1,6 +1,11 @@
 // The public Tokenizer API: wraps the SentencePiece backend (tokenizer.cc),
 // turning its plain errors into absl::Status. This file may use Abseil; it must
 // never include SentencePiece headers (BUILD-NOTES.md, trap 2).
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <climits>
+#include <mutex>
 #include <utility>
 
 #include "src/tokenizer.h"
@@ -12,6 +17,53 @@ namespace {
 using tokenizer_internal::BackendError;
 using tokenizer_internal::PieceKind;
 using tokenizer_internal::SpmBackend;
+
+// The SentencePiece module's entry points, loaded once per process (a loaded
+// library is process-wide by nature). See tokenizer_backend.h for why it is
+// a module with its own symbol scope.
+struct SpmModule {
+  tokenizer_internal::LoadSpmFn load = nullptr;
+  tokenizer_internal::TrainSpmFn train = nullptr;
+  std::string error;  // why loading failed
+};
+
+std::string ExecutableDir() {
+  char path[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0) return ".";
+  std::string exe(path, n);
+  return exe.substr(0, exe.find_last_of('/'));
+}
+
+const SpmModule& Module() {
+  static const SpmModule* module = [] {
+    auto* m = new SpmModule;
+    constexpr int kFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+    // SentencePiece itself first, so that it (not only our module) binds to
+    // its own protobuf.
+    for (const char* library : {"libsentencepiece.so.0", "libsentencepiece_train.so.0"}) {
+      if (dlopen(library, kFlags) == nullptr) {
+        m->error = std::string("cannot load ") + library + ": " + dlerror();
+        return m;
+      }
+    }
+    // Next to the executable (an install), else where the build put it.
+    void* handle = nullptr;
+    for (const std::string& path :
+         {ExecutableDir() + "/libfot_spm.so", std::string(FOT_SPM_MODULE_PATH)}) {
+      if ((handle = dlopen(path.c_str(), kFlags)) != nullptr) break;
+      m->error = "cannot load the SentencePiece module " + path + ": " + dlerror();
+    }
+    if (handle == nullptr) return m;
+    m->load = reinterpret_cast<tokenizer_internal::LoadSpmFn>(
+        dlsym(handle, tokenizer_internal::kLoadSpmSymbol));
+    m->train = reinterpret_cast<tokenizer_internal::TrainSpmFn>(
+        dlsym(handle, tokenizer_internal::kTrainSpmSymbol));
+    if (m->load == nullptr || m->train == nullptr) m->error = "the SentencePiece module is broken";
+    return m;
+  }();
+  return *module;
+}
 
 absl::Status ToStatus(const BackendError& error) {
   switch (error.kind) {
@@ -49,8 +101,10 @@ Tokenizer::Tokenizer(std::unique_ptr<SpmBackend> backend, std::string model_path
 Tokenizer::~Tokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_path) {
+  const SpmModule& module = Module();
+  if (module.load == nullptr) return absl::InternalError(module.error);
   BackendError error;
-  std::unique_ptr<SpmBackend> backend = SpmBackend::Load(model_path, &error);
+  std::unique_ptr<SpmBackend> backend(module.load(model_path, &error));
   if (backend == nullptr) {
     if (error.ok())
       error = {BackendError::Kind::kInternal, "tokenizer model '" + model_path + "': load failed"};
@@ -149,7 +203,9 @@ absl::Status TrainTokenizer(const std::string& corpus_path, int vocab_size,
                                       "': vocab_size must be positive, got " +
                                       std::to_string(vocab_size));
   }
-  return ToStatus(tokenizer_internal::TrainSpm(corpus_path, vocab_size, model_path));
+  const SpmModule& module = Module();
+  if (module.train == nullptr) return absl::InternalError(module.error);
+  return ToStatus(module.train(corpus_path, vocab_size, model_path));
 }
 
 }  // namespace fot
