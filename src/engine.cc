@@ -38,7 +38,8 @@ MemoryOptions Engine::DefaultMemoryOptions() const {
 }
 
 absl::StatusOr<ModelState> Engine::NewOverlayState(const ModelState& base) const {
-  FOT_ASSIGN_OR_RETURN(ModelState state, NewState(MemoryOptions{}));
+  FOT_ASSIGN_OR_RETURN(ModelState state, NewState(MemoryOptions{}, base.attention));
+  state.lambda_caches = base.lambda_caches;  // lambda: continue base's stream
   for (size_t l = 0; l < base.memory.size(); ++l) {
     if (base.memory[l] == nullptr) continue;
     FOT_ASSIGN_OR_RETURN(state.memory[l], KvMemory::CreateOverlay(base.memory[l].get()));
@@ -54,6 +55,9 @@ absl::Status Engine::ProcessWindow(absl::Span<const int> tokens, ModelState* sta
     return absl::InvalidArgumentError(absl::StrCat("a window holds 1 to ",
                                                    config().max_position_embeddings,
                                                    " tokens, not ", tokens.size()));
+  }
+  if (state->attention.mode == AttentionMode::kLambda) {
+    return RunLambda(tokens, state, LogitsMode::kNone, nullptr, provenance);
   }
   if (state->cache_size() != 0) {
     return absl::FailedPreconditionError("ProcessWindow needs an empty local cache");
@@ -113,6 +117,9 @@ absl::Status Engine::Prefill(absl::Span<const int> tokens, int last_context_leng
                              absl::Span<const Provenance> provenance) const {
   const int window = config().max_position_embeddings;
   if (tokens.empty()) return absl::InvalidArgumentError("the input has no tokens");
+  if (state->attention.mode == AttentionMode::kLambda) {
+    return RunLambda(tokens, state, mode, sink, provenance);
+  }
   if (last_context_length < 1 || last_context_length > window) {
     return absl::InvalidArgumentError(absl::StrCat("last_context_length ", last_context_length,
                                                    " must lie in [1, max_position_embeddings = ",
@@ -141,6 +148,9 @@ absl::Status Engine::Append(absl::Span<const int> tokens, ModelState* state, Log
                             const LogitsSink& sink, absl::Span<const Provenance> provenance) const {
   const int window = config().max_position_embeddings;
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to append");
+  if (state->attention.mode == AttentionMode::kLambda) {
+    return RunLambda(tokens, state, mode, sink, provenance);
+  }
   if (static_cast<int64_t>(tokens.size()) > window) {
     return absl::InvalidArgumentError(absl::StrCat("cannot append ", tokens.size(),
                                                    " tokens at once: more than the window (",
@@ -152,6 +162,23 @@ absl::Status Engine::Append(absl::Span<const int> tokens, ModelState* state, Log
   }
   return RunChunk(tokens, provenance.empty() ? nullptr : provenance.data(), 0, state, mode,
                   /*is_last_chunk=*/true, sink);
+}
+
+// --- lambda attention (attention_options.h, lambda_attention.h) ------------
+
+absl::Status Engine::RunLambda(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
+                               const LogitsSink& sink,
+                               absl::Span<const Provenance> provenance) const {
+  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
+  const int64_t total = static_cast<int64_t>(tokens.size());
+  const int block = state->attention.local_window;
+  for (int64_t begin = 0; begin < total; begin += block) {
+    const int64_t size = std::min<int64_t>(block, total - begin);
+    FOT_RETURN_IF_ERROR(RunChunk(tokens.subspan(begin, size),
+                                 provenance.empty() ? nullptr : &provenance[begin], begin, state,
+                                 mode, /*is_last_chunk=*/begin + size == total, sink));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fot

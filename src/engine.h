@@ -50,14 +50,23 @@ class Engine {
     return transformer_.NewState(options);
   }
   absl::StatusOr<ModelState> NewState() const { return NewState(DefaultMemoryOptions()); }
+  // A fresh state that attends as `attention` says (fot or lambda; see
+  // attention_options.h); InvalidArgument if the options do not fit the model.
+  absl::StatusOr<ModelState> NewState(const MemoryOptions& options,
+                                      const AttentionOptions& attention) const {
+    return transformer_.NewState(options, attention);
+  }
 
   // A fresh state whose memories are private overlays over `base`'s: it reads
   // base's memory and appends only to its own (DESIGN.md §2 queries). `base`
-  // must outlive it and its memory must not change while it is used.
+  // must outlive it and its memory must not change while it is used. Under
+  // lambda it also starts from a copy of base's sinks and ring, so it
+  // continues base's stream.
   absl::StatusOr<ModelState> NewOverlayState(const ModelState& base) const;
 
   // Runs one window (at most W tokens) from an empty local cache and moves it
-  // to memory: what Prefill does with every window but the last.
+  // to memory: what Prefill does with every window but the last. Under
+  // lambda: continues the stream with these tokens (at most W), as Append.
   [[nodiscard]] absl::Status ProcessWindow(absl::Span<const int> tokens, ModelState* state,
                                            absl::Span<const Provenance> provenance = {}) const;
 
@@ -70,12 +79,17 @@ class Engine {
   // provenance, if not empty, has one entry per token and is what memory
   // records for it; by default a token is {document 0, position
   // state->tokens_seen + its index, its id}.
+  //
+  // Under lambda attention (state->attention) there are no windows:
+  // last_context_length is ignored, the state need not be empty, and the
+  // tokens continue its stream, run in blocks of L queries.
   [[nodiscard]] absl::Status Prefill(absl::Span<const int> tokens, int last_context_length,
                                      ModelState* state, LogitsMode mode, const LogitsSink& sink,
                                      absl::Span<const Provenance> provenance = {}) const;
 
   // Generation: appends tokens (at most W) to the local cache; if the cache
-  // would exceed W, its whole content moves to memory first.
+  // would exceed W, its whole content moves to memory first. Under lambda:
+  // any number of tokens, as Prefill.
   [[nodiscard]] absl::Status Append(absl::Span<const int> tokens, ModelState* state,
                                     LogitsMode mode, const LogitsSink& sink,
                                     absl::Span<const Provenance> provenance = {}) const;
@@ -87,6 +101,9 @@ class Engine {
   absl::Status RunChunk(absl::Span<const int> tokens, const Provenance* provenance, int64_t first,
                         ModelState* state, LogitsMode mode, bool is_last_chunk,
                         const LogitsSink& sink) const;
+  // Lambda attention: the tokens continue the stream, in blocks of L queries.
+  absl::Status RunLambda(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
+                         const LogitsSink& sink, absl::Span<const Provenance> provenance) const;
 
   Transformer transformer_;
 };

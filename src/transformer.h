@@ -16,6 +16,9 @@
 
 #include "memory/kv_memory.h"
 #include "src/attention.h"
+#include "src/attention_options.h"
+#include "src/lambda_attention.h"
+#include "src/lambda_cache.h"
 #include "src/local_cache.h"
 #include "src/model_config.h"
 #include "src/model_weights.h"
@@ -33,11 +36,20 @@ struct ForwardScratch {
   std::vector<float> gate;       // [n, intermediate]
   std::vector<float> up;         // [n, intermediate]
   AttentionScratch attention;
+  // lambda attention (attention_options.h): the new keys and values
+  std::vector<float> lambda_k;   // [n, kv_heads * head_dim]
+  std::vector<float> lambda_v;   // [n, kv_heads * head_dim]
+  LambdaScratch lambda;
 };
 
 // Everything one stream of tokens carries from call to call.
 struct ModelState {
-  std::vector<LocalCache> caches;                 // [layer]
+  // How this stream attends, resolved against the model (NewState); fixed for
+  // the state's life. Under lambda, `caches` is empty and `lambda_caches`
+  // holds each layer's sinks and ring.
+  AttentionOptions attention;
+  std::vector<LambdaCache> lambda_caches;         // [layer]; lambda only
+  std::vector<LocalCache> caches;                 // [layer]; fot only
   std::vector<std::unique_ptr<KvMemory>> memory;  // [layer]; null for non-memory layers
   Retrieval retrieval;      // how memory layers read memory; callers may change it any time
   // When set, each call records what its last token retrieved, per memory
@@ -47,7 +59,11 @@ struct ModelState {
   int64_t tokens_seen = 0;  // tokens run through the model so far (default provenance)
   ForwardScratch scratch;
 
-  int cache_size() const { return caches.front().size(); }
+  // fot: tokens in the local cache; lambda: entries held (sinks + ring).
+  int cache_size() const {
+    return !caches.empty() ? caches.front().size()
+                           : lambda_caches.empty() ? 0 : lambda_caches.front().entries();
+  }
 };
 
 class Transformer {
@@ -58,14 +74,18 @@ class Transformer {
   const ModelWeights& weights() const { return weights_; }
 
   // A fresh state: empty local caches, and empty memories of `options`.
-  absl::StatusOr<ModelState> NewState(const MemoryOptions& options) const;
+  // `attention` picks fot (the default) or lambda; InvalidArgument if it does
+  // not fit the model (ResolveAttentionOptions).
+  absl::StatusOr<ModelState> NewState(const MemoryOptions& options,
+                                      const AttentionOptions& attention = {}) const;
 
   // Appends tokens[0, n) (with their provenance) to the local cache at
   // positions [cache_size, cache_size + n) and runs them through every layer.
   // Requires cache_size + n <= max_position_embeddings and valid token ids
-  // (the engine checks both). Returns the final-normed hidden states
-  // [n, hidden], valid until the next call with this state. Fails only if
-  // reading memory fails.
+  // (the engine checks both). Under lambda: n <= the local window, and the
+  // tokens continue the state's stream (lambda_attention.h). Returns the
+  // final-normed hidden states [n, hidden], valid until the next call with
+  // this state. Fails only if reading memory fails.
   absl::StatusOr<const float*> Forward(const int* tokens, const Provenance* provenance, int n,
                                        ModelState* state) const;
 
@@ -73,16 +93,22 @@ class Transformer {
   void Logits(const float* hidden, int rows, float* logits) const;
 
   // Moves the local cache into memory (memory layers; keys as the raw
-  // projection) and empties every layer's cache.
+  // projection) and empties every layer's cache. Under lambda there is no
+  // window to flush: a no-op.
   [[nodiscard]] absl::Status FlushLocalCache(ModelState* state) const;
 
  private:
   // Whether layer l rotates its queries and keys.
   bool Rotates(int layer) const;
+  // Under lambda: layer l's attention over its sinks, ring and memory, from
+  // scratch.normed; writes scratch.attn.
+  absl::Status LambdaLayerAttention(int layer, const Provenance* provenance, int n,
+                                    ModelState* state) const;
 
   ModelConfig config_;
   ModelWeights weights_;
   Rope rope_;
+  LambdaAttention lambda_;
 };
 
 }  // namespace fot
