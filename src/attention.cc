@@ -32,26 +32,6 @@ struct Tile {
   int num_cached;  // local positions before the first query
 };
 
-// Folds `count` scores of one row (scaled; masked entries -inf) into its
-// running softmax, leaving e^(s − m') in scores for the caller to multiply
-// with the values:
-//   m' = max(m, max s);  l = l·e^(m−m') + Σ e^(s−m');  O = O·e^(m−m')
-void FoldRow(float* scores, int count, int head_dim, float* row_max, float* row_sum,
-             float* output) {
-  const float new_max = std::max(*row_max, MaxOf(scores, count));
-  if (new_max == kNegInf) {  // nothing visible in this block yet
-    std::fill_n(scores, count, 0.0f);
-    return;
-  }
-  const float block_sum = ExpShiftedSum(scores, count, new_max);
-  const float rescale = *row_max == kNegInf ? 0.0f : std::exp(*row_max - new_max);
-  *row_sum = *row_sum * rescale + block_sum;
-  *row_max = new_max;
-  if (rescale != 1.0f) {
-    for (int d = 0; d < head_dim; ++d) output[d] *= rescale;
-  }
-}
-
 // Folds one block of keys into the tile: scores by one matrix product, the
 // causal mask (local keys) or the visibility mask (memory), then the values.
 void FoldBlock(const Tile& tile, int head_dim, const float* block_keys, const float* block_values,
@@ -70,7 +50,7 @@ void FoldBlock(const Tile& tile, int head_dim, const float* block_keys, const fl
     if (live != nullptr) {
       for (int j = 0; j < block_size; ++j) row[j] = live[j] ? row[j] : kNegInf;
     }
-    FoldRow(row, block_size, head_dim, &s->row_max[r], &s->row_sum[r],
+    FoldSoftmaxRow(row, block_size, head_dim, &s->row_max[r], &s->row_sum[r],
             s->output.data() + static_cast<size_t>(r) * head_dim);
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tile.rows, head_dim, block_size, 1.0f,
@@ -114,7 +94,7 @@ absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scal
     float* p = s->scores.data();
     for (int j = 0; j < top_k; ++j) p[j] = ids[row + j] < 0 ? kNegInf : scores[row + j] * scale;
     float* output = s->output.data() + static_cast<size_t>(r) * head_dim;
-    FoldRow(p, top_k, head_dim, &s->row_max[r], &s->row_sum[r], output);
+    FoldSoftmaxRow(p, top_k, head_dim, &s->row_max[r], &s->row_sum[r], output);
     absl::Status status =
         memory.GatherValues(tile.kv_head, ids + row, top_k, s->block_values.data());
     if (!status.ok()) return status;

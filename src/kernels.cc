@@ -123,6 +123,23 @@ float MaxOf(const float* x, int64_t count) {
   return best;
 }
 
+void FoldSoftmaxRow(float* scores, int count, int head_dim, float* row_max, float* row_sum,
+                    float* output) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const float new_max = std::max(*row_max, MaxOf(scores, count));
+  if (new_max == kNegInf) {  // nothing visible yet
+    std::fill_n(scores, count, 0.0f);
+    return;
+  }
+  const float block_sum = ExpShiftedSum(scores, count, new_max);
+  const float rescale = *row_max == kNegInf ? 0.0f : std::exp(*row_max - new_max);
+  *row_sum = *row_sum * rescale + block_sum;
+  *row_max = new_max;
+  if (rescale != 1.0f) {
+    for (int d = 0; d < head_dim; ++d) output[d] *= rescale;
+  }
+}
+
 int ArgMax(const float* x, int count) {
   int best = 0;
   for (int i = 1; i < count; ++i) {

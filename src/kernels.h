@@ -37,6 +37,14 @@ void ExpInPlace(float* x, int64_t count);
 // softmax rows.
 float ExpShiftedSum(float* x, int64_t count, float shift);
 
+// Folds `count` scores of one row (scaled; masked entries -inf) into the
+// row's running (online) softmax, leaving e^(s − m') in scores for the caller
+// to multiply with the values:
+//   m' = max(m, max s);  l = l·e^(m−m') + Σ e^(s−m');  O = O·e^(m−m')
+// A row with nothing visible yet gets zero weights.
+void FoldSoftmaxRow(float* scores, int count, int head_dim, float* row_max, float* row_sum,
+                    float* output);
+
 // The largest element (-inf for count 0).
 float MaxOf(const float* x, int64_t count);
 

@@ -54,25 +54,6 @@ bool InFilter(const SearchFilter& filter, const Provenance& provenance) {
              filter.documents.end();
 }
 
-// Folds `count` scores of one row into its running softmax, leaving
-// e^(s − m') in scores (attention.cc's rule):
-//   m' = max(m, max s);  l = l·e^(m−m') + Σ e^(s−m');  O = O·e^(m−m')
-void FoldRow(float* scores, int count, int head_dim, float* row_max, float* row_sum,
-             float* output) {
-  const float new_max = std::max(*row_max, MaxOf(scores, count));
-  if (new_max == kNegInf) {
-    std::fill_n(scores, count, 0.0f);
-    return;
-  }
-  const float block_sum = ExpShiftedSum(scores, count, new_max);
-  const float rescale = *row_max == kNegInf ? 0.0f : std::exp(*row_max - new_max);
-  *row_sum = *row_sum * rescale + block_sum;
-  *row_max = new_max;
-  if (rescale != 1.0f) {
-    for (int d = 0; d < head_dim; ++d) output[d] *= rescale;
-  }
-}
-
 // scores[rows, count] = queries[rows, hd] · keys[count, hd (stride)]ᵀ
 void Scores(const float* queries, int rows, int head_dim, const float* keys, int key_stride,
             int count, float* scores) {
@@ -85,7 +66,7 @@ void FoldScores(int rows, int count, int head_dim, const float* values, int valu
                 LambdaScratch::Tile* s) {
   float* scores = s->scores.data();
   for (int r = 0; r < rows; ++r) {
-    FoldRow(scores + static_cast<size_t>(r) * count, count, head_dim, &s->row_max[r],
+    FoldSoftmaxRow(scores + static_cast<size_t>(r) * count, count, head_dim, &s->row_max[r],
             &s->row_sum[r], s->output.data() + static_cast<size_t>(r) * head_dim);
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, count, 1.0f, scores,
@@ -354,7 +335,7 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
         float* p = s->scores.data();
         for (int j = 0; j < take; ++j) p[j] = candidates[j].score;
         float* output = &s->output[static_cast<size_t>(r) * hd];
-        FoldRow(p, take, hd, &s->row_max[r], &s->row_sum[r], output);
+        FoldSoftmaxRow(p, take, hd, &s->row_max[r], &s->row_sum[r], output);
         // Values of the FAISS entries, gathered in one call.
         s->gather_ids.clear();
         for (const auto& c : candidates) {
