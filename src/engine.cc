@@ -89,8 +89,9 @@ absl::Status Engine::RunChunk(absl::Span<const int> tokens, const Provenance* pr
                               int64_t first, ModelState* state, LogitsMode mode,
                               bool is_last_chunk, const LogitsSink& sink) const {
   const int n = static_cast<int>(tokens.size());
-  std::vector<Provenance> defaults;
   if (provenance == nullptr) {
+    std::vector<Provenance>& defaults = state->scratch.provenance;
+    defaults.clear();
     for (int i = 0; i < n; ++i) defaults.push_back({0, state->tokens_seen + i, tokens[i]});
     provenance = defaults.data();
   }
@@ -102,8 +103,9 @@ absl::Status Engine::RunChunk(absl::Span<const int> tokens, const Provenance* pr
 
   const int hidden_size = config().hidden_size;
   const int begin = mode == LogitsMode::kAll ? 0 : n - 1;
-  std::vector<float> logits(static_cast<size_t>(std::min(kLogitsRows, n - begin)) *
-                            config().vocab_size);
+  // Kept in the state: generation asks for a [vocab] row every token.
+  std::vector<float>& logits = state->scratch.logits;
+  logits.resize(static_cast<size_t>(std::min(kLogitsRows, n - begin)) * config().vocab_size);
   for (int row = begin; row < n; row += kLogitsRows) {
     const int rows = std::min(kLogitsRows, n - row);
     transformer_.Logits(hidden + static_cast<size_t>(row) * hidden_size, rows, logits.data());

@@ -35,6 +35,8 @@ struct ForwardScratch {
   std::vector<float> attn;       // [n, heads * head_dim]
   std::vector<float> gate;       // [n, intermediate]
   std::vector<float> up;         // [n, intermediate]
+  std::vector<float> logits;     // [rows, vocab], one block of lm_head rows
+  std::vector<Provenance> provenance;  // default provenance of a call's tokens
   AttentionScratch attention;
   // lambda attention (attention_options.h): the new keys and values
   std::vector<float> lambda_k;   // [n, kv_heads * head_dim]
