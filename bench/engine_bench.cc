@@ -19,27 +19,13 @@
 #include "absl/strings/str_format.h"
 #include "benchmark/benchmark.h"
 #include "src/command_line.h"
+#include "bench/mid_size_model.h"
 #include "src/engine.h"
 #include "src/kernels.h"
 #include "src/random_checkpoint.h"
 
 namespace fot {
 namespace {
-
-ModelConfig MidSizeConfig() {
-  ModelConfig c;
-  c.model_type = "longllama";
-  c.vocab_size = 32000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1376;
-  c.num_hidden_layers = 8;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 8;
-  c.max_position_embeddings = 512;
-  c.last_context_length = 256;
-  c.mem_layers = {3, 6};
-  return c;
-}
 
 std::vector<int> RandomTokens(int n, int vocab) {
   std::mt19937 rng(1);
@@ -244,18 +230,8 @@ void PrintSummary(const ModelConfig& config, const Figures& f) {
 int Main(int argc, char** argv) {
   UsePassiveOpenMpWaits(argv);
   benchmark::Initialize(&argc, argv);
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / "fotserve_bench_mid_model").string();
   const ModelConfig config = MidSizeConfig();
-  if (!std::filesystem::exists(dir + "/model.safetensors")) {
-    RandomCheckpointOptions options;
-    options.seed = 1;
-    if (absl::Status s = WriteRandomCheckpoint(dir, config, options); !s.ok()) {
-      std::fprintf(stderr, "engine_bench: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-  }
-  auto engine = Engine::Load(dir);
+  auto engine = LoadMidSizeModel();
   if (!engine.ok()) {
     std::fprintf(stderr, "engine_bench: %s\n", std::string(engine.status().message()).c_str());
     return 1;

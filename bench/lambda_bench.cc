@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "src/command_line.h"
+#include "bench/mid_size_model.h"
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
 
@@ -46,21 +47,6 @@ namespace fot {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-ModelConfig MidSizeConfig() {  // as engine_bench.cc
-  ModelConfig c;
-  c.model_type = "longllama";
-  c.vocab_size = 32000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1376;
-  c.num_hidden_layers = 8;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 8;
-  c.max_position_embeddings = 512;
-  c.last_context_length = 256;
-  c.mem_layers = {3, 6};
-  return c;
-}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -198,18 +184,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "lambda_bench: unexpected argument '%s'\n", positional[0].c_str());
     return 2;
   }
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / "fotserve_bench_mid_model").string();
   const ModelConfig config = MidSizeConfig();
-  if (!std::filesystem::exists(dir + "/model.safetensors")) {
-    RandomCheckpointOptions options;
-    options.seed = 1;
-    if (absl::Status s = WriteRandomCheckpoint(dir, config, options); !s.ok()) {
-      std::fprintf(stderr, "lambda_bench: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-  }
-  auto engine = Engine::Load(dir);
+  auto engine = LoadMidSizeModel();
   if (!engine.ok()) {
     std::fprintf(stderr, "lambda_bench: %s\n", std::string(engine.status().message()).c_str());
     return 1;

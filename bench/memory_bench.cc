@@ -61,6 +61,7 @@
 #include "memory/kv_memory.h"
 #include "memory/memory_options.h"
 #include "src/command_line.h"
+#include "bench/mid_size_model.h"
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
 
@@ -181,21 +182,6 @@ bool ParseFlags(int* argc, char** argv) {
 }
 
 // ---------------------------------------------------------------- model ----
-
-ModelConfig MidSizeConfig() {
-  ModelConfig c;
-  c.model_type = "longllama";
-  c.vocab_size = 32000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1376;
-  c.num_hidden_layers = 8;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 8;
-  c.max_position_embeddings = 512;
-  c.last_context_length = 256;
-  c.mem_layers = {3, 6};
-  return c;
-}
 
 std::vector<int> RandomTokens(int n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -1122,18 +1108,8 @@ int Main(int argc, char** argv) {
   UsePassiveOpenMpWaits(argv);  // as every binary of the project (command_line.h)
   if (!ParseFlags(&argc, argv)) return 2;
   benchmark::Initialize(&argc, argv);
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / "fotserve_memory_bench_mid_model").string();
   const ModelConfig config = MidSizeConfig();
-  if (!std::filesystem::exists(dir + "/model.safetensors")) {
-    RandomCheckpointOptions options;
-    options.seed = 1;
-    if (absl::Status s = WriteRandomCheckpoint(dir, config, options); !s.ok()) {
-      std::fprintf(stderr, "memory_bench: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-  }
-  auto engine = Engine::Load(dir);
+  auto engine = LoadMidSizeModel();
   if (!engine.ok()) {
     std::fprintf(stderr, "memory_bench: %s\n", std::string(engine.status().message()).c_str());
     return 1;
