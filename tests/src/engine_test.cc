@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "src/random_checkpoint.h"
+#include "tests/src/small_model.h"
 
 namespace fot {
 namespace {
@@ -24,35 +25,14 @@ ModelState NewStateOrDie(const Engine& engine) {
 }
 
 ModelConfig SmallConfig(int heads, int kv_heads) {
-  ModelConfig c;
-  c.model_type = "longllama";
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 3;
+  ModelConfig c = SmallModelConfig();
   c.num_attention_heads = heads;
   c.num_key_value_heads = kv_heads;
-  c.max_position_embeddings = 16;
-  c.last_context_length = 8;
-  c.mem_layers = {1, 2};
   return c;
 }
 
 std::string WriteModel(const std::string& name, const ModelConfig& config, uint32_t seed) {
-  const std::string dir = ::testing::TempDir() + "/engine_test_" + name;
-  std::filesystem::remove_all(dir);
-  RandomCheckpointOptions options;
-  options.seed = seed;
-  options.init_std = 0.3f;
-  absl::Status status = WriteRandomCheckpoint(dir, config, options);
-  EXPECT_TRUE(status.ok()) << status;
-  return dir;
-}
-
-std::unique_ptr<Engine> LoadEngine(const std::string& dir) {
-  auto engine = Engine::Load(dir);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? *std::move(engine) : nullptr;
+  return WriteSmallModel("engine_test_" + name, config, seed);
 }
 
 std::vector<int> RandomTokens(int n, int vocab, uint32_t seed) {

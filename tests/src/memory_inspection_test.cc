@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
+#include "tests/src/small_model.h"
 
 namespace fot {
 namespace {
@@ -13,22 +14,11 @@ namespace {
 class MemoryInspectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ModelConfig c;
-    c.model_type = "longllama";
-    c.vocab_size = 97;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
+    ModelConfig c = SmallModelConfig();
     c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.max_position_embeddings = 16;
-    c.last_context_length = 8;
     c.mem_layers = {1};
-    const std::string dir = ::testing::TempDir() + "/inspection_model";
-    RandomCheckpointOptions options;
-    options.init_std = 0.3f;
-    ASSERT_TRUE(WriteRandomCheckpoint(dir, c, options).ok());
-    engine_ = *Engine::Load(dir);
+    engine_ = LoadEngine(WriteSmallModel("inspection_model", c));
+    ASSERT_NE(engine_, nullptr);
     MemoryOptions memory;
     memory.dtype = StorageType::kFloat32;
     state_ = *engine_->NewState(memory);

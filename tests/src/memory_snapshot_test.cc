@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
+#include "tests/src/small_model.h"
 
 namespace fot {
 namespace {
@@ -14,24 +15,10 @@ namespace {
 class MemorySnapshotTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    ModelConfig c;
-    c.model_type = "longllama";
-    c.vocab_size = 97;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 3;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.max_position_embeddings = 16;
-    c.last_context_length = 8;
+    ModelConfig c = SmallModelConfig();
     c.mem_layers = {0, 2};
-    const std::string dir = ::testing::TempDir() + "/snapshot_model";
-    RandomCheckpointOptions options;
-    options.init_std = 0.3f;
-    ASSERT_TRUE(WriteRandomCheckpoint(dir, c, options).ok());
-    auto engine = Engine::Load(dir);
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = *std::move(engine);
+    engine_ = LoadEngine(WriteSmallModel("snapshot_model", c));
+    ASSERT_NE(engine_, nullptr);
     std::mt19937 rng(3);
     for (int i = 0; i < 300; ++i) document_.push_back(static_cast<int>(rng() % 97));
     for (int i = 0; i < 20; ++i) question_.push_back(static_cast<int>(rng() % 97));

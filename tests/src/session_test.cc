@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "src/kernels.h"
 #include "src/random_checkpoint.h"
+#include "tests/src/small_model.h"
 
 namespace fot {
 namespace {
@@ -21,22 +22,8 @@ constexpr int kVocab = 97;
 class SessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ModelConfig c;
-    c.model_type = "longllama";
-    c.vocab_size = kVocab;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 3;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.max_position_embeddings = 16;
-    c.last_context_length = 8;
-    c.mem_layers = {1, 2};
-    const std::string dir = ::testing::TempDir() + "/session_model";
-    RandomCheckpointOptions options;
-    options.init_std = 0.3f;
-    ASSERT_TRUE(WriteRandomCheckpoint(dir, c, options).ok());
-    engine_ = *Engine::Load(dir);
+    engine_ = LoadEngine(WriteSmallModel("session_model", SmallModelConfig()));
+    ASSERT_NE(engine_, nullptr);
     std::mt19937 rng(9);
     for (int d = 0; d < 3; ++d) {
       documents_.emplace_back();

@@ -1,0 +1,55 @@
+// The small random LongLLaMA the engine tests share, and writing it to disk.
+#ifndef FOTSERVE_TESTS_SRC_SMALL_MODEL_H_
+#define FOTSERVE_TESTS_SRC_SMALL_MODEL_H_
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "src/engine.h"
+#include "src/random_checkpoint.h"
+
+namespace fot {
+
+// vocab 97, hidden 32, 3 layers, 4 heads (2 kv), W 16, L 8, memory layers 1, 2.
+inline ModelConfig SmallModelConfig() {
+  ModelConfig c;
+  c.model_type = "longllama";
+  c.vocab_size = 97;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 16;
+  c.last_context_length = 8;
+  c.mem_layers = {1, 2};
+  return c;
+}
+
+// Writes `config` with seeded random weights under TempDir()/name and returns
+// the folder. Weights of std 0.3 are far from uniform, so a wrong detail moves
+// logits visibly.
+inline std::string WriteSmallModel(const std::string& name, const ModelConfig& config,
+                                   uint32_t seed = 0) {
+  const std::string dir = ::testing::TempDir() + "/" + name;
+  std::filesystem::remove_all(dir);
+  RandomCheckpointOptions options;
+  options.seed = seed;
+  options.init_std = 0.3f;
+  absl::Status status = WriteRandomCheckpoint(dir, config, options);
+  EXPECT_TRUE(status.ok()) << status;
+  return dir;
+}
+
+// Loads a model folder; null (with a test failure) if it does not load.
+inline std::unique_ptr<Engine> LoadEngine(const std::string& dir) {
+  auto engine = Engine::Load(dir);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? *std::move(engine) : nullptr;
+}
+
+}  // namespace fot
+
+#endif  // FOTSERVE_TESTS_SRC_SMALL_MODEL_H_
