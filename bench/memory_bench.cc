@@ -91,7 +91,7 @@ struct Flags {
   int gen_tokens = 16;          // timed single-token Appends per Generate run
   int gen_tokens_large = 4;     // ... when the memory holds >= 512k tokens
   int recall_queries = 128;     // per store (all 16 stores)
-  int64_t recall_max_tokens = 131072;
+  int64_t recall_max_tokens = 1 << 20;
   int64_t overhead_tokens = 32768;  // size of the FAISS overhead comparison (per kind, capped)
   int overhead_rounds = 3;
   int64_t bytes_f32_tokens = 32768;  // size of the extra flat f32 memory for bytes/token
@@ -698,8 +698,17 @@ void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
     alt->add(size, keys.data());
     result.alt_name = "IndexFlatIP f32 (BLAS)";
   } else {
-    const int64_t build_n = kind == kHnsw ? kHnswBuildSize : ResolveMemoryOptions(o, d).ivf_train_size;
-    const double bound_sq = 1.5625 * MaxNormSq(keys.data(), build_n, d);
+    // IVF: as many lists as the store has now, trained like its last training
+    // (64 keys per list at most, or the training size), bound over all keys.
+    const int nlist = static_cast<int>(store.index_lists());
+    const int nprobe = std::min(o.ivf_nprobe, std::max(nlist, 1));
+    const int64_t build_n =
+        kind == kHnsw ? kHnswBuildSize
+                      : std::min<int64_t>(size, std::max<int64_t>(
+                                                    ResolveMemoryOptions(o, d).ivf_train_size,
+                                                    int64_t{64} * nlist));
+    const double bound_sq =
+        1.5625 * MaxNormSq(keys.data(), kind == kHnsw ? build_n : size, d);
     const std::vector<float> aug = Augment(keys.data(), size, d, bound_sq);
     bare_q.assign(static_cast<size_t>(nq) * (d + 2), 0.0f);
     for (int i = 0; i < nq; ++i) std::memcpy(&bare_q[i * (d + 2)], &q[i * d], d * sizeof(float));
@@ -715,20 +724,20 @@ void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
     } else {
       bare_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
       auto ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(
-          bare_quantizer.get(), d + 2, o.ivf_nlist, faiss::ScalarQuantizer::QT_fp16,
+          bare_quantizer.get(), d + 2, nlist, faiss::ScalarQuantizer::QT_fp16,
           faiss::METRIC_L2, false);
       ivf->train(build_n, aug.data());
       ivf->add(size, aug.data());
-      ivf->nprobe = o.ivf_nprobe;
+      ivf->nprobe = nprobe;
       bare = std::move(ivf);
       result.bare_name = absl::StrFormat("IndexIVFScalarQuantizer fp16 L2 nlist %d nprobe %d",
-                                         o.ivf_nlist, o.ivf_nprobe);
+                                         nlist, nprobe);
       alt_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
-      auto flat = std::make_unique<faiss::IndexIVFFlat>(alt_quantizer.get(), d + 2, o.ivf_nlist,
+      auto flat = std::make_unique<faiss::IndexIVFFlat>(alt_quantizer.get(), d + 2, nlist,
                                                         faiss::METRIC_L2);
       flat->train(build_n, aug.data());
       flat->add(size, aug.data());
-      flat->nprobe = o.ivf_nprobe;
+      flat->nprobe = nprobe;
       alt = std::move(flat);
       result.alt_name = "IndexIVFFlat f32 (same nlist/nprobe)";
     }

@@ -1,5 +1,9 @@
 #include "memory/half_float.h"
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 #include <bit>
 #include <cmath>
 
@@ -9,7 +13,8 @@ uint16_t FloatToHalf(float value) {
   const uint32_t x = std::bit_cast<uint32_t>(value);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t abs = x & 0x7fffffffu;
-  if (abs >= 0x7f800000u) {  // infinity or NaN (NaN keeps its top payload bits, made quiet)
+  if (abs >= 0x7f800000u) {  // infinity or NaN (NaN keeps its top payload bits,
+                             // made quiet)
     if (abs == 0x7f800000u) return sign | 0x7c00u;
     return static_cast<uint16_t>(sign | 0x7e00u | ((abs >> 13) & 0x3ffu));
   }
@@ -41,6 +46,17 @@ float HalfToFloat(uint16_t bits) {
   }
   if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
   return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+void HalfToFloatRow(const uint16_t* in, int64_t n, float* out) {
+  int64_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; ++i) out[i] = HalfToFloat(in[i]);
 }
 
 uint16_t FloatToBFloat16(float value) {

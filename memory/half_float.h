@@ -13,6 +13,10 @@ float HalfToFloat(uint16_t bits);
 uint16_t FloatToBFloat16(float value);
 float BFloat16ToFloat(uint16_t bits);
 
+// HalfToFloat over n values; uses the CPU's F16C conversion where the build
+// targets it (exact either way: every half is a float).
+void HalfToFloatRow(const uint16_t* in, int64_t n, float* out);
+
 }  // namespace fot
 
 #endif  // FOTSERVE_MEMORY_HALF_FLOAT_H_

@@ -17,6 +17,7 @@
 #include <tuple>
 #include <utility>
 
+#include "memory/ivf_scan.h"
 #include "memory/kv_store_internal.h"
 
 namespace fot {
@@ -33,13 +34,17 @@ using kv_internal::StoreState;
 using kv_internal::TestBit;
 using kv_internal::WriteLock;
 
-constexpr double kBoundHeadroomSq = 1.25 * 1.25;         // B = 1.25 x largest norm at build
+constexpr double kBoundHeadroomSq = 1.25 * 1.25;  // B = 1.25 x largest norm at build
 // Keys decoded per exact-search block. Each block restarts FAISS's top-k heaps
 // and is merged after; 64k-key blocks (16 MB at d=64) cost 1.03-1.18x a bare
 // IndexFlatIP search, 16k-key blocks 1.44-1.72x (bench/memory_bench.cc).
 constexpr int64_t kExactBlock = 65536;
 constexpr int64_t kMaxEntries = (int64_t{1} << 31) - 1;  // HNSW ids are int32
 constexpr int kPqRerankFactor = 8;                       // IVF-PQ fetches 8k candidates to re-rank
+// k-means of a (re)training sees at most this many keys per list: enough for
+// stable centroids (FAISS itself samples 256 per list) at a fraction of the
+// cost when a large memory is retrained.
+constexpr int64_t kTrainKeysPerList = 64;
 
 // Exact inner-product index over raw keys: the flat kind, and the staging index
 // of approximate kinds until their build.
@@ -116,8 +121,9 @@ std::vector<float> Augment(const Shape& s, const float* x, int64_t n, double bou
   return out;
 }
 
-// Builds the approximate index over n reduced keys (trains IVF on all of them).
-std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptions& o,
+// Builds the approximate index over n reduced keys; IVF gets `nlist` lists,
+// trained on at most kTrainKeysPerList keys per list spread over all n.
+std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptions& o, int nlist,
                                                const float* aug, int64_t n) {
   if (o.index_kind == IndexKind::kHnsw) {
     std::unique_ptr<faiss::IndexHNSW> h;
@@ -137,19 +143,28 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
   auto quantizer = std::make_unique<faiss::IndexFlatL2>(s.aug);
   std::unique_ptr<faiss::IndexIVF> ivf;
   if (o.ivf_pq) {
-    ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), s.aug, o.ivf_nlist, o.ivf_pq_m, 8);
+    ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), s.aug, nlist, o.ivf_pq_m, 8);
   } else if (s.fp16_keys) {
     ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(
-        quantizer.get(), s.aug, o.ivf_nlist, faiss::ScalarQuantizer::QT_fp16, faiss::METRIC_L2,
+        quantizer.get(), s.aug, nlist, faiss::ScalarQuantizer::QT_fp16, faiss::METRIC_L2,
         /*encode_residual=*/false);  // fp16 needs no residual, and stays exact
   } else {
-    ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), s.aug, o.ivf_nlist,
-                                                faiss::METRIC_L2);
+    ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), s.aug, nlist, faiss::METRIC_L2);
   }
   quantizer.release();
   ivf->own_fields = true;
-  ivf->nprobe = o.ivf_nprobe;
-  ivf->train(n, aug);
+  ivf->nprobe = std::min(o.ivf_nprobe, nlist);
+  const int64_t train_n =
+      std::min<int64_t>(n, std::max<int64_t>(o.ivf_train_size, kTrainKeysPerList * nlist));
+  if (train_n == n) {
+    ivf->train(n, aug);
+  } else {
+    std::vector<float> sample(train_n * s.aug);
+    for (int64_t i = 0; i < train_n; ++i) {
+      std::copy_n(aug + (i * n / train_n) * s.aug, s.aug, &sample[i * s.aug]);
+    }
+    ivf->train(train_n, sample.data());
+  }
   ivf->make_direct_map(true);  // reconstruct(id) for ReadKeys and re-scoring
   ivf->add(n, aug);
   return ivf;
@@ -217,7 +232,7 @@ class KeyReader {
   void Decode(const uint8_t* code, float* out) const {
     if (s_.fp16_keys) {
       const auto* h = reinterpret_cast<const uint16_t*>(code);
-      for (int j = 0; j < s_.d; ++j) out[j] = faiss::decode_fp16(h[j]);  // F16C when built so
+      HalfToFloatRow(h, s_.d, out);
     } else {
       std::memcpy(out, code, s_.d * sizeof(float));
     }
@@ -314,6 +329,14 @@ int64_t IndexBytes(const faiss::Index* index) {
   return index->ntotal * index->sa_code_size();
 }
 
+// Whether an IVF index with automatic lists is due for a retraining at `keys`
+// keys: when twice its lists would fit (memory_options.h).
+bool NeedsMoreLists(const MemoryOptions& o, const StoreState& st, int64_t keys) {
+  if (!st.built || o.index_kind != IndexKind::kIvf || o.ivf_pq || o.ivf_nlist > 0) return false;
+  const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(st.index.get());
+  return ivf != nullptr && IvfListsFor(keys) >= 2 * static_cast<int64_t>(ivf->nlist);
+}
+
 // The tombstone/document/overflow predicate, handed to FAISS as an IDSelector.
 // FAISS calls it from its OpenMP threads; it only reads, under the caller's
 // read lock.
@@ -359,6 +382,49 @@ struct Selection final : faiss::IDSelector {
   int64_t selected_live = 0;
 };
 
+// HNSW and IVF-PQ: FAISS's own search over the reduced keys (queries `qa`),
+// its results re-scored exactly from the stored keys (`q`) and sorted again.
+void SearchAndRescore(const Shape& s, const StoreState& st, const MemoryOptions& o, const float* q,
+                      const float* qa, int64_t nq, int kk, int64_t selected_live,
+                      const faiss::IDSelector* selector, float* d, int64_t* r) {
+  faiss::SearchParametersIVF ivf_params;
+  faiss::SearchParametersHNSW hnsw_params;
+  faiss::SearchParameters* params = &hnsw_params;
+  hnsw_params.efSearch = o.hnsw_ef_search;
+  if (o.index_kind == IndexKind::kIvf) {
+    ivf_params.nprobe = o.ivf_nprobe;
+    params = &ivf_params;
+  }
+  params->sel = const_cast<faiss::IDSelector*>(selector);  // 1.7.3: non-const, only read
+  // PQ codes blur the reduction's extra coordinates, which rank keys
+  // coarsely: fetch more candidates and re-rank them exactly.
+  const int fetch =
+      o.ivf_pq && o.index_kind == IndexKind::kIvf
+          ? static_cast<int>(std::min<int64_t>(int64_t{kPqRerankFactor} * kk, selected_live))
+          : kk;
+  std::vector<float> fd(nq * fetch);
+  std::vector<int64_t> fr(nq * fetch);
+  st.index->search(nq, qa, fetch, fd.data(), fr.data(), params);
+  KeyReader reader(s, st);
+  std::vector<float> key(s.d);
+  std::vector<std::pair<float, int64_t>> row(fetch);
+  for (int64_t i = 0; i < nq; ++i) {
+    for (int j = 0; j < fetch; ++j) {
+      const int64_t id = fr[i * fetch + j];
+      float score = -std::numeric_limits<float>::infinity();
+      if (id >= 0) {
+        reader.Read(id, key.data());
+        score = faiss::fvec_inner_product(&q[i * s.d], key.data(), s.d);
+      }
+      row[j] = {score, id};
+    }
+    std::partial_sort(row.begin(), row.begin() + kk, row.end(), [](const auto& a, const auto& b) {
+      return (a.second >= 0) != (b.second >= 0) ? a.second >= 0 : a.first > b.first;
+    });
+    for (int j = 0; j < kk; ++j) std::tie(d[i * kk + j], r[i * kk + j]) = row[j];
+  }
+}
+
 }  // namespace
 
 KvStore::KvStore(int head_dim, const MemoryOptions& options)
@@ -392,6 +458,12 @@ int64_t KvStore::live_size() const {
 bool KvStore::index_built() const {
   ReadLock l(&mu_);
   return state_->built;
+}
+
+int64_t KvStore::index_lists() const {
+  ReadLock l(&mu_);
+  const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(state_->index.get());
+  return state_->built && ivf != nullptr ? static_cast<int64_t>(ivf->nlist) : 0;
 }
 
 int64_t KvStore::overflow_size() const {
@@ -444,7 +516,8 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
   StoreState& st = *state_;  // only this thread changes it now, so reads need no mu_
   if (st.broken) {
     return absl::FailedPreconditionError(
-        "Append: an earlier FAISS failure left this store inconsistent; Load its last save");
+        "Append: an earlier FAISS failure left this store inconsistent; Load "
+        "its last save");
   }
   if (st.size + n > kMaxEntries) {
     return absl::ResourceExhaustedError("Append: " + std::to_string(st.size) + " + " +
@@ -460,14 +533,17 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
     if (options_.index_kind != IndexKind::kFlat) {
       const int64_t threshold =
           options_.index_kind == IndexKind::kHnsw ? kHnswBuildSize : options_.ivf_train_size;
-      if (!st.built && old_size + n >= threshold) {
-        // Private build from the staged keys plus these; readers go on meanwhile.
+      if ((!st.built && old_size + n >= threshold) || NeedsMoreLists(options_, st, old_size + n)) {
+        // Private (re)build from the stored keys plus these; readers go on
+        // meanwhile. The bound covers every key now, so nothing overflows.
         std::vector<float> all(old_size * head_dim_);
-        if (old_size > 0) st.index->reconstruct_n(0, old_size, all.data());
+        KeyReader reader(s, st);
+        for (int64_t i = 0; i < old_size; ++i) reader.Read(i, &all[i * head_dim_]);
         all.insert(all.end(), k.begin(), k.end());
         bound_sq = std::max(kBoundHeadroomSq * MaxNormSq(s, all.data(), old_size + n), 1e-30);
         aug = Augment(s, all.data(), old_size + n, bound_sq, &overflow);
-        built = BuildApproximate(s, options_, aug.data(), old_size + n);
+        const int nlist = options_.ivf_nlist > 0 ? options_.ivf_nlist : IvfListsFor(old_size + n);
+        built = BuildApproximate(s, options_, nlist, aug.data(), old_size + n);
         overflow.assign(n, 0);
       } else if (st.built) {
         aug = Augment(s, k.data(), n, st.bound_sq, &overflow);
@@ -478,9 +554,13 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
     GrowFor(&st.values_f32, options_.dtype == StorageType::kFloat32 ? n * head_dim_ : 0);
     GrowFor(&st.values_16, encoded.size());
     if (built != nullptr) {
-      st.index.swap(built);  // the old staging index is freed after unlocking
+      st.index.swap(built);  // the old index is freed after unlocking
       st.built = true;
       st.bound_sq = bound_sq;
+      std::fill(st.overflow_bits.begin(), st.overflow_bits.end(), 0);
+      st.overflow_ids.clear();
+      if (st.mapped_fd >= 0) close(st.mapped_fd);
+      st.mapped_fd = -1;
     } else {
       CopyMappedListsToMemory(&st);
       ReserveIndex(st.index.get(), n);
@@ -529,7 +609,8 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
   if (nq == 0) return absl::OkStatus();
   if (queries == nullptr || ids == nullptr || scores == nullptr || query_stride < head_dim_) {
     return absl::InvalidArgumentError(
-        "Search: queries, ids and scores must be non-null and query_stride >= head_dim");
+        "Search: queries, ids and scores must be "
+        "non-null and query_stride >= head_dim");
   }
   std::fill(ids, ids + nq * k, -1);
   std::fill(scores, scores + nq * k, -std::numeric_limits<float>::infinity());
@@ -549,7 +630,8 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
   const bool small = sel.restricts && sel.selected_live * 8 <= st.size;
   try {
     if (!approximate && !sel.restricts && !s.fp16_keys) {
-      st.index->search(nq, q.data(), kk, d.data(), r.data());  // IndexFlatIP: BLAS
+      st.index->search(nq, q.data(), kk, d.data(),
+                       r.data());  // IndexFlatIP: BLAS
     } else if (!approximate || small || sel.selected_live <= 2 * int64_t{kk}) {
       std::vector<int64_t> members;
       if (sel.restricts) members = sel.Members();
@@ -562,43 +644,20 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
       for (int64_t i = 0; i < nq; ++i) {
         std::memcpy(&qa[i * s.aug], &q[i * head_dim_], head_dim_ * sizeof(float));
       }
-      faiss::SearchParametersIVF ivf_params;
-      faiss::SearchParametersHNSW hnsw_params;
-      faiss::SearchParameters* params = &hnsw_params;
-      hnsw_params.efSearch = options_.hnsw_ef_search;
-      if (options_.index_kind == IndexKind::kIvf) {
-        ivf_params.nprobe = options_.ivf_nprobe;
-        params = &ivf_params;
-      }
-      params->sel = ann.restricts ? &ann : nullptr;
-      // PQ codes blur the reduction's extra coordinates, which rank keys
-      // coarsely: fetch more candidates and re-rank them exactly.
-      const int fetch = options_.ivf_pq && options_.index_kind == IndexKind::kIvf
-                            ? static_cast<int>(std::min<int64_t>(int64_t{kPqRerankFactor} * kk,
-                                                                 sel.selected_live))
-                            : kk;
-      std::vector<float> fd(nq * fetch);
-      std::vector<int64_t> fr(nq * fetch);
-      st.index->search(nq, qa.data(), fetch, fd.data(), fr.data(), params);
-      // Exact scores from the stored keys, then best first again.
-      KeyReader reader(s, st);
-      std::vector<float> key(head_dim_);
-      std::vector<std::pair<float, int64_t>> row(fetch);
-      for (int64_t i = 0; i < nq; ++i) {
-        for (int j = 0; j < fetch; ++j) {
-          const int64_t id = fr[i * fetch + j];
-          float score = -std::numeric_limits<float>::infinity();
-          if (id >= 0) {
-            reader.Read(id, key.data());
-            score = faiss::fvec_inner_product(&q[i * head_dim_], key.data(), head_dim_);
-          }
-          row[j] = {score, id};
-        }
-        std::partial_sort(
-            row.begin(), row.begin() + kk, row.end(), [](const auto& a, const auto& b) {
-              return (a.second >= 0) != (b.second >= 0) ? a.second >= 0 : a.first > b.first;
-            });
-        for (int j = 0; j < kk; ++j) std::tie(d[i * kk + j], r[i * kk + j]) = row[j];
+      if (options_.index_kind == IndexKind::kIvf && !options_.ivf_pq) {
+        IvfScanRequest request;
+        request.queries = q.data();
+        request.coarse_queries = qa.data();
+        request.nq = nq;
+        request.dim = head_dim_;
+        request.nprobe = options_.ivf_nprobe;
+        request.k = kk;
+        request.selector = ann.restricts ? &ann : nullptr;
+        IvfScan(dynamic_cast<const faiss::IndexIVF&>(*st.index), s.fp16_keys, request, d.data(),
+                r.data());
+      } else {
+        SearchAndRescore(s, st, options_, q.data(), qa.data(), nq, kk, sel.selected_live,
+                         ann.restricts ? &ann : nullptr, d.data(), r.data());
       }
       const std::vector<int64_t> extra = sel.Members(&st.overflow_ids);
       if (!extra.empty()) {

@@ -26,9 +26,14 @@
 //          keys for HNSW, ivf_train_size keys for IVF; before that, keys are
 //          searched exactly). Later keys above B would be misranked by the
 //          reduction, so they are kept out of the approximate search and scanned
-//          exactly on every query ("overflow" entries). Approximate results are
-//          re-scored exactly from the stored keys (the scores are inner products
-//          with the keys as stored, like flat), then merged with the overflow.
+//          exactly on every query ("overflow" entries). Scores are inner
+//          products with the keys as stored, like flat: IVF with float or fp16
+//          codes is searched list-major (ivf_scan.h), one matrix product per
+//          probed list, which scores the stored keys directly; HNSW results are
+//          re-scored from the stored keys. Both are merged with the overflow.
+//          IVF with automatic lists (the default) is retrained on all its keys
+//          whenever twice its lists fit (the memory grew ~4x), with a new
+//          bound B, so overflow entries only live until the next retraining.
 //          IVF-PQ keys are PQ codes, which blur the extra coordinates: it
 //          fetches 8k candidates and re-ranks them by the inner product with
 //          the reconstructed keys (its scores use the reconstruction too).
@@ -49,8 +54,8 @@
 // only once it is complete (absl::Mutex reader/writer lock). Readers wait only
 // while a writer changes shared state: adding keys to the FAISS index (fast
 // for flat and IVF, ~0.3-1 ms per key for HNSW) and copying values. IVF
-// training and the first HNSW build run on a private index while readers keep
-// searching the exact staging index. FAISS parallelises each search with
+// (re)training and the first HNSW build run on a private index while readers
+// keep searching the previous one. FAISS parallelises each search with
 // OpenMP internally.
 #ifndef FOTSERVE_MEMORY_KV_STORE_H_
 #define FOTSERVE_MEMORY_KV_STORE_H_
@@ -160,6 +165,9 @@ class KvStore {
   bool index_built() const;
   // Entries whose key norm exceeds the reduction's bound (scanned exactly).
   int64_t overflow_size() const;
+  // IVF: the inverted lists of the built index (grows with the memory when
+  // ivf_nlist is automatic); 0 for other kinds and before the build.
+  int64_t index_lists() const;
 
  private:
   KvStore(int head_dim, const MemoryOptions& options);

@@ -272,7 +272,8 @@ absl::Status KvStore::Save(const std::string& dir_in) const {
     int rc = exists ? renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE)
                     : rename(tmp.c_str(), dir.c_str());
     if (rc != 0 && exists && (errno == EINVAL || errno == ENOSYS)) {
-      // No RENAME_EXCHANGE on this filesystem: two renames, old kept until done.
+      // No RENAME_EXCHANGE on this filesystem: two renames, old kept until
+      // done.
       const std::string old = dir + ".old";
       fs::remove_all(old, ec);
       rc = rename(dir.c_str(), old.c_str());
@@ -430,7 +431,8 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
     h->hnsw.efSearch = o.hnsw_ef_search;  // 1.7.3 ignores SearchParametersHNSW::efSearch
   } else {
     auto* iv = dynamic_cast<const faiss::IndexIVF*>(index);
-    type_ok = ivf && iv != nullptr && iv->nlist == static_cast<size_t>(o.ivf_nlist) &&
+    type_ok = ivf && iv != nullptr &&
+              (o.ivf_nlist == 0 || iv->nlist == static_cast<size_t>(o.ivf_nlist)) &&
               iv->direct_map.type == faiss::DirectMap::Array;
     if (type_ok && dynamic_cast<const faiss::ArrayInvertedLists*>(iv->invlists) == nullptr) {
       st.mapped_fd = open(index_path.c_str(), O_RDONLY | O_CLOEXEC);

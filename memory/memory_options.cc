@@ -64,6 +64,14 @@ absl::StatusOr<int> ParseInt32(std::string_view key, std::string_view text) {
 
 }  // namespace
 
+int IvfListsFor(int64_t keys) {
+  const double cap = std::min(std::sqrt(static_cast<double>(std::max<int64_t>(keys, 1))),
+                              static_cast<double>(keys) / 40.0);
+  int lists = 1;
+  while (lists * 2.0 <= cap && lists * 2 <= kMaxNlist) lists *= 2;
+  return lists;
+}
+
 absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
   if (head_dim < 1 || head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError("head_dim=" + std::to_string(head_dim) +
@@ -89,8 +97,12 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
       }
       return CheckRange("hnsw_ef_search", o.hnsw_ef_search, 1, kMaxEf);
     case IndexKind::kIvf: {
-      if (!(s = CheckRange("ivf_nlist", o.ivf_nlist, 1, kMaxNlist)).ok()) return s;
-      if (!(s = CheckRange("ivf_nprobe", o.ivf_nprobe, 1, o.ivf_nlist,
+      if (!(s = CheckRange("ivf_nlist", o.ivf_nlist, 0, kMaxNlist,
+                           "0 lets the number of lists grow with the memory"))
+               .ok()) {
+        return s;
+      }
+      if (!(s = CheckRange("ivf_nprobe", o.ivf_nprobe, 1, o.ivf_nlist > 0 ? o.ivf_nlist : kMaxNlist,
                            "nprobe counts probed lists, at most ivf_nlist"))
                .ok()) {
         return s;
@@ -107,7 +119,7 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
                                           " needs ivf_pq=true (or spec key pq=1)");
       }
       if (o.ivf_train_size != 0) {
-        int64_t centroids = o.ivf_nlist;
+        int64_t centroids = o.ivf_nlist > 0 ? o.ivf_nlist : IvfListsFor(o.ivf_train_size);
         if (o.ivf_pq) centroids = std::max<int64_t>(centroids, kPqCodebookSize);
         const int64_t lo = kMinPointsPerCentroid * centroids;
         if (!(s = CheckRange("ivf_train_size", o.ivf_train_size, lo, kMaxTrainSize,
@@ -128,6 +140,9 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
 MemoryOptions ResolveMemoryOptions(const MemoryOptions& options, int head_dim) {
   MemoryOptions o = options;
   if (o.index_kind == IndexKind::kIvf) {
+    // PQ codes cannot be decoded exactly, so a PQ index is never retrained.
+    if (o.ivf_pq && o.ivf_nlist == 0) o.ivf_nlist = kPqCodebookSize;
+    if (o.ivf_train_size == 0 && o.ivf_nlist == 0) o.ivf_train_size = kIvfAutoTrainSize;
     if (o.ivf_train_size == 0) {
       int64_t centroids = o.ivf_nlist;
       if (o.ivf_pq) centroids = std::max<int64_t>(centroids, kPqCodebookSize);
@@ -226,7 +241,11 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
     } else if (o.index_kind == IndexKind::kHnsw && key == "ef_search") {
       status = set_int(&o.hnsw_ef_search);
     } else if (o.index_kind == IndexKind::kIvf && key == "nlist") {
-      status = set_int(&o.ivf_nlist);
+      if (value == "auto") {
+        o.ivf_nlist = 0;
+      } else {
+        status = set_int(&o.ivf_nlist);
+      }
     } else if (o.index_kind == IndexKind::kIvf && key == "nprobe") {
       status = set_int(&o.ivf_nprobe);
     } else if (o.index_kind == IndexKind::kIvf && key == "train_size") {
@@ -251,7 +270,7 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
     if (comma == std::string_view::npos) break;
     rest = rest.substr(comma + 1);
   }
-  if (seen.count("nlist") && !seen.count("nprobe")) {
+  if (seen.count("nlist") && !seen.count("nprobe") && o.ivf_nlist > 0) {
     o.ivf_nprobe = std::min(o.ivf_nprobe, o.ivf_nlist);  // "ivf:nlist=16" just works
   }
   if (explicit_pq == 0) {
@@ -276,7 +295,8 @@ std::string DescribeOptions(const MemoryOptions& o) {
            ",ef_search=" + std::to_string(o.hnsw_ef_search) + ",";
       break;
     case IndexKind::kIvf:
-      s += "nlist=" + std::to_string(o.ivf_nlist) + ",nprobe=" + std::to_string(o.ivf_nprobe) +
+      s += "nlist=" + (o.ivf_nlist > 0 ? std::to_string(o.ivf_nlist) : "auto") +
+           ",nprobe=" + std::to_string(o.ivf_nprobe) +
            ",train_size=" + std::to_string(o.ivf_train_size) + ",pq=" + (o.ivf_pq ? "1" : "0") +
            ",";
       if (o.ivf_pq) s += "pq_m=" + std::to_string(o.ivf_pq_m) + ",";
@@ -304,7 +324,7 @@ void DecodeHalfRow(StorageType type, const uint16_t* in, int64_t n, float* out) 
   if (type == StorageType::kBFloat16) {
     for (int64_t i = 0; i < n; ++i) out[i] = BFloat16ToFloat(in[i]);
   } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = faiss::decode_fp16(in[i]);
+    HalfToFloatRow(in, n, out);
   }
 }
 

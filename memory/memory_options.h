@@ -4,9 +4,10 @@
 // Index kinds (all search by inner product <query, key>):
 //   flat  exact search over every key. Add ≈ millions/s; search cost grows
 //         linearly with the memory. The reference for the other two.
-//   ivf   inverted file, trained ONCE when ivf_train_size keys exist; until
-//         then the keys are searched exactly. Fast to add (≈10^5/s on this
-//         machine kind), so it is the approximate kind for streaming ingest.
+//   ivf   inverted file, trained when ivf_train_size keys exist (until then
+//         the keys are searched exactly) and, with automatic lists, retrained
+//         as the memory grows. Fast to add (~10^5/s on this machine kind), so
+//         it is the approximate kind for streaming ingest.
 //   hnsw  graph index. Slow to add (a few thousand keys/s at d=64..128 on a
 //         generic FAISS 1.7.3 build) but fast to search: for memories built
 //         once and searched often. The first kHnswBuildSize keys are searched
@@ -42,6 +43,14 @@ enum class StorageType { kFloat32, kFloat16, kBFloat16 };
 // bound of the inner-product-to-L2 reduction (kv_store.h).
 inline constexpr int64_t kHnswBuildSize = 1024;
 
+// IVF with automatic lists (ivf_nlist 0) is first trained at this many keys.
+inline constexpr int64_t kIvfAutoTrainSize = 10240;
+
+// The number of lists an automatic IVF index over `keys` keys is trained
+// with: the largest power of two <= min(sqrt(keys), keys / 40), at least 1
+// (k-means wants ~40 keys per centroid).
+int IvfListsFor(int64_t keys);
+
 struct MemoryOptions {
   IndexKind index_kind = IndexKind::kFlat;
   StorageType dtype = StorageType::kFloat16;  // keys AND values (see above)
@@ -54,15 +63,23 @@ struct MemoryOptions {
   int hnsw_ef_construction = 40;
   int hnsw_ef_search = 512;
 
-  // IVF. ivf_train_size 0 means 40 * ivf_nlist keys (at least 40 * 256 with PQ,
-  // whose codebooks have 256 entries). Default nprobe probes 1/4 of the lists:
-  // 1/8 gave recall@10 0.93 on engine keys, 1/4 gives 0.97 (knn_recall_test).
-  int ivf_nlist = 256;
-  int ivf_nprobe = 64;
+  // IVF. ivf_nlist 0 (the default) lets the number of lists follow the memory:
+  // IvfListsFor(keys) lists when trained, and the index is retrained whenever
+  // the memory has grown enough for twice as many lists, so lists hold
+  // sqrt(keys) to 2 sqrt(keys) entries at every size and a probe's cost grows
+  // like sqrt(keys). A fixed ivf_nlist > 0 trains once. ivf_train_size 0 means 40 *
+  // ivf_nlist keys (at least 40 * 256 with PQ, whose codebooks have 256
+  // entries), and kIvfAutoTrainSize with automatic lists. nprobe lists are
+  // probed per query (capped at nlist). Measured on the mid-size model's keys
+  // (bench/memory_bench.cc): recall@128 >= 0.95 with nprobe 32 up to 1M keys.
+  int ivf_nlist = 0;
+  int ivf_nprobe = 32;
   int64_t ivf_train_size = 0;
   // PQ codes instead of float/fp16 codes: ~8x smaller keys, but lossy. Measured
   // recall@10 on key-like data is only ~0.6 (pq_m auto) to ~0.8 (2 dims per
   // code), and PQ training (256 centroids per sub-quantizer) takes seconds.
+  // PQ codes cannot be decoded exactly for a retraining: with PQ, automatic
+  // lists mean a fixed 256.
   bool ivf_pq = false;
   int ivf_pq_m = 0;  // PQ sub-quantizers (bytes per key); 0: ceil((head_dim + 2) / 4)
 
@@ -91,14 +108,16 @@ std::string_view StorageTypeName(StorageType type);
 // so callers start from MemoryOptions{} (or a session's options). Keys:
 //   any kind: dtype=f32|f16|bf16
 //   hnsw:     m, ef_construction, ef_search
-//   ivf:      nlist, nprobe, train_size, pq=0|1, pq_m (pq_m > 0 implies pq=1)
+//   ivf:      nlist (a number, or auto = 0), nprobe, train_size, pq=0|1, pq_m
+//             (pq_m > 0 implies pq=1)
 // e.g. "hnsw:m=32,ef_search=64", "ivf:nlist=1024,nprobe=32,pq_m=16".
 // Syntax errors are InvalidArgument; *options is unchanged on error. Values are
 // range-checked by ValidateMemoryOptions, not here (the head_dim is unknown),
 // except that an nlist given without nprobe lowers nprobe to at most nlist.
 [[nodiscard]] absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options);
 
-// The canonical spec of `options`, e.g. "ivf:nlist=256,nprobe=40,train_size=0,dtype=f16".
+// The canonical spec of `options`, e.g.
+// "ivf:nlist=auto,nprobe=32,train_size=10240,pq=0,dtype=f16".
 // ParseIndexSpec(DescribeOptions(o), &p) from any p gives p == o for the fields
 // of o.index_kind and dtype.
 std::string DescribeOptions(const MemoryOptions& options);

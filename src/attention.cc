@@ -7,9 +7,9 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "src/kernels.h"
 
 namespace fot {
@@ -51,7 +51,7 @@ void FoldBlock(const Tile& tile, int head_dim, const float* block_keys, const fl
       for (int j = 0; j < block_size; ++j) row[j] = live[j] ? row[j] : kNegInf;
     }
     FoldSoftmaxRow(row, block_size, head_dim, &s->row_max[r], &s->row_sum[r],
-            s->output.data() + static_cast<size_t>(r) * head_dim);
+                   s->output.data() + static_cast<size_t>(r) * head_dim);
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tile.rows, head_dim, block_size, 1.0f,
               scores, block_size, block_values, key_stride, 1.0f, s->output.data(), head_dim);
@@ -72,10 +72,9 @@ absl::Status FoldDenseMemory(const Tile& tile, int head_dim, const KvMemory& mem
       status = memory.ReadProvenance(b, count, s->block_provenance.data());
       for (int j = 0; j < count && status.ok(); ++j) {
         const int64_t document = s->block_provenance[j].document;
-        s->block_live[j] =
-            !memory.is_deleted(b + j) &&
-            (documents.empty() ||
-             std::find(documents.begin(), documents.end(), document) != documents.end());
+        s->block_live[j] = !memory.is_deleted(b + j) &&
+                           (documents.empty() || std::find(documents.begin(), documents.end(),
+                                                           document) != documents.end());
       }
     }
     if (!status.ok()) return status;
@@ -98,8 +97,8 @@ absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scal
     absl::Status status =
         memory.GatherValues(tile.kv_head, ids + row, top_k, s->block_values.data());
     if (!status.ok()) return status;
-    cblas_sgemv(CblasRowMajor, CblasTrans, top_k, head_dim, 1.0f, s->block_values.data(),
-                head_dim, p, 1, 1.0f, output, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, top_k, head_dim, 1.0f, s->block_values.data(), head_dim,
+                p, 1, 1.0f, output, 1);
   }
   return absl::OkStatus();
 }
@@ -161,21 +160,29 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
   const int top_k = knn ? retrieval.top_k : 0;
 
   // knn: one search per kv head for all its query rows (unscaled ⟨q, key⟩).
+  // The heads' searches run side by side: a search's own parallel loops then
+  // run serially inside, which for one generated token saves a thread wake-up
+  // per loop (several per store) and for a window splits evenly anyway.
   if (knn) {
     const size_t per_head = static_cast<size_t>(total_rows) * top_k;
-    scratch->search_queries.resize(static_cast<size_t>(total_rows) * hd);
+    const size_t head_queries = static_cast<size_t>(total_rows) * hd;
+    scratch->search_queries.resize(head_queries * dims.num_kv_heads);
     scratch->ids.resize(per_head * dims.num_kv_heads);
     scratch->scores.resize(per_head * dims.num_kv_heads);
+    const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
+    std::vector<absl::Status> statuses(dims.num_kv_heads);
+#pragma omp parallel for schedule(dynamic)
     for (int g = 0; g < dims.num_kv_heads; ++g) {
+      float* queries = &scratch->search_queries[g * head_queries];
       for (int row = 0; row < total_rows; ++row) {
-        const float* src = q + (static_cast<size_t>(row % n) * dims.num_heads + g * group +
-                                row / n) * hd;
-        std::copy(src, src + hd, scratch->search_queries.begin() + static_cast<size_t>(row) * hd);
+        const float* src =
+            q + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
+        std::copy(src, src + hd, queries + static_cast<size_t>(row) * hd);
       }
-      const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
-      absl::Status status = memory->Search(g, scratch->search_queries.data(), total_rows, hd,
-                                           top_k, filter, &scratch->ids[g * per_head],
-                                           &scratch->scores[g * per_head]);
+      statuses[g] = memory->Search(g, queries, total_rows, hd, top_k, filter,
+                                   &scratch->ids[g * per_head], &scratch->scores[g * per_head]);
+    }
+    for (const absl::Status& status : statuses) {
       if (!status.ok()) return status;
     }
   }
@@ -185,8 +192,8 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
   const int items = dims.num_kv_heads * tiles_per_head;
   // One token over a short context is too little work to share.
   const int64_t memory_read = knn ? top_k : memory_size;
-  const int64_t work = static_cast<int64_t>(total_rows) * (num_local + memory_read) *
-                       dims.num_kv_heads;
+  const int64_t work =
+      static_cast<int64_t>(total_rows) * (num_local + memory_read) * dims.num_kv_heads;
   const int threads = work < (1 << 14) ? 1 : std::min(omp_get_max_threads(), items);
   if (static_cast<int>(scratch->tiles.size()) < threads) scratch->tiles.resize(threads);
 
@@ -216,8 +223,8 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
     // Gather this tile's query rows, pre-scaled.
     for (int r = 0; r < tile.rows; ++r) {
       const int row = first + r;
-      const float* src = q + (static_cast<size_t>(row % n) * dims.num_heads + g * group +
-                              row / n) * hd;
+      const float* src =
+          q + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
       float* dst = s->queries.data() + static_cast<size_t>(r) * hd;
       for (int d = 0; d < hd; ++d) dst[d] = src[d] * scale;
     }
@@ -246,8 +253,8 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
       if (trace != nullptr && memory_size > 0 && row % n == n - 1) {
         std::vector<TracedEntry>* entries = &trace->heads[g * group + row / n];
         if (knn) {  // exactly what it attended to, best first
-          const size_t at = static_cast<size_t>(g) * total_rows * top_k +
-                            static_cast<size_t>(row) * top_k;
+          const size_t at =
+              static_cast<size_t>(g) * total_rows * top_k + static_cast<size_t>(row) * top_k;
           for (int j = 0; j < std::min(trace->top, top_k) && scratch->ids[at + j] >= 0; ++j) {
             const float score = scratch->scores[at + j];
             Provenance provenance;
@@ -258,8 +265,8 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
           }
         } else {
           status = TraceRow(
-              q + (static_cast<size_t>(n - 1) * dims.num_heads + g * group + row / n) * hd, g,
-              hd, scale, s->row_max[r], s->row_sum[r], *memory, retrieval, trace->top, entries);
+              q + (static_cast<size_t>(n - 1) * dims.num_heads + g * group + row / n) * hd, g, hd,
+              scale, s->row_max[r], s->row_sum[r], *memory, retrieval, trace->top, entries);
           if (!status.ok()) failures[thread] = status;
         }
       }

@@ -534,6 +534,56 @@ void ExpectSameStore(const KvStore& a, const KvStore& b, const std::vector<float
   EXPECT_EQ(ra.scores, rb.scores);
 }
 
+TEST(KvStoreTest, IvfWithAutomaticListsRetrainsAsTheMemoryGrows) {
+  // nprobe covers every list, so whatever the lists, results must be exact.
+  auto store = MakeStore(16, "ivf:nprobe=4096,train_size=2048");
+  const std::vector<float> q = MakeData(Data::kGaussian, 40, 16, 31);
+  Fill(store.get(), MakeData(Data::kGaussian, 2048, 16, 32));
+  EXPECT_EQ(store->index_lists(), IvfListsFor(2048));
+  std::vector<float> big = MakeData(Data::kGaussian, 50, 16, 33);
+  for (float& v : big) v *= 10;  // beyond the norm bound of the first training
+  Fill(store.get(), big);
+  EXPECT_EQ(store->overflow_size(), 50);
+  ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30), 1e-5f);
+
+  Fill(store.get(), MakeData(Data::kGaussian, 8192 - store->size(), 16, 34));
+  EXPECT_EQ(store->index_lists(), IvfListsFor(8192));
+  EXPECT_GT(store->index_lists(), IvfListsFor(2048));
+  EXPECT_EQ(store->overflow_size(), 0);  // the retraining's bound covers every key
+  ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30), 1e-5f);
+
+  ASSERT_TRUE(store->DeleteDocument(3).ok());
+  const auto live = [&](int64_t id) { return id / 100 != 3; };
+  ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30, live), 1e-5f);
+
+  // A loaded (memory-mapped) index is retrained the same way.
+  const std::string dir = TempDir("ivf_auto");
+  ASSERT_TRUE(store->Save(dir).ok());
+  absl::StatusOr<std::unique_ptr<KvStore>> loaded = KvStore::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ExpectSameResults(Search(**loaded, q, 30), Search(*store, q, 30), 0.0f);
+  Fill(loaded->get(), MakeData(Data::kGaussian, 32768 - 8192, 16, 35));
+  EXPECT_EQ((*loaded)->index_lists(), IvfListsFor(32768));
+  ExpectSameResults(Search(**loaded, q, 30), BruteForce(**loaded, q, 30, live), 1e-5f);
+}
+
+TEST(KvStoreTest, IvfListsGrowLikeTheSquareRootOfTheMemory) {
+  EXPECT_EQ(IvfListsFor(0), 1);
+  EXPECT_EQ(IvfListsFor(100), 2);  // k-means wants ~40 keys per list
+  EXPECT_EQ(IvfListsFor(10240), 64);
+  EXPECT_EQ(IvfListsFor(131072), 256);
+  EXPECT_EQ(IvfListsFor(1 << 20), 1024);
+  EXPECT_EQ(IvfListsFor(int64_t{1} << 40), 1 << 20);  // the FAISS-sane cap
+  MemoryOptions o;
+  ASSERT_TRUE(ParseIndexSpec("ivf", &o).ok());
+  EXPECT_EQ(DescribeOptions(ResolveMemoryOptions(o, 64)),
+            "ivf:nlist=auto,nprobe=32,train_size=10240,pq=0,dtype=f16");
+  ASSERT_TRUE(ParseIndexSpec("ivf:nlist=64", &o).ok());
+  EXPECT_EQ(o.ivf_nprobe, 32);
+  ASSERT_TRUE(ParseIndexSpec("ivf:nlist=auto", &o).ok());
+  EXPECT_EQ(o.ivf_nlist, 0);
+}
+
 TEST(KvStoreTest, SaveLoadRoundTripForEveryKindAndState) {
   const std::vector<float> q = MakeData(Data::kKeyLike, 20, 16, 23);
   for (const Kind& kind : kAllKinds) {
