@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/kernels.h"
+#include "src/status_macros.h"
 
 namespace fot {
 namespace {
@@ -145,6 +146,20 @@ std::string DescribeRetrieval(const Retrieval& retrieval) {
                                                    : absl::StrCat("knn:", retrieval.top_k);
 }
 
+absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads, const float* queries, int rows,
+                               int head_dim, int top_k, const SearchFilter* filter, int64_t* ids,
+                               float* scores) {
+  const size_t per_head = static_cast<size_t>(rows) * top_k;
+  std::vector<absl::Status> statuses(kv_heads);
+#pragma omp parallel for schedule(dynamic)
+  for (int g = 0; g < kv_heads; ++g) {
+    statuses[g] = memory.Search(g, queries + static_cast<size_t>(g) * rows * head_dim, rows,
+                                head_dim, top_k, filter, ids + g * per_head, scores + g * per_head);
+  }
+  for (const absl::Status& status : statuses) FOT_RETURN_IF_ERROR(status);
+  return absl::OkStatus();
+}
+
 absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_cached,
                     const float* keys, const float* values, const KvMemory* memory,
                     const Retrieval& retrieval, AttentionScratch* scratch, float* out,
@@ -160,31 +175,23 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
   const int top_k = knn ? retrieval.top_k : 0;
 
   // knn: one search per kv head for all its query rows (unscaled ⟨q, key⟩).
-  // The heads' searches run side by side: a search's own parallel loops then
-  // run serially inside, which for one generated token saves a thread wake-up
-  // per loop (several per store) and for a window splits evenly anyway.
   if (knn) {
-    const size_t per_head = static_cast<size_t>(total_rows) * top_k;
     const size_t head_queries = static_cast<size_t>(total_rows) * hd;
+    const size_t per_head = static_cast<size_t>(total_rows) * top_k;
     scratch->search_queries.resize(head_queries * dims.num_kv_heads);
     scratch->ids.resize(per_head * dims.num_kv_heads);
     scratch->scores.resize(per_head * dims.num_kv_heads);
-    const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
-    std::vector<absl::Status> statuses(dims.num_kv_heads);
-#pragma omp parallel for schedule(dynamic)
     for (int g = 0; g < dims.num_kv_heads; ++g) {
-      float* queries = &scratch->search_queries[g * head_queries];
       for (int row = 0; row < total_rows; ++row) {
         const float* src =
             q + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
-        std::copy(src, src + hd, queries + static_cast<size_t>(row) * hd);
+        std::copy(src, src + hd, &scratch->search_queries[g * head_queries + row * hd]);
       }
-      statuses[g] = memory->Search(g, queries, total_rows, hd, top_k, filter,
-                                   &scratch->ids[g * per_head], &scratch->scores[g * per_head]);
     }
-    for (const absl::Status& status : statuses) {
-      if (!status.ok()) return status;
-    }
+    const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
+    FOT_RETURN_IF_ERROR(SearchMemoryHeads(*memory, dims.num_kv_heads,
+                                          scratch->search_queries.data(), total_rows, hd, top_k,
+                                          filter, scratch->ids.data(), scratch->scores.data()));
   }
 
   const int tile_rows = std::min(kTileRows, total_rows);

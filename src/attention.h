@@ -52,7 +52,7 @@ struct TracedEntry {
   float attention_share;  // softmax probability of this entry for this query
 };
 struct AttentionTrace {
-  int top = 8;                                // entries kept per head
+  int top = 8;                                  // entries kept per head
   std::vector<std::vector<TracedEntry>> heads;  // [num_heads], best first
 };
 
@@ -60,14 +60,14 @@ struct AttentionTrace {
 struct AttentionScratch {
   // One per OpenMP thread Attend uses.
   struct Tile {
-    std::vector<float> queries;      // [tile rows, head_dim], scaled by 1/sqrt(head_dim)
-    std::vector<float> scores;       // [tile rows, key block]
-    std::vector<float> output;       // [tile rows, head_dim], unnormalised
-    std::vector<float> row_max;      // [tile rows]
-    std::vector<float> row_sum;      // [tile rows]
-    std::vector<float> block_keys;   // [key block, head_dim] decoded from memory
-    std::vector<float> block_values; // [key block, head_dim]
-    std::vector<uint8_t> block_live; // [key block] entry visible (not deleted, in filter)
+    std::vector<float> queries;       // [tile rows, head_dim], scaled by 1/sqrt(head_dim)
+    std::vector<float> scores;        // [tile rows, key block]
+    std::vector<float> output;        // [tile rows, head_dim], unnormalised
+    std::vector<float> row_max;       // [tile rows]
+    std::vector<float> row_sum;       // [tile rows]
+    std::vector<float> block_keys;    // [key block, head_dim] decoded from memory
+    std::vector<float> block_values;  // [key block, head_dim]
+    std::vector<uint8_t> block_live;  // [key block] entry visible (not deleted, in filter)
     std::vector<Provenance> block_provenance;
   };
   std::vector<Tile> tiles;
@@ -89,8 +89,19 @@ struct AttentionScratch {
 // Fails only if reading the memory fails (a FAISS error).
 [[nodiscard]] absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_cached,
                                   const float* keys, const float* values, const KvMemory* memory,
-                                  const Retrieval& retrieval, AttentionScratch* scratch,
-                                  float* out, AttentionTrace* trace = nullptr);
+                                  const Retrieval& retrieval, AttentionScratch* scratch, float* out,
+                                  AttentionTrace* trace = nullptr);
+
+// knn: one search of each kv head's store for that head's `rows` queries
+// (queries [kv_heads, rows, head_dim], unscaled), into ids and scores
+// [kv_heads, rows, top_k]. The heads' searches run side by side: a search's
+// own parallel loops then run serially inside, which for one generated token
+// saves a thread wake-up per loop (several per store), and for a window
+// splits evenly anyway.
+[[nodiscard]] absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads,
+                                             const float* queries, int rows, int head_dim,
+                                             int top_k, const SearchFilter* filter, int64_t* ids,
+                                             float* scores);
 
 }  // namespace fot
 

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "src/kernels.h"
+#include "src/status_macros.h"
 
 namespace fot {
 namespace {
@@ -25,8 +26,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 struct Segment {
   KeyKind kind;
   int64_t first, end;
-  int64_t origin;                // local keys: L·⌊first/L⌋, their rotation origin
-  const float* keys;             // entry `first`, [num_kv_heads, head_dim]
+  int64_t origin;     // local keys: L·⌊first/L⌋, their rotation origin
+  const float* keys;  // entry `first`, [num_kv_heads, head_dim]
   const float* values;
   const Provenance* provenance;  // [end − first]
   int count() const { return static_cast<int>(end - first); }
@@ -49,9 +50,8 @@ std::pair<int64_t, int64_t> Visible(const Segment& segment, int64_t t, int local
 }
 
 bool InFilter(const SearchFilter& filter, const Provenance& provenance) {
-  return filter.documents.empty() ||
-         std::find(filter.documents.begin(), filter.documents.end(), provenance.document) !=
-             filter.documents.end();
+  return filter.documents.empty() || std::find(filter.documents.begin(), filter.documents.end(),
+                                               provenance.document) != filter.documents.end();
 }
 
 // scores[rows, count] = queries[rows, hd] · keys[count, hd (stride)]ᵀ
@@ -67,10 +67,10 @@ void FoldScores(int rows, int count, int head_dim, const float* values, int valu
   float* scores = s->scores.data();
   for (int r = 0; r < rows; ++r) {
     FoldSoftmaxRow(scores + static_cast<size_t>(r) * count, count, head_dim, &s->row_max[r],
-            &s->row_sum[r], s->output.data() + static_cast<size_t>(r) * head_dim);
+                   &s->row_sum[r], s->output.data() + static_cast<size_t>(r) * head_dim);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, count, 1.0f, scores,
-              count, values, value_stride, 1.0f, s->output.data(), head_dim);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, count, 1.0f, scores, count,
+              values, value_stride, 1.0f, s->output.data(), head_dim);
 }
 
 void Rotate(const Rope& rope, int rotation, float* vector) {
@@ -127,8 +127,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
                       cache->ring_values(slot), cache->ring_provenance(slot)});
       } else {
         const size_t at = static_cast<size_t>(first - t0);
-        segments.Add({kind, first, stop, origin, new_keys + at * kv_stride,
-                      v + at * kv_stride, provenance + at});
+        segments.Add({kind, first, stop, origin, new_keys + at * kv_stride, v + at * kv_stride,
+                      provenance + at});
       }
       first = stop;
     }
@@ -136,16 +136,16 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
   // global: the sinks before this call (later sinks are local to every query here)
   const int64_t sinks = std::min<int64_t>(cache->n_global(), t0);
   if (sinks > 0 && t0 + n - 1 - L >= 0) {
-    segments.Add({KeyKind::kGlobal, 0, sinks, 0, cache->sink_keys(), cache->sink_values(),
-                  nullptr});
+    segments.Add(
+        {KeyKind::kGlobal, 0, sinks, 0, cache->sink_keys(), cache->sink_values(), nullptr});
   }
   // local: the ring (position t0 − L is no query's local key) and the new keys
   add_runs(KeyKind::kLocal, std::max<int64_t>(0, t0 - L + 1), t0, /*in_ring=*/true);
   add_runs(KeyKind::kLocal, t0, t0 + n, /*in_ring=*/false);
   // memory leaving the local branch during this call: [in_call_first, in_call_end)
   const int64_t in_call_first = std::max<int64_t>({cache->n_global(), t0 - L, 0});
-  const int64_t in_call_end = memory != nullptr ? std::max(in_call_first, t0 + n - L)
-                                                : in_call_first;
+  const int64_t in_call_end =
+      memory != nullptr ? std::max(in_call_first, t0 + n - L) : in_call_first;
   const int in_call = static_cast<int>(in_call_end - in_call_first);
   add_runs(KeyKind::kMemory, in_call_first, in_call_end, /*in_ring=*/true);
 
@@ -164,27 +164,27 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
   // knn: one search per kv head for all its rows (unscaled ⟨q_mem, key⟩).
   const size_t per_head = static_cast<size_t>(total_rows) * top_k;
   if (knn && memory_size > 0) {
-    scratch->search_queries.resize(static_cast<size_t>(total_rows) * hd);
+    const size_t head_queries = static_cast<size_t>(total_rows) * hd;
+    scratch->search_queries.resize(head_queries * kv_heads);
     scratch->ids.resize(per_head * kv_heads);
     scratch->search_scores.resize(per_head * kv_heads);
     for (int g = 0; g < kv_heads; ++g) {
       for (int row = 0; row < total_rows; ++row) {
-        memory_query(g, row, &scratch->search_queries[static_cast<size_t>(row) * hd]);
+        memory_query(g, row, &scratch->search_queries[g * head_queries + row * hd]);
       }
-      absl::Status status = memory->Search(
-          g, scratch->search_queries.data(), total_rows, hd, top_k,
-          filter.documents.empty() ? nullptr : &filter, &scratch->ids[g * per_head],
-          &scratch->search_scores[g * per_head]);
-      if (!status.ok()) return status;
     }
+    FOT_RETURN_IF_ERROR(SearchMemoryHeads(*memory, kv_heads, scratch->search_queries.data(),
+                                          total_rows, hd, top_k,
+                                          filter.documents.empty() ? nullptr : &filter,
+                                          scratch->ids.data(), scratch->search_scores.data()));
   }
 
   const int tile_rows = std::min(kTileRows, total_rows);
   const int tiles_per_head = (total_rows + tile_rows - 1) / tile_rows;
   const int items = kv_heads * tiles_per_head;
   const int64_t memory_read = knn ? top_k : memory_size;
-  const int64_t work = static_cast<int64_t>(total_rows) *
-                       (cache->n_global() + L + n + memory_read) * kv_heads;
+  const int64_t work =
+      static_cast<int64_t>(total_rows) * (cache->n_global() + L + n + memory_read) * kv_heads;
   const int threads = work < (1 << 14) ? 1 : std::min(omp_get_max_threads(), items);
   if (static_cast<int>(scratch->tiles.size()) < threads) scratch->tiles.resize(threads);
   if (trace != nullptr) trace->heads.assign(dims.num_heads, {});
@@ -218,8 +218,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
     // This tile's query rows, pre-scaled, unrotated; and memory-positioned.
     for (int r = 0; r < rows; ++r) {
       const int row = first_row + r;
-      const float* src = q + (static_cast<size_t>(row % n) * dims.num_heads + g * group +
-                              row / n) * hd;
+      const float* src =
+          q + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
       float* dst = &s->queries[static_cast<size_t>(r) * hd];
       for (int d = 0; d < hd; ++d) dst[d] = src[d] * scale;
       if (memory != nullptr) {
@@ -263,8 +263,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
         float* row = &s->scores[static_cast<size_t>(r) * count];
         const auto [lo, hi] = Visible(seg, position(r), L);
         const int visible_begin = static_cast<int>(std::clamp(lo - begin, int64_t{0}, end - begin));
-        const int visible_end = static_cast<int>(std::clamp(hi - begin, int64_t{visible_begin},
-                                                            end - begin));
+        const int visible_end =
+            static_cast<int>(std::clamp(hi - begin, int64_t{visible_begin}, end - begin));
         std::fill(row, row + visible_begin, kNegInf);
         std::fill(row + visible_end, row + count, kNegInf);
         if (seg.kind == KeyKind::kMemory && !filter.documents.empty()) {
@@ -293,8 +293,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
         if (masked && status.ok()) {
           status = memory->ReadProvenance(b, count, s->block_provenance.data());
           for (int j = 0; j < count; ++j) {
-            s->block_live[j] = !memory->is_deleted(b + j) &&
-                               InFilter(filter, s->block_provenance[j]);
+            s->block_live[j] =
+                !memory->is_deleted(b + j) && InFilter(filter, s->block_provenance[j]);
           }
         }
         if (!status.ok()) break;
@@ -398,8 +398,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
             const float* key = cache->ring_raw_keys(slot) + g * hd;
             float dot = 0;
             for (int d = 0; d < hd; ++d) dot += query[d] * key[d];
-            best.push_back({dot, memory_size + (at - in_call_first), nullptr,
-                            *cache->ring_provenance(slot)});
+            best.push_back(
+                {dot, memory_size + (at - in_call_first), nullptr, *cache->ring_provenance(slot)});
           }
           std::sort(best.begin(), best.end(), Better);
           if (static_cast<int>(best.size()) > top) best.resize(top);
