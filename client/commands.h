@@ -30,7 +30,16 @@ struct CreateOptions {
   std::string index;         // "flat" | "hnsw[:...]" | "ivf[:...]"; empty: default
   std::string memory_dtype;  // "f32" | "f16" | "bf16"; empty: default
   int last_context_length = 0;
+  std::string attention;  // "fot" | "lambda"; empty: the server's default (fot)
+  // lambda only (the server refuses them for fot sessions):
+  std::optional<int> n_global;     // sink tokens; unset: the server's default (4)
+  int local_window = 0;            // L; 0: the model's window
+  std::string memory_positioning;  // "as_first" | "fixed_distance" | "none"; empty: default
+  std::string memory_layers;       // "3,6" | "none"; empty: the model's memory layers
 };
+// One line for a session's attention: "fot", or e.g.
+// "lambda n_global=4 L=512 memory=as_first layers=3,6".
+std::string AttentionSummary(const fot::v1::SessionOptions& options);
 absl::Status CreateSession(const Connection& c, const Output& out, const std::string& name,
                            const CreateOptions& options);
 absl::Status ListSessions(const Connection& c, const Output& out);

@@ -26,6 +26,13 @@ ABSL_FLAG(double, wait, 0, "wait up to this many seconds for the server to accep
 ABSL_FLAG(std::string, index, "", "memory index: flat, hnsw or ivf, with optional :k=v,... params");
 ABSL_FLAG(std::string, dtype, "", "memory dtype: f32, f16 or bf16");
 ABSL_FLAG(int, last_context, 0, "L, the last window's length (0: the model's)");
+ABSL_FLAG(std::string, attention, "", "attention: fot (default) or lambda (LM-Infinite's Λ shape)");
+ABSL_FLAG(int, n_global, 4, "lambda: sink tokens, the stream's first N (0: none)");
+ABSL_FLAG(int, local_window, 0, "lambda: L, the local branch and distance cap (0: the model's W)");
+ABSL_FLAG(std::string, memory_positioning, "",
+          "lambda: memory keys as_first, fixed_distance or none (default: the model's)");
+ABSL_FLAG(std::string, memory_layers, "",
+          "lambda: memory layers, e.g. 1,3, or none (default: the model's)");
 // sessions create, ask, score, memory search
 ABSL_FLAG(std::string, retrieval, "", "memory retrieval: dense or knn:K");
 // ingest
@@ -66,6 +73,9 @@ usage: fotctl [--server HOST:PORT] [--json] [--wait SECONDS] COMMAND ...
   info                                    the server's model and limits
   sessions create NAME [--retrieval dense|knn:K] [--index flat|hnsw|ivf[:k=v,...]]
                        [--dtype f32|f16|bf16] [--last-context L]
+                       [--attention fot|lambda [--n-global N] [--local-window L]
+                        [--memory-positioning as_first|fixed_distance|none]
+                        [--memory-layers 1,3|none]]
   sessions ls                             sessions and saved snapshots
   sessions show NAME                      a session's options and documents
   sessions rm NAME
@@ -100,8 +110,10 @@ struct Command {
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {"info", 0, 0, {}, "info"},
-      {"sessions create", 1, 1, {"retrieval", "index", "dtype", "last_context"},
-       "sessions create NAME [--retrieval R] [--index I] [--dtype D]"},
+      {"sessions create", 1, 1,
+       {"retrieval", "index", "dtype", "last_context", "attention", "n_global", "local_window",
+        "memory_positioning", "memory_layers"},
+       "sessions create NAME [--retrieval R] [--index I] [--dtype D] [--attention lambda ...]"},
       {"sessions ls", 0, 0, {}, "sessions ls"},
       {"sessions show", 1, 1, {}, "sessions show NAME"},
       {"sessions rm", 1, 1, {}, "sessions rm NAME"},
@@ -234,9 +246,18 @@ absl::Status Run(int argc, char** argv) {
 
   if (name == "info") return ServerInfo(c, out);
   if (name == "sessions create") {
-    return CreateSession(c, out, args[0],
-                         {absl::GetFlag(FLAGS_retrieval), absl::GetFlag(FLAGS_index),
-                          absl::GetFlag(FLAGS_dtype), absl::GetFlag(FLAGS_last_context)});
+    CreateOptions options;
+    options.retrieval = absl::GetFlag(FLAGS_retrieval);
+    options.index = absl::GetFlag(FLAGS_index);
+    options.memory_dtype = absl::GetFlag(FLAGS_dtype);
+    options.last_context_length = absl::GetFlag(FLAGS_last_context);
+    options.attention = absl::GetFlag(FLAGS_attention);
+    // Given or not: the server tells a fot session's lambda options apart.
+    if (line->Has("n_global")) options.n_global = absl::GetFlag(FLAGS_n_global);
+    options.local_window = absl::GetFlag(FLAGS_local_window);
+    options.memory_positioning = absl::GetFlag(FLAGS_memory_positioning);
+    options.memory_layers = absl::GetFlag(FLAGS_memory_layers);
+    return CreateSession(c, out, args[0], options);
   }
   if (name == "sessions ls") return ListSessions(c, out);
   if (name == "sessions show") return ShowSession(c, out, args[0]);

@@ -27,10 +27,18 @@ json ToJson(const fot::v1::ServerInfo& info) {
 }
 
 json ToJson(const fot::v1::SessionOptions& options) {
-  return {{"retrieval", options.retrieval()},
-          {"index", options.index()},
-          {"memory_dtype", options.memory_dtype()},
-          {"last_context_length", options.last_context_length()}};
+  json out = {{"retrieval", options.retrieval()},
+              {"index", options.index()},
+              {"memory_dtype", options.memory_dtype()},
+              {"last_context_length", options.last_context_length()},
+              {"attention", options.attention()}};
+  // The lambda options: null for fot sessions.
+  const bool lambda = options.attention() == "lambda";
+  out["n_global"] = options.has_n_global() ? json(options.n_global()) : json();
+  out["local_window"] = lambda ? json(options.local_window()) : json();
+  out["memory_positioning"] = lambda ? json(options.memory_positioning()) : json();
+  out["memory_layers"] = lambda ? json(options.memory_layers()) : json();
+  return out;
 }
 
 json ToJson(const fot::v1::DocumentInfo& document) {

@@ -11,6 +11,14 @@
 
 namespace fot::client {
 
+std::string AttentionSummary(const fot::v1::SessionOptions& o) {
+  if (o.attention() != "lambda") return o.attention().empty() ? "fot" : o.attention();
+  std::string text = absl::StrCat("lambda n_global=", o.n_global(), " L=", o.local_window());
+  if (!o.memory_positioning().empty()) absl::StrAppend(&text, " memory=", o.memory_positioning());
+  if (!o.memory_layers().empty()) absl::StrAppend(&text, " layers=", o.memory_layers());
+  return text;
+}
+
 absl::Status ServerInfo(const Connection& c, const Output& out) {
   grpc::ClientContext context;
   fot::v1::ServerInfo info;
@@ -45,6 +53,11 @@ absl::Status CreateSession(const Connection& c, const Output& out, const std::st
   request.mutable_options()->set_index(options.index);
   request.mutable_options()->set_memory_dtype(options.memory_dtype);
   request.mutable_options()->set_last_context_length(options.last_context_length);
+  request.mutable_options()->set_attention(options.attention);
+  if (options.n_global.has_value()) request.mutable_options()->set_n_global(*options.n_global);
+  request.mutable_options()->set_local_window(options.local_window);
+  request.mutable_options()->set_memory_positioning(options.memory_positioning);
+  request.mutable_options()->set_memory_layers(options.memory_layers);
   grpc::ClientContext context;
   fot::v1::SessionInfo info;
   const grpc::Status status = c.stub->CreateSession(&context, request, &info);
@@ -52,9 +65,10 @@ absl::Status CreateSession(const Connection& c, const Output& out, const std::st
   if (out.json) {
     PrintJson(ToJson(info));
   } else {
-    std::printf("created session '%s': retrieval %s, index %s, memory dtype %s\n",
+    std::printf("created session '%s': retrieval %s, index %s, memory dtype %s, attention %s\n",
                 info.name().c_str(), info.options().retrieval().c_str(),
-                info.options().index().c_str(), info.options().memory_dtype().c_str());
+                info.options().index().c_str(), info.options().memory_dtype().c_str(),
+                AttentionSummary(info.options()).c_str());
   }
   return absl::OkStatus();
 }
@@ -75,12 +89,13 @@ absl::Status ListSessions(const Connection& c, const Output& out) {
   if (response.sessions().empty()) {
     std::printf("no sessions\n");
   } else {
-    Table table({"session", "documents", "tokens", "committed", "memory", "retrieval", "index"});
+    Table table({"session", "documents", "tokens", "committed", "memory", "retrieval", "index",
+                 "attention"});
     table.AlignRight(1).AlignRight(2).AlignRight(3).AlignRight(4);
     for (const auto& s : response.sessions()) {
       table.AddRow({s.name(), GroupThousands(s.document_count()), GroupThousands(s.stream_tokens()),
                     GroupThousands(s.committed_tokens()), HumanBytes(s.memory_bytes()),
-                    s.options().retrieval(), s.options().index()});
+                    s.options().retrieval(), s.options().index(), AttentionSummary(s.options())});
     }
     std::fputs(table.Render().c_str(), stdout);
   }
@@ -102,9 +117,15 @@ absl::Status ShowSession(const Connection& c, const Output& out, const std::stri
     return absl::OkStatus();
   }
   const auto& o = info.options();
-  std::printf("session '%s': retrieval %s, index %s, memory dtype %s, L %d\n",
-              info.name().c_str(), o.retrieval().c_str(), o.index().c_str(),
-              o.memory_dtype().c_str(), o.last_context_length());
+  if (o.attention() == "lambda") {
+    std::printf("session '%s': retrieval %s, index %s, memory dtype %s, attention %s\n",
+                info.name().c_str(), o.retrieval().c_str(), o.index().c_str(),
+                o.memory_dtype().c_str(), AttentionSummary(o).c_str());
+  } else {
+    std::printf("session '%s': retrieval %s, index %s, memory dtype %s, L %d, attention %s\n",
+                info.name().c_str(), o.retrieval().c_str(), o.index().c_str(),
+                o.memory_dtype().c_str(), o.last_context_length(), AttentionSummary(o).c_str());
+  }
   std::printf("%s tokens, %s committed to memory, %s of memory\n",
               GroupThousands(info.stream_tokens()).c_str(),
               GroupThousands(info.committed_tokens()).c_str(),

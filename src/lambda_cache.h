@@ -12,15 +12,18 @@
 // the unrotated projection, which memory and the memory-score path use. The
 // first n_global positions are also copied, unrotated, to the sinks.
 //
-// A plain value: copyable (a query's private copy of a session's state).
+// A plain value: copyable (a query's private copy of a session's state), and
+// savable (Write / Read: a saved session continues its stream exactly).
 #ifndef FOTSERVE_SRC_LAMBDA_CACHE_H_
 #define FOTSERVE_SRC_LAMBDA_CACHE_H_
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "memory/kv_store.h"
 
 namespace fot {
@@ -65,6 +68,13 @@ class LambdaCache {
   // the ring slots of positions [tokens − L, tokens + n − L).
   void Push(const float* raw_keys, const float* rotated, const float* values,
             const Provenance* provenance, int n);
+
+  // The whole cache (shape, position, sinks, ring, provenance) in a binary
+  // form, and back. Read replaces this cache's content and fails with
+  // DataLoss (leaving it unchanged) unless the bytes were written by a cache
+  // of the same shape (kv heads × head_dim, n_global, L, raw keys kept).
+  [[nodiscard]] absl::Status Write(std::ostream& out) const;
+  [[nodiscard]] absl::Status Read(std::istream& in);
 
  private:
   size_t Offset(int slot) const { return static_cast<size_t>(slot) * row_; }

@@ -17,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "proto/fot.grpc.pb.h"
 #include "src/status_macros.h"
 
@@ -108,6 +109,33 @@ void FillOptions(const SessionOptions& options, pb::SessionOptions* out) {
   out->set_index(DescribeOptions(options.memory));
   out->set_memory_dtype(std::string(StorageTypeName(options.memory.dtype)));
   out->set_last_context_length(options.last_context_length);
+  const AttentionOptions& a = options.attention;
+  out->set_attention(AttentionModeName(a.mode));
+  if (a.mode != AttentionMode::kLambda) return;  // the lambda fields stay unset
+  out->set_n_global(a.n_global);
+  out->set_local_window(a.local_window);
+  if (a.memory_positioning) {
+    out->set_memory_positioning(MemoryPositioningName(*a.memory_positioning));
+  }
+  if (a.memory_layers) {
+    out->set_memory_layers(a.memory_layers->empty() ? "none"
+                                                    : absl::StrJoin(*a.memory_layers, ","));
+  }
+}
+
+// The options of a CreateSession request as the session manager takes them.
+SessionOptionsSpec SpecOf(const pb::SessionOptions& o) {
+  SessionOptionsSpec spec;
+  spec.retrieval = o.retrieval();
+  spec.index = o.index();
+  spec.memory_dtype = o.memory_dtype();
+  spec.last_context_length = o.last_context_length();
+  spec.attention = o.attention();
+  if (o.has_n_global()) spec.n_global = o.n_global();
+  spec.local_window = o.local_window();
+  spec.memory_positioning = o.memory_positioning();
+  spec.memory_layers = o.memory_layers();
+  return spec;
 }
 
 void FillSessionInfo(const ManagedSession& managed, bool with_documents, pb::SessionInfo* out) {
@@ -139,13 +167,17 @@ void FillSessionInfo(const ManagedSession& managed, bool with_documents, pb::Ses
 // Where memory entries came from, from a snapshot of the session taken before
 // a query (a query must not call into its session while it runs: the session
 // holds its lock). Committed memory holds the stream's tokens in order, so
-// entry e of a layer's committed memory is stream token e; a query's own
-// entries (ids past the committed ones) are its input in order: the pending
-// tail, then the query's tokens (question, generated).
+// entry e of a layer's committed memory is stream token
+// Session::EntryPosition(e) (e itself under fot); a query's own entries (ids
+// past the committed ones) continue in its input's order: the pending tail,
+// then the query's tokens (question, generated).
 class EntryResolver {
  public:
   EntryResolver(const Session& session, const Tokenizer& tokenizer)
-      : tokenizer_(tokenizer), documents_(session.Documents()) {
+      : tokenizer_(tokenizer),
+        session_(session),
+        memory_layers_(session.memory_layers()),
+        documents_(session.Documents()) {
     stream_ = session.StreamTokens(0, session.Progress().stream_tokens);
   }
 
@@ -154,9 +186,9 @@ class EntryResolver {
 
   void Fill(int64_t id, pb::MemoryEntry* out) const {
     out->set_id(id);
-    const int64_t position = id;
-    if (id >= static_cast<int64_t>(stream_.size())) {
-      const int64_t q = id - static_cast<int64_t>(stream_.size());
+    const int64_t position = session_.EntryPosition(id);
+    if (position >= static_cast<int64_t>(stream_.size())) {
+      const int64_t q = position - static_cast<int64_t>(stream_.size());
       out->set_document_index(-1);
       out->set_position(q);
       if (q < static_cast<int64_t>(query_.size())) SetToken(query_[q], out);
@@ -174,10 +206,13 @@ class EntryResolver {
     out->set_deleted(d.deleted);
   }
 
-  void FillTrace(const ModelConfig& config, const std::vector<AttentionTrace>& traces,
+  void FillTrace(const std::vector<AttentionTrace>& traces,
                  google::protobuf::RepeatedPtrField<pb::LayerRetrieval>* out) const {
     for (size_t layer = 0; layer < traces.size(); ++layer) {
-      if (!config.IsMemoryLayer(static_cast<int>(layer))) continue;
+      if (!std::binary_search(memory_layers_.begin(), memory_layers_.end(),
+                              static_cast<int>(layer))) {
+        continue;
+      }
       pb::LayerRetrieval* l = out->Add();
       l->set_layer(static_cast<int>(layer));
       for (size_t h = 0; h < traces[layer].heads.size(); ++h) {
@@ -200,6 +235,8 @@ class EntryResolver {
   }
 
   const Tokenizer& tokenizer_;
+  const Session& session_;  // for EntryPosition only, which takes no lock
+  std::vector<int> memory_layers_;
   std::vector<DocumentInfo> documents_;  // in stream order
   std::vector<int> stream_;
   std::vector<int> query_;
@@ -253,8 +290,8 @@ void FillAck(const IngestAck& ack, pb::IngestResponse* out) {
   out->set_complete(ack.complete);
 }
 
-int FirstMemoryLayer(const ModelConfig& config) {
-  return config.mem_layers.empty() ? 0 : config.mem_layers.front();
+int FirstMemoryLayer(const Session& session) {
+  return session.memory_layers().empty() ? 0 : session.memory_layers().front();
 }
 
 class FotService final : public pb::Fot::Service {
@@ -291,9 +328,8 @@ class FotService final : public pb::Fot::Service {
   grpc::Status CreateSession(grpc::ServerContext*, const pb::CreateSessionRequest* request,
                              pb::SessionInfo* out) override {
     return Guard("CreateSession", [&]() -> absl::Status {
-      const pb::SessionOptions& o = request->options();
-      SessionOptionsSpec spec{o.retrieval(), o.index(), o.memory_dtype(), o.last_context_length()};
-      FOT_ASSIGN_OR_RETURN(auto session, manager_->Create(request->name(), spec));
+      FOT_ASSIGN_OR_RETURN(auto session,
+                           manager_->Create(request->name(), SpecOf(request->options())));
       FillSessionInfo(*session, true, out);
       return absl::OkStatus();
     });
@@ -439,7 +475,7 @@ class FotService final : public pb::Fot::Service {
         message.set_text(stop.Add(detokenize.Feed(token.token)));
         if (resolver.has_value()) {
           resolver->AddQueryToken(token.token);
-          resolver->FillTrace(config, token.traces, message.mutable_trace());
+          resolver->FillTrace(token.traces, message.mutable_trace());
         }
         if (request->return_logits() && logits != nullptr) {
           message.mutable_logits()->Add(logits, logits + config.vocab_size);
@@ -534,8 +570,7 @@ class FotService final : public pb::Fot::Service {
     return Guard("ListEntries", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
-      const int layer =
-          request->has_layer() ? request->layer() : FirstMemoryLayer(manager_->engine().config());
+      const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
       const int page = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
       if (page < 1 || page > kMaxPageSize) {
         return absl::InvalidArgumentError(
@@ -566,8 +601,7 @@ class FotService final : public pb::Fot::Service {
     return Guard("EntryContext", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
-      const int layer =
-          request->has_layer() ? request->layer() : FirstMemoryLayer(manager_->engine().config());
+      const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
       const int radius = request->radius() == 0 ? kDefaultRadius : request->radius();
       if (radius < 1 || radius > kMaxRadius) {
         return absl::InvalidArgumentError(absl::StrCat("radius must lie in [1, ", kMaxRadius, "]"));
@@ -613,7 +647,7 @@ class FotService final : public pb::Fot::Service {
       for (int t : text) resolver.AddQueryToken(t);
       FOT_ASSIGN_OR_RETURN(std::vector<AttentionTrace> traces,
                            managed->session().Search(text, top, retrieval));
-      resolver.FillTrace(manager_->engine().config(), traces, out->mutable_layers());
+      resolver.FillTrace(traces, out->mutable_layers());
       return absl::OkStatus();
     });
   }

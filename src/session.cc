@@ -18,6 +18,57 @@ constexpr int64_t kQueryDocument = -1;
 
 const LogitsSink kIgnoreLogits = [](int64_t, int64_t, const float*) {};
 
+// session.json: "fotserve-session 1" for fot sessions (as before lambda
+// attention existed), 2 for lambda sessions, which older servers must refuse
+// rather than load as fot.
+constexpr char kFormatFot[] = "fotserve-session 1";
+constexpr char kFormatLambda[] = "fotserve-session 2";
+
+std::vector<int> LayersWithMemory(const ModelState& state) {
+  std::vector<int> layers;
+  for (size_t l = 0; l < state.memory.size(); ++l) {
+    if (state.memory[l] != nullptr) layers.push_back(static_cast<int>(l));
+  }
+  return layers;
+}
+
+nlohmann::json AttentionJson(const AttentionOptions& a) {
+  return {{"mode", AttentionModeName(a.mode)},
+          {"n_global", a.n_global},
+          {"local_window", a.local_window},
+          {"memory_positioning", MemoryPositioningName(*a.memory_positioning)},
+          {"memory_layers", *a.memory_layers}};
+}
+
+// The attention options saved by AttentionJson; fot when `json` is absent.
+absl::StatusOr<AttentionOptions> AttentionFromJson(const nlohmann::json& json) {
+  AttentionOptions a;
+  if (json.is_null()) return a;
+  if (!json.is_object() || !json.contains("mode") || !json["mode"].is_string()) {
+    return absl::DataLossError("attention is not an object with a mode");
+  }
+  FOT_ASSIGN_OR_RETURN(a.mode, ParseAttentionMode(json["mode"].get<std::string>()));
+  if (a.mode == AttentionMode::kFot) return a;
+  const auto& n_global = json.value("n_global", nlohmann::json());
+  const auto& local_window = json.value("local_window", nlohmann::json());
+  const auto& positioning = json.value("memory_positioning", nlohmann::json());
+  const auto& layers = json.value("memory_layers", nlohmann::json());
+  if (!n_global.is_number_integer() || !local_window.is_number_integer() ||
+      !positioning.is_string() || !layers.is_array()) {
+    return absl::DataLossError("lambda attention without all of its options");
+  }
+  a.n_global = n_global.get<int>();
+  a.local_window = local_window.get<int>();
+  FOT_ASSIGN_OR_RETURN(a.memory_positioning,
+                       ParseMemoryPositioning(positioning.get<std::string>()));
+  a.memory_layers.emplace();
+  for (const auto& layer : layers) {
+    if (!layer.is_number_integer()) return absl::DataLossError("a memory layer is not a number");
+    a.memory_layers->push_back(layer.get<int>());
+  }
+  return a;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Engine* engine,
@@ -34,9 +85,10 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Engine* engine,
     return absl::InvalidArgumentError("knn retrieval needs top_k >= 1");
   }
   FOT_RETURN_IF_ERROR(ValidateMemoryOptions(options.memory, config.head_dim()));
-  FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(options.memory));
+  FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(options.memory, options.attention));
   SessionOptions resolved = options;
   resolved.last_context_length = last;
+  resolved.attention = state.attention;
   return std::unique_ptr<Session>(new Session(engine, resolved, std::move(state)));
 }
 
@@ -44,8 +96,13 @@ Session::Session(const Engine* engine, SessionOptions options, ModelState state)
     : engine_(engine),
       options_(std::move(options)),
       last_context_length_(options_.last_context_length),
+      memory_layers_(LayersWithMemory(state)),
       state_(std::move(state)) {
   state_.retrieval = options_.retrieval;
+}
+
+int64_t Session::EntryPosition(int64_t id) const {
+  return options_.attention.mode == AttentionMode::kLambda ? id + options_.attention.n_global : id;
 }
 
 absl::StatusOr<DocumentInfo> Session::StartDocument(const std::string& name) {
@@ -87,6 +144,19 @@ absl::StatusOr<IngestProgress> Session::AppendToDocument(const std::string& name
 }
 
 absl::Status Session::CommitWindows() {
+  if (options_.attention.mode == AttentionMode::kLambda) {
+    // Blocks of L from the stream's start, as a one-shot Prefill runs them; a
+    // block is final once a token follows it, which keeps the pending tail
+    // non-empty (Score needs the logits of the token before a continuation).
+    const int64_t block = options_.attention.local_window;
+    while (static_cast<int64_t>(stream_.size()) - committed_ > block) {
+      FOT_RETURN_IF_ERROR(
+          engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, block), &state_,
+                                 absl::MakeConstSpan(provenance_).subspan(committed_, block)));
+      committed_ += block;
+    }
+    return absl::OkStatus();
+  }
   const int64_t window = engine_->config().max_position_embeddings;
   // A full window is final once L − 1 tokens follow it: any question (>= 1
   // token) then leaves it whole in the one-shot split.
@@ -308,8 +378,10 @@ absl::Status Session::Save(const std::string& dir) const {
     return absl::InternalError(absl::StrCat("cannot create ", staging, ": ", error.message()));
   }
   FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory"));
+  const bool lambda = options_.attention.mode == AttentionMode::kLambda;
   nlohmann::json session;
-  session["format"] = "fotserve-session 1";
+  session["format"] = lambda ? kFormatLambda : kFormatFot;
+  if (lambda) session["attention"] = AttentionJson(options_.attention);
   session["index"] = DescribeOptions(options_.memory);
   session["retrieval"] = DescribeRetrieval(options_.retrieval);
   session["last_context_length"] = last_context_length_;
@@ -342,14 +414,24 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
   if (!in) return absl::NotFoundError(absl::StrCat(dir, ": no saved session (no session.json)"));
   nlohmann::json session = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (session.is_discarded() || !session.is_object() ||
-      session.value("format", "") != "fotserve-session 1") {
+      (session.value("format", "") != kFormatFot && session.value("format", "") != kFormatLambda)) {
     return absl::DataLossError(absl::StrCat(dir, "/session.json is not a fotserve session"));
   }
   SessionOptions options;
   FOT_RETURN_IF_ERROR(ParseIndexSpec(session.value("index", ""), &options.memory));
   FOT_ASSIGN_OR_RETURN(options.retrieval, ParseRetrieval(session.value("retrieval", "")));
   options.last_context_length = session.value("last_context_length", 0);
-  FOT_ASSIGN_OR_RETURN(ModelState state, LoadMemory(engine->transformer(), dir + "/memory"));
+  // Sessions saved before lambda attention existed have no "attention": fot.
+  absl::StatusOr<AttentionOptions> attention =
+      AttentionFromJson(session.value("attention", nlohmann::json()));
+  if (attention.ok()) attention = ResolveAttentionOptions(engine->config(), *attention);
+  if (!attention.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(dir, "/session.json: bad attention options: ", attention.status().message()));
+  }
+  options.attention = *attention;
+  FOT_ASSIGN_OR_RETURN(ModelState state,
+                       LoadMemory(engine->transformer(), dir + "/memory", options.attention));
   auto loaded = std::unique_ptr<Session>(new Session(engine, options, std::move(state)));
   if (loaded->last_context_length_ < 1 ||
       loaded->last_context_length_ > engine->config().max_position_embeddings) {
@@ -374,6 +456,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
   if (loaded->committed_ < 0 || loaded->committed_ > static_cast<int64_t>(count) ||
       loaded->state_.memory.empty()) {
     return absl::DataLossError(absl::StrCat(dir, ": committed count does not fit the stream"));
+  }
+  if (!loaded->state_.lambda_caches.empty() &&
+      loaded->state_.lambda_caches.front().tokens() != loaded->committed_) {
+    return absl::DataLossError(absl::StrCat(
+        dir, ": the saved lambda state holds ", loaded->state_.lambda_caches.front().tokens(),
+        " tokens, the session ", loaded->committed_, " committed ones"));
   }
   for (const auto& d : session["documents"]) {
     loaded->documents_.push_back({d.value("id", int64_t{0}), d.value("name", ""),

@@ -12,6 +12,17 @@
 // all documents' tokens followed by the question (then Engine::Append per
 // generated token).
 //
+// Under lambda attention (SessionOptions::attention) there are no windows:
+// tokens leave the local branch one by one into memory, and Engine::Prefill
+// runs a stream in blocks of L = local_window queries from the call's first
+// token. A session commits the stream in the same blocks, aligned from its
+// first token: a block of L tokens is run into the session's state (sinks,
+// ring and memory) as soon as one more token follows it, so the pending tail
+// of a non-empty stream holds 1 to L tokens. A query continues a private copy
+// of the sinks and ring (Engine::NewOverlayState) with the tail and its
+// question, in blocks of L from the same aligned start as the one-shot call:
+// the same arithmetic in the same order, so the invariant holds exactly.
+//
 // Thread safety: all methods may be called from any thread. Queries (Generate,
 // Score, Search, inspection) share the session; Ingest, DeleteDocument and
 // keeping a turn take it exclusively, so a query sees the session as it was
@@ -40,7 +51,10 @@ namespace fot {
 struct SessionOptions {
   MemoryOptions memory;         // index kind and storage of every memory layer
   Retrieval retrieval;          // default retrieval of queries
-  int last_context_length = 0;  // L; 0: the model's last_context_length
+  int last_context_length = 0;  // fot's L; 0: the model's last_context_length
+  // fot (the default) or lambda with its options; Session::Create resolves it
+  // for the model (options() holds every default filled in).
+  AttentionOptions attention;
 };
 
 struct DocumentInfo {
@@ -54,7 +68,10 @@ struct DocumentInfo {
 struct IngestProgress {
   int64_t document_tokens;  // tokens of this document received so far
   int64_t stream_tokens;    // tokens of the whole session
-  int64_t committed_tokens; // stream tokens whose windows are in memory
+  // Stream tokens run into the session's state: under fot, those whose
+  // windows are in memory; under lambda, the blocks of L in the sinks, ring
+  // and memory.
+  int64_t committed_tokens;
 };
 
 // One generated token and, when traced, what it retrieved.
@@ -94,6 +111,14 @@ class Session {
                                                          const SessionOptions& options);
 
   const SessionOptions& options() const { return options_; }
+  // The layers with memory (the config's under fot; attention.memory_layers
+  // under lambda), ascending.
+  const std::vector<int>& memory_layers() const { return memory_layers_; }
+  // The stream position of memory entry `id` — of committed memory, or of a
+  // query's overlay, whose entries continue the stream with the query's own
+  // tokens. Under fot every token enters memory (id = position); under lambda
+  // the n_global sink tokens never do.
+  int64_t EntryPosition(int64_t id) const;
 
   // Starts a document named `name`. AlreadyExists if a document of that name
   // exists (use its info and AppendToDocument to resume).
@@ -101,7 +126,8 @@ class Session {
 
   // Appends tokens to document `name`, which must be the latest document (a
   // session's stream is its documents in order). Windows that have L − 1
-  // tokens after them are processed into memory. FailedPrecondition if `name`
+  // tokens after them are processed into memory (lambda: blocks of L that
+  // have a token after them). FailedPrecondition if `name`
   // is not the latest document; InvalidArgument for ids outside the vocabulary.
   absl::StatusOr<IngestProgress> AppendToDocument(const std::string& name,
                                                   absl::Span<const int> tokens);
@@ -137,7 +163,10 @@ class Session {
   std::vector<int> StreamTokens(int64_t first, int64_t count) const;
   IngestProgress Progress() const;
 
-  // Saves memory, documents and the pending tail to dir (atomically replaced).
+  // Saves the options, memory (lambda: and sinks and rings), documents and
+  // the pending tail to dir (atomically replaced). Load gives a session whose
+  // queries equal this one's bit for bit; sessions saved before lambda
+  // attention existed load as fot sessions.
   [[nodiscard]] absl::Status Save(const std::string& dir) const;
   static absl::StatusOr<std::unique_ptr<Session>> Load(const Engine* engine,
                                                        const std::string& dir);
@@ -145,7 +174,8 @@ class Session {
  private:
   Session(const Engine* engine, SessionOptions options, ModelState state);
 
-  // Processes every full window that has L − 1 tokens after it.
+  // Processes every full window that has L − 1 tokens after it (lambda:
+  // every block of L that has a token after it).
   absl::Status CommitWindows() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A query's state: a private overlay over the session's memory.
   absl::StatusOr<ModelState> QueryState(const std::optional<Retrieval>& retrieval) const
@@ -157,6 +187,7 @@ class Session {
   const Engine* engine_;
   const SessionOptions options_;
   const int last_context_length_;
+  const std::vector<int> memory_layers_;
 
   mutable absl::Mutex mu_;
   ModelState state_ ABSL_GUARDED_BY(mu_);        // memory of committed windows

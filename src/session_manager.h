@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,7 +45,16 @@ struct SessionOptionsSpec {
   std::string retrieval;     // "dense" | "knn:K"
   std::string index;         // ParseIndexSpec syntax: "flat", "hnsw:m=32", "ivf:nlist=256"
   std::string memory_dtype;  // "f32" | "f16" | "bf16"
-  int last_context_length = 0;
+  int last_context_length = 0;  // fot only
+  // (Initialised here so that the brace-initialised specs of the four fields
+  // above need not list these.)
+  std::string attention = "";  // "fot" | "lambda"; empty: the defaults' (fot)
+  // The rest: lambda only (attention_options.h); setting one for a fot
+  // session is InvalidArgument.
+  std::optional<int> n_global = std::nullopt;  // sink tokens; unset: 4 (0 is valid)
+  int local_window = 0;                        // L; 0: max_position_embeddings
+  std::string memory_positioning = "";  // "as_first" | "fixed_distance" | "none"; empty: default
+  std::string memory_layers = "";       // "3,6" | "none"; empty: the config's mem_layers
 };
 
 // `defaults` with the fields `spec` sets replaced, validated for `config`.

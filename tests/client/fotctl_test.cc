@@ -239,6 +239,71 @@ TEST_F(FotctlTest, SessionsCreateListShowRemove) {
   EXPECT_NE(r.err.find("s1"), std::string::npos) << r.err;
 }
 
+TEST_F(FotctlTest, SessionsCreateWithLambdaAttentionFlags) {
+  Result r = Run({"sessions", "create", "lam", "--attention", "lambda", "--n-global", "2",
+                  "--local-window", "8", "--memory-positioning", "fixed_distance",
+                  "--memory-layers", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string summary = "lambda n_global=2 L=8 memory=fixed_distance layers=2";
+  EXPECT_NE(r.out.find("attention " + summary), std::string::npos) << r.out;
+  r = Run({"sessions", "ls"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("attention"), std::string::npos) << r.out;  // the column
+  EXPECT_NE(r.out.find(summary), std::string::npos) << r.out;
+  r = Run({"sessions", "show", "lam"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(summary), std::string::npos) << r.out;
+
+  const json show = RunJson({"sessions", "show", "lam"});
+  const json& options = show["options"];
+  EXPECT_EQ(options["attention"], "lambda") << show;
+  EXPECT_EQ(options["n_global"], 2);
+  EXPECT_EQ(options["local_window"], 8);
+  EXPECT_EQ(options["memory_positioning"], "fixed_distance");
+  EXPECT_EQ(options["memory_layers"], "2");
+  const json ls = RunJson({"sessions", "ls"});
+  bool listed = false;
+  for (const json& session : ls["sessions"]) {
+    if (session["name"] != "lam") continue;
+    listed = true;
+    EXPECT_EQ(session["options"], options);
+  }
+  EXPECT_TRUE(listed) << ls;
+
+  // Defaults filled in; 0 sinks is a value of its own; fot sessions have no
+  // lambda options.
+  const json zero =
+      RunJson({"sessions", "create", "lam-zero", "--attention", "lambda", "--n-global", "0"});
+  EXPECT_EQ(zero["options"]["n_global"], 0) << zero;
+  EXPECT_EQ(zero["options"]["local_window"], 32) << zero;  // the model's W
+  EXPECT_EQ(zero["options"]["memory_positioning"], "as_first") << zero;
+  EXPECT_EQ(zero["options"]["memory_layers"], "1,2") << zero;
+  const json plain = RunJson({"sessions", "create", "not-lam"});
+  EXPECT_EQ(plain["options"]["attention"], "fot") << plain;
+  EXPECT_TRUE(plain["options"]["n_global"].is_null()) << plain;
+
+  // A lambda session ingests and answers like any other.
+  r = Run({"ingest", "lam", TextFile("lambda_story.txt", Story(20, 3))});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json answer = RunJson({"ask", "lam", "The river is", "--max-tokens", "4", "--ignore-eos"});
+  EXPECT_EQ(answer["generated_tokens"], 4) << answer;
+
+  // The server names a bad option in one line, exit code 1.
+  for (const auto& [args, field] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--n-global", "3"}, "n_global"},
+           {{"--attention", "lambda", "--local-window", "999"}, "local_window"},
+           {{"--attention", "lambda", "--n-global", "-1"}, "n_global"},
+           {{"--attention", "lambda", "--memory-positioning", "far"}, "memory_positioning"},
+           {{"--attention", "sideways"}, "attention"}}) {
+    std::vector<std::string> command = {"sessions", "create", "lam-bad"};
+    command.insert(command.end(), args.begin(), args.end());
+    r = Run(command);
+    EXPECT_EQ(r.exit_code, 1) << field << ": " << r.err;
+    EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+    EXPECT_NE(r.err.find(field), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(FotctlTest, IngestsFilesAndStdinWithProgress) {
   ASSERT_EQ(Run({"sessions", "create", "docs"}).exit_code, 0);
   const std::string a = TextFile("a.txt", Story(30, 3));

@@ -113,5 +113,29 @@ TEST_P(MemorySnapshotErrorTest, RefusesMissingForeignAndCorruptDirectories) {
 
 INSTANTIATE_TEST_SUITE_P(Flat, MemorySnapshotErrorTest, ::testing::Values("flat"));
 
+TEST_P(MemorySnapshotErrorTest, LambdaStateSavesSinksAndRingAndLoadsOnlyAsTheSameAttention) {
+  AttentionOptions lambda;
+  lambda.mode = AttentionMode::kLambda;
+  lambda.n_global = 3;
+  lambda.local_window = 5;
+  lambda.memory_layers = std::vector<int>{1};  // not the config's 0, 2
+  ModelState state = *engine_->NewState(MemoryOptions{}, lambda);
+  ASSERT_TRUE(engine_->Prefill(document_, 16, &state, LogitsMode::kNone, Ignore()).ok());
+  const std::string dir = ::testing::TempDir() + "/memory_lambda";
+  ASSERT_TRUE(SaveMemory(engine_->transformer(), state, dir).ok());
+  auto loaded = LoadMemory(engine_->transformer(), dir, lambda);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->lambda_caches[2].tokens(), 300);
+  EXPECT_EQ(loaded->memory[1]->size(), state.memory[1]->size());
+  EXPECT_EQ(loaded->memory[0], nullptr);
+  EXPECT_EQ(Ask(&*loaded), Ask(&state));  // continues the stream exactly
+  // Loading it as fot, or with another window, is refused.
+  EXPECT_EQ(LoadMemory(engine_->transformer(), dir).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  lambda.local_window = 6;
+  EXPECT_EQ(LoadMemory(engine_->transformer(), dir, lambda).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace fot

@@ -2,14 +2,19 @@
 // documents and any question, a query's logits and greedy tokens equal one
 // Engine::Prefill over all documents' tokens followed by the question, then
 // Engine::Append per generated token. Plus: queries leave the session as it
-// was, keep_turn, deletion, save/load, and concurrent queries.
+// was, keep_turn, deletion, save/load, and concurrent queries; all of it for
+// lambda attention too, where the equality is exact (the session commits the
+// stream in the blocks a one-shot call runs).
 #include "src/session.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "src/kernels.h"
 #include "src/random_checkpoint.h"
 #include "tests/src/small_model.h"
@@ -32,9 +37,10 @@ class SessionTest : public ::testing::Test {
     for (int i = 0; i < 5; ++i) question_.push_back(rng() % kVocab);
   }
 
-  std::unique_ptr<Session> NewSession() {
+  std::unique_ptr<Session> NewSession(const AttentionOptions& attention = {}) {
     SessionOptions options;
     options.memory.dtype = StorageType::kFloat32;
+    options.attention = attention;
     auto session = Session::Create(engine_.get(), options);
     EXPECT_TRUE(session.ok()) << session.status();
     return *std::move(session);
@@ -73,11 +79,11 @@ class SessionTest : public ::testing::Test {
   }
 
   // The one-shot reference: everything in one Prefill, then greedy Appends.
-  Answer OneShot(int max_tokens = 24) {
+  Answer OneShot(int max_tokens = 24, const AttentionOptions& attention = {}) {
     std::vector<int> all;
     for (const auto& d : documents_) all.insert(all.end(), d.begin(), d.end());
     all.insert(all.end(), question_.begin(), question_.end());
-    ModelState state = *engine_->NewState();
+    ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), attention);
     Answer answer;
     std::vector<float> last(kVocab);
     const LogitsSink keep = [&](int64_t, int64_t rows, const float* l) {
@@ -299,6 +305,158 @@ TEST_F(SessionTest, ConcurrentQueriesAndIngestOfOneSessionStayConsistent) {
   for (auto& r : readers) r.join();
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_EQ(session->Progress().stream_tokens, 37 + 48 + 59 + 40);
+}
+
+// --- lambda attention -------------------------------------------------------
+
+// G = 2 sinks, L = 6 (not W = 16, so blocks and windows differ), the model's
+// memory layers 1 and 2.
+AttentionOptions Lambda(int n_global = 2, int local_window = 6) {
+  AttentionOptions attention;
+  attention.mode = AttentionMode::kLambda;
+  attention.n_global = n_global;
+  attention.local_window = local_window;
+  return attention;
+}
+
+TEST_F(SessionTest, LambdaSessionAnyChunkingGivesExactlyTheOneShotLambdaRun) {
+  const Answer expected = OneShot(24, Lambda());
+  for (size_t chunk : {1, 5, 6, 7, 1000}) {
+    std::unique_ptr<Session> session = NewSession(Lambda());
+    Ingest(session.get(), chunk);
+    const Answer actual = Ask(session.get());
+    EXPECT_EQ(actual.tokens, expected.tokens) << "chunk " << chunk;
+    EXPECT_EQ(actual.logits, expected.logits) << "chunk " << chunk;  // bit for bit
+  }
+  // Differs from fot, so the test is not vacuous.
+  EXPECT_GT(MaxAbsDifference(OneShot(24).logits, expected.logits), 1e-3);
+}
+
+TEST_F(SessionTest, LambdaSessionCommitsBlocksOfLOnceATokenFollowsThem) {
+  std::unique_ptr<Session> session = NewSession(Lambda());
+  ASSERT_TRUE(session->StartDocument("a").ok());
+  std::vector<int> tokens(6, 5);  // one block, nothing after it
+  EXPECT_EQ(session->AppendToDocument("a", tokens)->committed_tokens, 0);
+  const int one = 6;
+  EXPECT_EQ(session->AppendToDocument("a", {&one, 1})->committed_tokens, 6);
+  tokens.assign(5, 7);  // 12 tokens: the second block has nothing after it yet
+  EXPECT_EQ(session->AppendToDocument("a", tokens)->committed_tokens, 6);
+  const IngestProgress p = *session->AppendToDocument("a", {&one, 1});
+  EXPECT_EQ(p.committed_tokens, 12);
+  EXPECT_EQ(p.stream_tokens, 13);
+  // Memory holds the committed tokens that left the local branch, sinks
+  // excepted: positions [G, 12 − L) = [2, 6), ids from 0.
+  EXPECT_EQ(session->memory_layers(), std::vector<int>({1, 2}));
+  EXPECT_EQ(session->Stats().layers[0].heads[0].entries, 4);
+  auto entries = session->ListEntries(1, 0, 10);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 4u);
+  for (const MemoryEntry& e : *entries) {
+    EXPECT_EQ(session->EntryPosition(e.id), e.provenance.position);
+    EXPECT_EQ(e.provenance.position, e.id + 2);
+  }
+}
+
+TEST_F(SessionTest, LambdaQueriesLeaveTheSessionUnchangedAndScoreLikeOneShot) {
+  std::unique_ptr<Session> session = NewSession(Lambda());
+  Ingest(session.get(), 7);
+  const IngestProgress before = session->Progress();
+  const int64_t entries = session->Stats().layers[0].heads[0].entries;
+  const Answer first = Ask(session.get(), 40);
+  EXPECT_EQ(session->Progress().committed_tokens, before.committed_tokens);
+  EXPECT_EQ(session->Stats().layers[0].heads[0].entries, entries);
+  EXPECT_EQ(Ask(session.get(), 40).logits, first.logits);
+
+  // Score with no context: the pending tail is never empty.
+  const std::vector<int> continuation = {3, 14, 15};
+  auto score = session->Score({}, continuation, std::nullopt);
+  ASSERT_TRUE(score.ok()) << score.status();
+  std::vector<int> all;
+  for (const auto& d : documents_) all.insert(all.end(), d.begin(), d.end());
+  all.insert(all.end(), continuation.begin(), continuation.end());
+  ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), Lambda());
+  std::vector<float> logits;
+  ASSERT_TRUE(engine_
+                  ->Prefill(all, 8, &state, LogitsMode::kAll,
+                            [&](int64_t, int64_t rows, const float* l) {
+                              logits.insert(logits.end(), l, l + rows * kVocab);
+                            })
+                  .ok());
+  double expected = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t row = all.size() - 4 + i;
+    double sum = 0;
+    for (int v = 0; v < kVocab; ++v) sum += std::exp(logits[row * kVocab + v]);
+    expected += logits[row * kVocab + continuation[i]] - std::log(sum);
+  }
+  EXPECT_NEAR(score->log_likelihood, expected, 1e-3);
+}
+
+TEST_F(SessionTest, LambdaSessionSavedAndLoadedGeneratesIdenticallyAndContinues) {
+  AttentionOptions other_layers = Lambda(0, 5);
+  other_layers.memory_layers = std::vector<int>{0};
+  other_layers.memory_positioning = MemoryPositioning::kFixedDistance;
+  for (const AttentionOptions& attention : {Lambda(), other_layers}) {
+    const std::string what = DescribeAttention(attention);
+    std::unique_ptr<Session> session = NewSession(attention);
+    Ingest(session.get(), 9);
+    const std::string dir = ::testing::TempDir() + "/saved_lambda_session";
+    ASSERT_TRUE(session->Save(dir).ok()) << what;
+    auto loaded = Session::Load(engine_.get(), dir);
+    ASSERT_TRUE(loaded.ok()) << what << ": " << loaded.status();
+    EXPECT_EQ(DescribeAttention((*loaded)->options().attention),
+              DescribeAttention(session->options().attention));
+    EXPECT_EQ((*loaded)->memory_layers(), session->memory_layers()) << what;
+    EXPECT_EQ((*loaded)->Progress().committed_tokens, session->Progress().committed_tokens);
+    const Answer a = Ask(session.get()), b = Ask(loaded->get());
+    EXPECT_EQ(a.tokens, b.tokens) << what;
+    EXPECT_EQ(a.logits, b.logits) << what;
+    // Both continue the stream alike: the sinks and ring came back whole.
+    const std::vector<int> more = {4, 8, 15, 16, 23, 42, 7, 9, 11, 13, 2, 3};
+    ASSERT_TRUE(session->AppendToDocument("doc2", more).ok());
+    ASSERT_TRUE((*loaded)->AppendToDocument("doc2", more).ok());
+    EXPECT_EQ(Ask(session.get()).logits, Ask(loaded->get()).logits) << what;
+  }
+}
+
+TEST_F(SessionTest, SessionSavedWithoutAttentionOptionsLoadsAsFot) {
+  std::unique_ptr<Session> session = NewSession();
+  Ingest(session.get(), 50);
+  const std::string dir = ::testing::TempDir() + "/saved_fot_session";
+  ASSERT_TRUE(session->Save(dir).ok());
+  // A fot session is saved as before lambda attention existed.
+  nlohmann::json json = nlohmann::json::parse(std::ifstream(dir + "/session.json"));
+  EXPECT_EQ(json["format"], "fotserve-session 1");
+  EXPECT_FALSE(json.contains("attention"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/memory/lambda"));
+  auto loaded = Session::Load(engine_.get(), dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->options().attention.mode, AttentionMode::kFot);
+  EXPECT_EQ(Ask(loaded->get()).logits, Ask(session.get()).logits);
+}
+
+TEST_F(SessionTest, LambdaSnapshotWithADamagedRingIsRefused) {
+  std::unique_ptr<Session> session = NewSession(Lambda());
+  Ingest(session.get(), 50);
+  const std::string dir = ::testing::TempDir() + "/damaged_lambda_session";
+  ASSERT_TRUE(session->Save(dir).ok());
+  const std::string ring = dir + "/memory/lambda/layer_1.bin";
+  ASSERT_TRUE(std::filesystem::exists(ring));
+  std::filesystem::resize_file(ring, std::filesystem::file_size(ring) - 8);
+  auto loaded = Session::Load(engine_.get(), dir);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss) << loaded.status();
+  EXPECT_NE(loaded.status().message().find("layer_1.bin"), std::string::npos) << loaded.status();
+}
+
+TEST_F(SessionTest, LambdaSessionRejectsOptionsThatDoNotFitTheModel) {
+  SessionOptions options;
+  options.attention = Lambda(-1);
+  auto session = Session::Create(engine_.get(), options);
+  EXPECT_EQ(session.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(session.status().message().find("n_global"), std::string::npos) << session.status();
+  options.attention = Lambda(2, 17);  // W = 16
+  EXPECT_EQ(Session::Create(engine_.get(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
