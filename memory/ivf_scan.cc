@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "memory/half_float.h"
@@ -20,6 +21,17 @@ using MinHeap = faiss::CMin<float, int64_t>;  // keeps the k largest scores
 
 // Scores held at once (floats); bigger batches are scanned in query chunks.
 constexpr int64_t kMaxScoresPerChunk = int64_t{8} << 20;  // 32 MB
+// Lists probed by fewer queries than this are scored key by key: OpenBLAS's
+// sgemm packs both operands first, which was 15% of a generated token's time
+// at 1M keys.
+constexpr int64_t kMinQueriesForGemm = 4;
+
+float Dot(const float* a, const float* b, int n) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
 
 // The codes and ids of the lists a batch probes, fetched once (get_codes may
 // map or copy a list) and released at the end.
@@ -104,7 +116,10 @@ class ChunkScan {
         ++a.filled;
       }
     }
-    buffer_.resize(score_at);
+    if (buffer_size_ < score_at) {
+      buffer_ = std::make_unique_for_overwrite<float[]>(score_at);
+      buffer_size_ = score_at;
+    }
   }
 
   void ScoreLists() {
@@ -116,30 +131,49 @@ class ChunkScan {
     }
     // Per-thread buffers, allocated here: nothing may throw inside the region.
     const int threads = omp_get_max_threads();
-    std::vector<float> keys(fp16_ ? threads * max_size * dim : 0);
-    std::vector<float> queries(threads * max_queries * dim);
+    // Uninitialised: zeroing them cost more than the scan for one query.
+    const int64_t keys_per_thread = fp16_ ? max_size * dim : 0;  // f32 codes are read in place
+    auto keys = std::make_unique_for_overwrite<float[]>(threads * keys_per_thread + 1);
+    auto queries = std::make_unique_for_overwrite<float[]>(threads * max_queries * dim);
     const int64_t n_active = static_cast<int64_t>(active_.size());
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t i = 0; i < n_active; ++i) {
       const ActiveList& a = active_[i];
       const int t = omp_get_thread_num();
-      float* q = &queries[t * max_queries * dim];
+      float* q = queries.get() + t * max_queries * dim;
       for (int64_t j = 0; j < a.filled; ++j) {
         std::copy_n(r_.queries + list_queries_[a.first_query + j] * dim, dim, q + j * dim);
       }
       const uint8_t* codes = views_->codes(a.list);
-      const float* k = reinterpret_cast<const float*>(codes);
+      const auto* f32 = reinterpret_cast<const float*>(codes);
+      const auto* f16 = reinterpret_cast<const uint16_t*>(codes);
+      float* decoded = keys.get() + t * keys_per_thread;
+      float* scores = &buffer_[a.first_score];
+      if (a.filled < kMinQueriesForGemm) {
+        // One pass over the codes: each key decoded into L1 and dotted with
+        // the list's few queries. (sgemm would first pack the whole list.)
+        for (int64_t j = 0; j < a.size; ++j) {
+          const float* key = f32 + j * stride;
+          if (fp16_) {
+            HalfToFloatRow(f16 + j * stride, dim, decoded);
+            key = decoded;
+          }
+          for (int64_t m = 0; m < a.filled; ++m)
+            scores[m * a.size + j] = Dot(q + m * dim, key, dim);
+        }
+        continue;
+      }
+      const float* k = f32;
       int ldk = stride;
       if (fp16_) {
-        float* decoded = &keys[t * max_size * dim];
-        const auto* h = reinterpret_cast<const uint16_t*>(codes);
-        for (int64_t j = 0; j < a.size; ++j) HalfToFloatRow(h + j * stride, dim, decoded + j * dim);
+        for (int64_t j = 0; j < a.size; ++j)
+          HalfToFloatRow(f16 + j * stride, dim, decoded + j * dim);
         k = decoded;
         ldk = dim;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.filled),
-                  static_cast<int>(a.size), dim, 1.0f, q, dim, k, ldk, 0.0f,
-                  &buffer_[a.first_score], static_cast<int>(a.size));
+                  static_cast<int>(a.size), dim, 1.0f, q, dim, k, ldk, 0.0f, scores,
+                  static_cast<int>(a.size));
     }
   }
 
@@ -182,8 +216,9 @@ class ChunkScan {
   ListViews* views_;
   std::vector<ActiveList> active_;
   std::vector<int64_t> list_queries_;
-  std::vector<int64_t> row_of_;  // [(q - q0) * nprobe + p]: offset in buffer_, -1 none
-  std::vector<float> buffer_;
+  std::vector<int64_t> row_of_;      // [(q - q0) * nprobe + p]: offset in buffer_, -1 none
+  std::unique_ptr<float[]> buffer_;  // scores, uninitialised
+  int64_t buffer_size_ = 0;
 };
 
 }  // namespace
