@@ -52,31 +52,38 @@ absl::Status MemoryStats(const Connection& c, const Output& out, const std::stri
 
 absl::Status MemoryList(const Connection& c, const Output& out, const std::string& session,
                         std::optional<int> layer, int64_t offset, int64_t limit) {
-  // ListEntries pages by token, not offset: walk the pages before `offset`.
+  // The first page starts at `offset`; later ones follow next_page_token.
   std::vector<fot::v1::MemoryEntry> entries;
   std::string page_token;
-  int64_t position = 0;  // index of the next entry the server returns
   int64_t total = 0;
+  bool more = false;
   while (static_cast<int64_t>(entries.size()) < limit) {
     fot::v1::ListEntriesRequest request;
     request.set_session(session);
     if (layer.has_value()) request.set_layer(*layer);
-    const int64_t wanted = position < offset ? offset - position : limit - entries.size();
+    const int64_t wanted = limit - static_cast<int64_t>(entries.size());
     request.set_page_size(static_cast<int>(std::min<int64_t>(wanted, kMaxPage)));
-    request.set_page_token(page_token);
+    if (page_token.empty()) {
+      request.set_offset(offset);
+    } else {
+      request.set_page_token(page_token);
+    }
     grpc::ClientContext context;
     fot::v1::ListEntriesResponse response;
     const grpc::Status status = c.stub->ListEntries(&context, request, &response);
     if (!status.ok()) return FromGrpc(status, c.address);
-    total = response.total_entries();
-    for (const auto& e : response.entries()) {
-      if (position++ >= offset && static_cast<int64_t>(entries.size()) < limit) {
-        entries.push_back(e);
-      }
+    if (page_token.empty() && response.offset() != offset) {
+      return absl::FailedPreconditionError(
+          "the server ignored --offset (it predates ListEntriesRequest.offset); upgrade "
+          "fot-server");
     }
+    total = response.total_entries();
+    entries.insert(entries.end(), response.entries().begin(), response.entries().end());
+    more = response.has_more();
     page_token = response.next_page_token();
-    if (page_token.empty() || response.entries().empty()) break;
+    if (!more || response.entries().empty()) break;
   }
+  const int64_t next = offset + static_cast<int64_t>(entries.size());
   if (out.json) {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& e : entries) list.push_back(ToJson(e));
@@ -84,6 +91,8 @@ absl::Status MemoryList(const Connection& c, const Output& out, const std::strin
                {"layer", layer.has_value() ? nlohmann::json(*layer) : nlohmann::json()},
                {"offset", offset},
                {"total_entries", total},
+               {"has_more", more},
+               {"next_offset", more ? nlohmann::json(next) : nlohmann::json()},
                {"entries", list}});
     return absl::OkStatus();
   }
@@ -93,7 +102,7 @@ absl::Status MemoryList(const Connection& c, const Output& out, const std::strin
     return absl::OkStatus();
   }
   std::printf("entries %lld-%lld of %s\n", static_cast<long long>(offset),
-              static_cast<long long>(offset + entries.size() - 1), GroupThousands(total).c_str());
+              static_cast<long long>(next - 1), GroupThousands(total).c_str());
   Table table({"id", "document", "pos", "token id", "token", "state"});
   table.AlignRight(0).AlignRight(2).AlignRight(3);
   for (const auto& e : entries) {
@@ -102,6 +111,11 @@ absl::Status MemoryList(const Connection& c, const Output& out, const std::strin
                   e.deleted() ? "deleted" : ""});
   }
   std::fputs(table.Render().c_str(), stdout);
+  if (more) {
+    const std::string layer_flag = layer.has_value() ? absl::StrCat(" --layer ", *layer) : "";
+    std::printf("more: fotctl memory ls %s%s --offset %lld --limit %lld\n", session.c_str(),
+                layer_flag.c_str(), static_cast<long long>(next), static_cast<long long>(limit));
+  }
   return absl::OkStatus();
 }
 
@@ -137,8 +151,11 @@ absl::Status MemoryShow(const Connection& c, const Output& out, const std::strin
                 static_cast<long long>(self->position()), self->token_id(),
                 Printable(self->token_text()).c_str(), self->deleted() ? " (deleted)" : "");
   }
-  // The entry's own token bracketed, the text around it as it reads.
-  std::printf("%s[%s]%s\n", response.text_before().c_str(), response.entry_text().c_str(),
+  // The entry's own token bracketed, the text around it as it reads (a byte
+  // of a character that later tokens complete shows as its piece).
+  const std::string entry_text =
+      response.entry_text().empty() && self != nullptr ? self->token_text() : response.entry_text();
+  std::printf("%s[%s]%s\n", response.text_before().c_str(), entry_text.c_str(),
               response.text_after().c_str());
   return absl::OkStatus();
 }

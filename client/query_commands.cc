@@ -1,4 +1,5 @@
 // fotctl ask (streamed generation, optionally traced) and fotctl score.
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -23,6 +24,7 @@ void OnInterrupt(int) { interrupted = 1; }
 struct Token {
   int id;
   std::string text;
+  std::string piece;
   google::protobuf::RepeatedPtrField<fot::v1::LayerRetrieval> trace;
 };
 
@@ -33,11 +35,11 @@ void PrintTrace(const Connection& c, const std::string& session, const std::vect
   table.AlignRight(0).AlignRight(2).AlignRight(3).AlignRight(5).AlignRight(7);
   for (size_t i = 0; i < tokens.size(); ++i) {
     // A token whose text the server held back (a space before the answer, a
-    // stop string, part of a character) shows its id instead.
-    std::vector<std::string> lead = {
-        std::to_string(i), tokens[i].text.empty()
-                               ? absl::StrCat("(id ", tokens[i].id, ")")
-                               : absl::StrCat("\"", Printable(tokens[i].text, 16), "\"")};
+    // stop string, part of a character) shows its piece instead.
+    std::vector<std::string> lead = {std::to_string(i),
+                                     tokens[i].text.empty()
+                                         ? absl::StrCat("(", Printable(tokens[i].piece, 16), ")")
+                                         : absl::StrCat("\"", Printable(tokens[i].text, 16), "\"")};
     bool any = false;
     for (const auto& layer : tokens[i].trace) {
       const std::vector<TopEntry> top_entries = TopEntries(layer, top);
@@ -104,7 +106,7 @@ absl::Status Ask(const Connection& c, const Output& out, const std::string& sess
       final_message = response;
       continue;
     }
-    tokens.push_back({response.token_id(), response.text(), response.trace()});
+    tokens.push_back({response.token_id(), response.text(), response.piece(), response.trace()});
   }
   const grpc::Status status = reader->Finish();
   finished = true;
@@ -117,7 +119,7 @@ absl::Status Ask(const Connection& c, const Output& out, const std::string& sess
   if (out.json) {
     nlohmann::json token_list = nlohmann::json::array();
     for (const Token& t : tokens) {
-      nlohmann::json token = {{"id", t.id}, {"text", t.text}};
+      nlohmann::json token = {{"id", t.id}, {"text", t.text}, {"piece", t.piece}};
       if (options.trace) {
         nlohmann::json layers = nlohmann::json::array();
         for (const auto& layer : t.trace) layers.push_back(ToJson(layer));
@@ -151,26 +153,43 @@ absl::Status Score(const Connection& c, const Output& out, const std::string& se
   const grpc::Status status = c.stub->Score(&context, request, &response);
   if (!status.ok()) return FromGrpc(status, c.address);
   if (out.json) {
-    PrintJson({{"session", session},
-               {"log_likelihood", response.log_likelihood()},
-               {"perplexity", response.perplexity()},
-               {"tokens", response.token_log_probs_size()},
-               {"token_log_probs", std::vector<float>(response.token_log_probs().begin(),
-                                                      response.token_log_probs().end())},
-               {"continuation_token_ids",
-                std::vector<int>(response.continuation_token_ids().begin(),
-                                 response.continuation_token_ids().end())}});
+    nlohmann::json token_scores = nlohmann::json::array();
+    for (const auto& t : response.token_scores()) {
+      token_scores.push_back({{"token_id", t.token_id()},
+                              {"piece", t.piece()},
+                              {"text", t.text()},
+                              {"log_prob", t.log_prob()}});
+    }
+    PrintJson(
+        {{"session", session},
+         {"log_likelihood", response.log_likelihood()},
+         {"perplexity", response.perplexity()},
+         {"tokens", response.token_log_probs_size()},
+         {"token_log_probs",
+          std::vector<float>(response.token_log_probs().begin(), response.token_log_probs().end())},
+         {"continuation_token_ids", std::vector<int>(response.continuation_token_ids().begin(),
+                                                     response.continuation_token_ids().end())},
+         {"token_scores", token_scores}});
     return absl::OkStatus();
   }
   std::printf("log-likelihood  %.4f (natural log, %d tokens)\nperplexity      %.3f\n",
               response.log_likelihood(), response.token_log_probs_size(), response.perplexity());
-  Table table({"#", "token id", "log p"});
-  table.AlignRight(0).AlignRight(1).AlignRight(2);
-  for (int i = 0; i < response.token_log_probs_size(); ++i) {
-    const int id = i < response.continuation_token_ids_size() ? response.continuation_token_ids(i)
-                                                               : -1;
-    table.AddRow({std::to_string(i), std::to_string(id),
-                  absl::StrFormat("%.4f", response.token_log_probs(i))});
+  // One row per continuation token: its piece, the text it completes (empty
+  // for a byte of a longer character), log p and p, the least likely marked.
+  int least = -1;
+  for (int i = 0; i < response.token_scores_size(); ++i) {
+    if (least < 0 ||
+        response.token_scores(i).log_prob() < response.token_scores(least).log_prob()) {
+      least = i;
+    }
+  }
+  Table table({"#", "token id", "piece", "text", "log p", "p", ""});
+  table.AlignRight(0).AlignRight(1).AlignRight(4).AlignRight(5);
+  for (int i = 0; i < response.token_scores_size(); ++i) {
+    const fot::v1::TokenScore& t = response.token_scores(i);
+    table.AddRow({std::to_string(i), std::to_string(t.token_id()), Printable(t.piece(), 24),
+                  Printable(t.text(), 24), absl::StrFormat("%.4f", t.log_prob()),
+                  Percent(std::exp(t.log_prob())), i == least ? "<- least likely" : ""});
   }
   std::fputs(table.Render().c_str(), stdout);
   return absl::OkStatus();

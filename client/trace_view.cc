@@ -64,9 +64,12 @@ std::string EntryContextCache::Snippet(int layer, const fot::v1::MemoryEntry& en
     if (connection_->stub->EntryContext(&context, request, &response).ok()) {
       const std::string before = Printable(response.text_before());
       const std::string after = Printable(response.text_after(), kSideWidth);
-      snippet = absl::StrCat(DisplayWidth(before) > kSideWidth ? "…" : "",
-                             Tail(before, kSideWidth), "[", Printable(response.entry_text()), "]",
-                             after);
+      // A byte of a character that later tokens complete has no text of its
+      // own: show its piece.
+      const std::string& own =
+          response.entry_text().empty() ? entry.token_text() : response.entry_text();
+      snippet = absl::StrCat(DisplayWidth(before) > kSideWidth ? "…" : "", Tail(before, kSideWidth),
+                             "[", Printable(own), "]", after);
     }
   }
   cache_.emplace(key, snippet);

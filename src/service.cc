@@ -2,9 +2,12 @@
 // the SessionManager / Session, and converts the answer. Synchronous API:
 // streams are plain ServerWriter / ServerReaderWriter loops. Every handler
 // runs inside Guard(), so no exception leaves it, and every absl::Status
-// becomes a grpc::Status in ToGrpcStatus() alone.
+// becomes a grpc::Status in ToGrpcStatus() alone. Every request message is
+// first checked for invalid UTF-8 in its text fields (CheckTextFields).
 #include "src/service.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -49,6 +52,58 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(grpc_code, message);
 }
 
+// Whether `field` may end inside a UTF-8 character: IngestChunk.text, which
+// the DocumentTokenizer checks as the document's text grows.
+bool MayEndInsideACharacter(const google::protobuf::FieldDescriptor& field) {
+  return field.containing_type() == pb::IngestChunk::descriptor() &&
+         field.number() == pb::IngestChunk::kTextFieldNumber;
+}
+
+// InvalidArgument naming the first text field (string or bytes, in nested
+// messages too) of `message` that is not valid UTF-8; `path` names `message`.
+// Clients write their text into `bytes` fields (fot.proto), so that it
+// reaches this check instead of failing protobuf's parse.
+absl::Status CheckTextFields(const google::protobuf::Message& message, const std::string& path) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& reflection = *message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection.ListFields(message, &fields);  // the set ones
+  for (const FieldDescriptor* field : fields) {
+    const bool text = field->cpp_type() == FieldDescriptor::CPPTYPE_STRING;
+    if (!text && field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (text && MayEndInsideACharacter(*field)) continue;
+    const int n = field->is_repeated() ? reflection.FieldSize(message, field) : 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string name = field->is_repeated()
+                                   ? absl::StrCat(path, ".", field->name(), "[", i, "]")
+                                   : absl::StrCat(path, ".", field->name());
+      if (!text) {
+        FOT_RETURN_IF_ERROR(CheckTextFields(field->is_repeated()
+                                                ? reflection.GetRepeatedMessage(message, field, i)
+                                                : reflection.GetMessage(message, field),
+                                            name));
+        continue;
+      }
+      std::string scratch;
+      const std::string& value =
+          field->is_repeated() ? reflection.GetRepeatedStringReference(message, field, i, &scratch)
+                               : reflection.GetStringReference(message, field, &scratch);
+      if (absl::Status valid = ValidateUtf8(value, /*allow_incomplete_end=*/false); !valid.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": ", valid.message(),
+                         "; text fields must be UTF-8 (convert the text first, e.g. with iconv -t "
+                         "UTF-8)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// CheckTextFields for a whole request, named by its message type.
+absl::Status CheckRequestText(const google::protobuf::Message& request) {
+  return CheckTextFields(request, request.GetDescriptor()->name());
+}
+
 // Runs a handler body; exceptions become INTERNAL.
 template <typename Body>
 grpc::Status Guard(const char* method, Body&& body) {
@@ -61,8 +116,18 @@ grpc::Status Guard(const char* method, Body&& body) {
   }
 }
 
-// Text or token ids of one input; InvalidArgument if both are set, or if
-// neither is and `required`.
+// Guard for a unary or server-streaming handler: checks the request's text
+// fields before the body runs.
+template <typename Body>
+grpc::Status Handle(const char* method, const google::protobuf::Message& request, Body&& body) {
+  return Guard(method, [&]() -> absl::Status {
+    FOT_RETURN_IF_ERROR(CheckRequestText(request));
+    return body();
+  });
+}
+
+// Text or token ids of one input (its text fields already checked by
+// Handle); InvalidArgument if both are set, or if neither is and `required`.
 absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std::string& text,
                                            const google::protobuf::RepeatedField<int32_t>& ids,
                                            const char* what, bool required) {
@@ -71,10 +136,6 @@ absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std
   }
   std::vector<int> out;
   if (!text.empty()) {
-    absl::Status valid = ValidateUtf8(text, /*allow_incomplete_end=*/false);
-    if (!valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " is not valid UTF-8: ", valid.message()));
-    }
     out = tokenizer.Encode(text);
   } else {
     out.assign(ids.begin(), ids.end());
@@ -299,9 +360,9 @@ class FotService final : public pb::Fot::Service {
   FotService(SessionManager* manager, ServerOptions options)
       : manager_(manager), options_(std::move(options)) {}
 
-  grpc::Status GetServerInfo(grpc::ServerContext*, const pb::GetServerInfoRequest*,
+  grpc::Status GetServerInfo(grpc::ServerContext*, const pb::GetServerInfoRequest* request,
                              pb::ServerInfo* out) override {
-    return Guard("GetServerInfo", [&]() -> absl::Status {
+    return Handle("GetServerInfo", *request, [&]() -> absl::Status {
       const ModelConfig& c = manager_->engine().config();
       out->set_model_dir(options_.model_dir);
       out->set_model_type(c.model_type);
@@ -327,7 +388,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status CreateSession(grpc::ServerContext*, const pb::CreateSessionRequest* request,
                              pb::SessionInfo* out) override {
-    return Guard("CreateSession", [&]() -> absl::Status {
+    return Handle("CreateSession", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session,
                            manager_->Create(request->name(), SpecOf(request->options())));
       FillSessionInfo(*session, true, out);
@@ -337,16 +398,16 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status GetSession(grpc::ServerContext*, const pb::GetSessionRequest* request,
                           pb::SessionInfo* out) override {
-    return Guard("GetSession", [&]() -> absl::Status {
+    return Handle("GetSession", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FillSessionInfo(*session, true, out);
       return absl::OkStatus();
     });
   }
 
-  grpc::Status ListSessions(grpc::ServerContext*, const pb::ListSessionsRequest*,
+  grpc::Status ListSessions(grpc::ServerContext*, const pb::ListSessionsRequest* request,
                             pb::ListSessionsResponse* out) override {
-    return Guard("ListSessions", [&]() -> absl::Status {
+    return Handle("ListSessions", *request, [&]() -> absl::Status {
       if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
       for (const auto& session : manager_->List()) FillSessionInfo(*session, false, out->add_sessions());
       for (const std::string& name : manager_->Snapshots()) out->add_snapshots(name);
@@ -356,7 +417,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status DeleteSession(grpc::ServerContext*, const pb::DeleteSessionRequest* request,
                              pb::DeleteSessionResponse*) override {
-    return Guard("DeleteSession", [&] { return manager_->Delete(request->session()); });
+    return Handle("DeleteSession", *request, [&] { return manager_->Delete(request->session()); });
   }
 
   grpc::Status Ingest(grpc::ServerContext* context,
@@ -368,6 +429,7 @@ class FotService final : public pb::Fot::Service {
       if (!request.has_open()) {
         return absl::InvalidArgumentError("the first Ingest message must be `open`");
       }
+      FOT_RETURN_IF_ERROR(CheckRequestText(request));
       const pb::IngestOpen& open = request.open();
       FOT_ASSIGN_OR_RETURN(
           std::unique_ptr<DocumentIngest> ingest,
@@ -381,6 +443,10 @@ class FotService final : public pb::Fot::Service {
         if (!request.has_chunk()) {
           (void)ingest->Close();
           return absl::InvalidArgumentError("after `open`, Ingest messages must be chunks");
+        }
+        if (absl::Status text = CheckRequestText(request); !text.ok()) {
+          (void)ingest->Close();
+          return text;
         }
         const pb::IngestChunk& chunk = request.chunk();
         ids.assign(chunk.token_ids().begin(), chunk.token_ids().end());
@@ -407,7 +473,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status DeleteDocument(grpc::ServerContext*, const pb::DeleteDocumentRequest* request,
                               pb::DeleteDocumentResponse*) override {
-    return Guard("DeleteDocument", [&]() -> absl::Status {
+    return Handle("DeleteDocument", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FOT_RETURN_IF_ERROR(session->session().DeleteDocument(request->document()));
       return manager_->Persist(*session, /*force=*/true).status();
@@ -416,7 +482,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                         grpc::ServerWriter<pb::GenerateResponse>* writer) override {
-    return Guard("Generate", [&]() -> absl::Status {
+    return Handle("Generate", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       const ModelConfig& config = manager_->engine().config();
@@ -438,10 +504,11 @@ class FotService final : public pb::Fot::Service {
       if (stops.size() > kMaxStops) {
         return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxStops, " stop strings"));
       }
-      for (const std::string& s : stops) {
-        if (s.empty() || s.size() > kMaxStopBytes || !ValidateUtf8(s, false).ok()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("a stop string must be 1 to ", kMaxStopBytes, " bytes of UTF-8"));
+      for (size_t i = 0; i < stops.size(); ++i) {
+        if (stops[i].empty() || stops[i].size() > kMaxStopBytes) {
+          return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] has ", stops[i].size(),
+                                                         " bytes; a stop string must have 1 to ",
+                                                         kMaxStopBytes));
         }
       }
       options.stop_at_eos = !request->ignore_eos();
@@ -473,6 +540,7 @@ class FotService final : public pb::Fot::Service {
         message.Clear();
         message.set_token_id(token.token);
         message.set_text(stop.Add(detokenize.Feed(token.token)));
+        message.set_piece(tokenizer.PieceText(token.token));
         if (resolver.has_value()) {
           resolver->AddQueryToken(token.token);
           resolver->FillTrace(token.traces, message.mutable_trace());
@@ -511,7 +579,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status Score(grpc::ServerContext*, const pb::ScoreRequest* request,
                      pb::ScoreResponse* out) override {
-    return Guard("Score", [&]() -> absl::Status {
+    return Handle("Score", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       FOT_ASSIGN_OR_RETURN(std::vector<int> context,
@@ -529,13 +597,23 @@ class FotService final : public pb::Fot::Service {
                                           result.token_log_probs.end());
       out->set_perplexity(result.perplexity);
       out->mutable_continuation_token_ids()->Add(continuation.begin(), continuation.end());
+      DetokenizeStream detokenize(&tokenizer);
+      for (size_t i = 0; i < continuation.size(); ++i) {
+        pb::TokenScore* token = out->add_token_scores();
+        token->set_token_id(continuation[i]);
+        token->set_piece(tokenizer.PieceText(continuation[i]));
+        std::string text = detokenize.Feed(continuation[i]);
+        if (i + 1 == continuation.size()) text += detokenize.Flush();
+        token->set_text(std::move(text));
+        if (i < result.token_log_probs.size()) token->set_log_prob(result.token_log_probs[i]);
+      }
       return absl::OkStatus();
     });
   }
 
   grpc::Status MemoryStats(grpc::ServerContext*, const pb::MemoryStatsRequest* request,
                            pb::MemoryStatsResponse* out) override {
-    return Guard("MemoryStats", [&]() -> absl::Status {
+    return Handle("MemoryStats", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const ::fot::MemoryStats stats = session.Stats();
@@ -567,7 +645,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status ListEntries(grpc::ServerContext*, const pb::ListEntriesRequest* request,
                            pb::ListEntriesResponse* out) override {
-    return Guard("ListEntries", [&]() -> absl::Status {
+    return Handle("ListEntries", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
@@ -576,10 +654,22 @@ class FotService final : public pb::Fot::Service {
         return absl::InvalidArgumentError(
             absl::StrCat("page_size must lie in [1, ", kMaxPageSize, "]"));
       }
-      int64_t offset = 0;
-      if (!request->page_token().empty() &&
-          (!absl::SimpleAtoi(request->page_token(), &offset) || offset < 0)) {
-        return absl::InvalidArgumentError("page_token is not one this server returned");
+      // The page token is the decimal offset of the page's first entry.
+      int64_t offset = request->offset();
+      if (offset < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("offset ", offset, " must be >= 0 (the id of the page's first entry)"));
+      }
+      if (!request->page_token().empty()) {
+        if (offset != 0) {
+          return absl::InvalidArgumentError(
+              "give page_token (to continue a listing) or offset (to start one), not both");
+        }
+        if (!absl::SimpleAtoi(request->page_token(), &offset) || offset < 0) {
+          return absl::InvalidArgumentError(
+              "page_token is not one this server returned; pass a response's next_page_token, "
+              "or use offset");
+        }
       }
       FOT_ASSIGN_OR_RETURN(std::vector<MemoryEntry> entries,
                            session.ListEntries(layer, offset, page));
@@ -590,15 +680,19 @@ class FotService final : public pb::Fot::Service {
       const std::vector<DocumentInfo> documents = session.Documents();
       for (const MemoryEntry& e : entries) FillEntry(documents, e, out->add_entries());
       const int64_t next = offset + static_cast<int64_t>(entries.size());
-      if (!entries.empty() && next < total) out->set_next_page_token(absl::StrCat(next));
       out->set_total_entries(total);
+      out->set_offset(offset);
+      if (!entries.empty() && next < total) {
+        out->set_next_page_token(absl::StrCat(next));
+        out->set_has_more(true);
+      }
       return absl::OkStatus();
     });
   }
 
   grpc::Status EntryContext(grpc::ServerContext*, const pb::EntryContextRequest* request,
                             pb::EntryContextResponse* out) override {
-    return Guard("EntryContext", [&]() -> absl::Status {
+    return Handle("EntryContext", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
@@ -609,30 +703,28 @@ class FotService final : public pb::Fot::Service {
       FOT_ASSIGN_OR_RETURN(std::vector<MemoryEntry> entries,
                            session.EntryContext(layer, request->id(), radius));
       const std::vector<DocumentInfo> documents = session.Documents();
-      const Tokenizer& tokenizer = manager_->tokenizer();
-      std::vector<int> before, through;
+      // Each token's text as the stream decodes it (whole characters only), so
+      // the three parts are valid UTF-8 and concatenate to the decoded text.
+      DetokenizeStream detokenize(&manager_->tokenizer());
       bool seen = false;
       for (const MemoryEntry& e : entries) {
         FillEntry(documents, e, out->add_entries());
-        if (!seen) through.push_back(e.provenance.token);
-        if (e.id == request->id()) seen = true;
-        if (!seen) before.push_back(e.provenance.token);
+        const std::string text = detokenize.Feed(e.provenance.token);
+        if (e.id == request->id()) {
+          out->set_entry_text(text);
+          seen = true;
+        } else {
+          (seen ? out->mutable_text_after() : out->mutable_text_before())->append(text);
+        }
       }
-      std::vector<int> all;
-      for (const MemoryEntry& e : entries) all.push_back(e.provenance.token);
-      const std::string text_before = tokenizer.Decode(before);
-      const std::string text_through = tokenizer.Decode(through);
-      const std::string text_all = tokenizer.Decode(all);
-      out->set_text_before(text_before);
-      out->set_entry_text(text_through.substr(std::min(text_before.size(), text_through.size())));
-      out->set_text_after(text_all.substr(std::min(text_through.size(), text_all.size())));
+      out->mutable_text_after()->append(detokenize.Flush());
       return absl::OkStatus();
     });
   }
 
   grpc::Status SearchMemory(grpc::ServerContext*, const pb::SearchMemoryRequest* request,
                             pb::SearchMemoryResponse* out) override {
-    return Guard("SearchMemory", [&]() -> absl::Status {
+    return Handle("SearchMemory", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       FOT_ASSIGN_OR_RETURN(std::vector<int> text,
@@ -654,7 +746,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status SaveSession(grpc::ServerContext*, const pb::SaveSessionRequest* request,
                            pb::SaveSessionResponse* out) override {
-    return Guard("SaveSession", [&]() -> absl::Status {
+    return Handle("SaveSession", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(int64_t bytes, manager_->SaveSnapshot(request->session(),
                                                                  request->snapshot(),
                                                                  request->overwrite()));
@@ -665,7 +757,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status LoadSession(grpc::ServerContext*, const pb::LoadSessionRequest* request,
                            pb::SessionInfo* out) override {
-    return Guard("LoadSession", [&]() -> absl::Status {
+    return Handle("LoadSession", *request, [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session,
                            manager_->LoadSnapshot(request->snapshot(), request->session()));
       FillSessionInfo(*session, true, out);

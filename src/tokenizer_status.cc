@@ -157,8 +157,11 @@ std::string DetokenizeStream::Feed(int id) {
     out = text.substr(emitted_text_.size());
   } else if (text.size() > emitted_text_.size()) {
     // Decoding is prefix-stable given the anchoring rules, so this is not
-    // expected; if it happens, never repeat text already returned.
-    out = text.substr(emitted_text_.size());
+    // expected; if it happens, never repeat text already returned, and cut at
+    // a character boundary so that what is returned stays valid UTF-8.
+    size_t cut = emitted_text_.size();
+    while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;
+    out = text.substr(cut);
   }
   emitted_ids_ = stable;
   emitted_text_ = std::move(text);

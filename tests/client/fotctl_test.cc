@@ -2,7 +2,7 @@
 // loopback port with a small random model: sessions, ingest (file, stdin,
 // resumption), ask (streamed, traced, --json), score, every memory command,
 // and the error paths (one line on stderr, exit code 2 for usage errors and 1
-// for failures).
+// for failures, invalid UTF-8 arguments included).
 //
 // ctest runs each test in its own process, so each process makes its own
 // model and server (a fraction of a second for this model size).
@@ -440,7 +440,10 @@ TEST_F(FotctlTest, AskStreamsTheAnswerAndTracesItsMemory) {
   EXPECT_EQ(answer["finish_reason"], "length");
   ASSERT_EQ(answer["tokens"].size(), 8u);
   std::string joined;
-  for (const json& t : answer["tokens"]) joined += t["text"].get<std::string>();
+  for (const json& t : answer["tokens"]) {
+    joined += t["text"].get<std::string>();
+    EXPECT_FALSE(t["piece"].get<std::string>().empty()) << t;  // the vocabulary piece
+  }
   // The final message adds only what was held back.
   EXPECT_EQ(answer["text"].get<std::string>().rfind(joined, 0), 0u) << answer;
 
@@ -469,11 +472,25 @@ TEST_F(FotctlTest, ScoresAContinuation) {
   Result r = Run({"score", "scored", "--context", "The lamp is", "--continuation", " warm and"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
+  // Per token: its piece, its text, log p and p; the least likely marked.
+  EXPECT_NE(r.out.find("piece"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("▁and"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("<- least likely"), std::string::npos) << r.out;
   json score = RunJson({"score", "scored", "--context", "The lamp is", "--continuation", " warm and"});
   ASSERT_GT(score["tokens"].get<int>(), 0) << score;
   EXPECT_EQ(score["token_log_probs"].size(), score["tokens"].get<size_t>());
   EXPECT_LT(score["log_likelihood"].get<double>(), 0);
   EXPECT_GT(score["perplexity"].get<double>(), 1);
+  ASSERT_EQ(score["token_scores"].size(), score["tokens"].get<size_t>()) << score;
+  std::string text;
+  for (size_t i = 0; i < score["token_scores"].size(); ++i) {
+    const json& t = score["token_scores"][i];
+    EXPECT_EQ(t["token_id"], score["continuation_token_ids"][i]) << t;
+    EXPECT_EQ(t["log_prob"], score["token_log_probs"][i]) << t;
+    EXPECT_FALSE(t["piece"].get<std::string>().empty()) << t;
+    text += t["text"].get<std::string>();
+  }
+  EXPECT_EQ(text, " warm and") << score;  // the decoded continuation
 
   r = Run({"score", "scored", "--context", "x"});
   EXPECT_EQ(r.exit_code, 2);
@@ -497,12 +514,26 @@ TEST_F(FotctlTest, MemoryCommands) {
   ASSERT_EQ(page["entries"].size(), 5u) << page;
   EXPECT_EQ(page["entries"][0]["id"], 3);
   EXPECT_EQ(page["total_entries"], entries);
+  EXPECT_TRUE(page["has_more"].get<bool>()) << page;
+  EXPECT_EQ(page["next_offset"], 8) << page;
   json deep = RunJson({"memory", "ls", "mem", "--offset", std::to_string(entries - 2), "--limit",
                        "10", "--layer", "2"});
   EXPECT_EQ(deep["entries"].size(), 2u) << deep;
+  EXPECT_EQ(deep["entries"][0]["id"], entries - 2) << deep;
+  EXPECT_FALSE(deep["has_more"].get<bool>()) << deep;
+  EXPECT_TRUE(deep["next_offset"].is_null()) << deep;
+  // More than one server page (at most 10000 entries each), from an offset.
+  json all = RunJson({"memory", "ls", "mem", "--offset", "1", "--limit", "100000"});
+  ASSERT_EQ(all["entries"].size(), static_cast<size_t>(entries - 1)) << all["total_entries"];
+  EXPECT_EQ(all["entries"].back()["id"], entries - 1);
   r = Run({"memory", "ls", "mem", "--limit", "4"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("entries 0-3 of"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("more: fotctl memory ls mem --offset 4 --limit 4"), std::string::npos)
+      << r.out;
+  r = Run({"memory", "ls", "mem", "--offset", std::to_string(entries)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("no entries at offset"), std::string::npos) << r.out;
 
   r = Run({"memory", "show", "mem", "5", "--radius", "4"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -563,6 +594,25 @@ TEST_F(FotctlTest, ServerErrorsAreOneLineAndExitCodeOne) {
     const Result r = Run(args);
     EXPECT_EQ(r.exit_code, 1) << args[0] << " " << args[1] << " " << args[2] << ": " << r.err;
     EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+  }
+}
+
+TEST_F(FotctlTest, InvalidUtf8IsOneLineNamingTheField) {
+  MakeSessionWithStory("latin1");
+  // Arguments in Latin-1 (not UTF-8): the server names the field, exit code 1
+  // (before, protobuf refused the request: INTERNAL, and a log line).
+  for (const auto& [args, field] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"ask", "latin1", "caf\xe9?"}, "GenerateRequest.question"},
+           {{"ask", "latin1", "The river", "--stop", "\xe9"}, "GenerateRequest.stop[0]"},
+           {{"score", "latin1", "--continuation", "cr\xe8me"}, "ScoreRequest.continuation"},
+           {{"memory", "search", "latin1", "na\xefve"}, "SearchMemoryRequest.text"},
+           {{"sessions", "show", "caf\xe9"}, "GetSessionRequest.session"},
+           {{"ingest", "latin1", TextFile("caf\xe9.txt", "a document named in Latin-1")},
+            "IngestRequest.open.document"}}) {
+    const Result r = Run(args);
+    EXPECT_EQ(r.exit_code, 1) << field << ": " << r.err;
+    EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
+    EXPECT_NE(r.err.find(field + ": invalid UTF-8"), std::string::npos) << r.err;
   }
 }
 

@@ -6,10 +6,13 @@
 // the concatenated tokens plus the question, then Engine::Append per token.
 // Plus: resuming cut streams, concurrent sessions, every error status, a
 // restart on the same data directory, traces, inspection, health and
-// reflection.
+// reflection; invalid UTF-8 in every text field of every request (raw wire
+// bytes), paging of memory entries, and the text of generated, scored and
+// inspected tokens (always valid UTF-8, concatenating to the decoded text).
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -565,12 +568,23 @@ TEST_F(ServiceTest, ErrorsGetTheRightStatus) {
   request = Question("s");
   request.clear_question();
   EXPECT_EQ(code(Generate(stub, request).status), StatusCode::INVALID_ARGUMENT);
-  // Invalid UTF-8 in a proto3 `string` field fails protobuf's own parse check
-  // before the handler runs (gRPC answers INTERNAL); document text travels as
-  // `bytes` and gets INVALID_ARGUMENT above.
+  // Invalid UTF-8 in a text field: INVALID_ARGUMENT naming the field (the
+  // fields are `bytes`, so the handler sees them; EveryTextFieldIsCheckedForUtf8
+  // covers every field of every method).
   request = Question("s");
   request.set_question("bad \xc0\xaf");
-  EXPECT_FALSE(Generate(stub, request).status.ok());
+  Answer bad_text = Generate(stub, request);
+  EXPECT_EQ(code(bad_text.status), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad_text.status.error_message().find("GenerateRequest.question: invalid UTF-8"),
+            std::string::npos)
+      << bad_text.status.error_message();
+  request = Question("s");
+  request.add_stop("fine");
+  request.add_stop("caf\xe9");  // Latin-1
+  bad_text = Generate(stub, request);
+  EXPECT_EQ(code(bad_text.status), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad_text.status.error_message().find("GenerateRequest.stop[1]"), std::string::npos)
+      << bad_text.status.error_message();
   {
     grpc::ClientContext context;
     pb::ListEntriesRequest list;
@@ -820,6 +834,285 @@ TEST_F(ServiceTest, HealthCheckingAndReflection) {
     EXPECT_TRUE(status.ok()) << status.error_message();
   }
   queue.Shutdown();
+}
+
+// --- text and paging of the API -----------------------------------------------
+
+// One call of `method` ("/fot.v1.Fot/Generate") with `request` as its raw wire
+// bytes: one message, then half-close, whatever kind the method is (a generic
+// call is a stream both ways on the wire). Returns the call's status.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& request) {
+  grpc::GenericStub generic(channel);
+  grpc::CompletionQueue queue;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto call = generic.PrepareCall(&context, method, &queue);
+  void* tag = nullptr;
+  bool ok = false;
+  call->StartCall(reinterpret_cast<void*>(1));
+  queue.Next(&tag, &ok);
+  const grpc::Slice slice(request);
+  grpc::ByteBuffer message(&slice, 1);
+  call->Write(message, reinterpret_cast<void*>(2));
+  queue.Next(&tag, &ok);  // not ok if the server has already answered
+  call->WritesDone(reinterpret_cast<void*>(3));
+  queue.Next(&tag, &ok);
+  grpc::ByteBuffer response;
+  do {
+    call->Read(&response, reinterpret_cast<void*>(4));
+    queue.Next(&tag, &ok);
+  } while (ok);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  queue.Next(&tag, &ok);
+  queue.Shutdown();
+  while (queue.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// Paths (field chains) to every text field of `type`, nested messages
+// included, except IngestChunk.text (which may end inside a character).
+void TextFieldsOf(const google::protobuf::Descriptor* type,
+                  std::vector<const google::protobuf::FieldDescriptor*> chain,
+                  std::vector<std::vector<const google::protobuf::FieldDescriptor*>>* out) {
+  using google::protobuf::FieldDescriptor;
+  for (int i = 0; i < type->field_count(); ++i) {
+    const FieldDescriptor* field = type->field(i);
+    std::vector<const FieldDescriptor*> path = chain;
+    path.push_back(field);
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+      if (type != pb::IngestChunk::descriptor() || field->name() != "text") out->push_back(path);
+    } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && path.size() < 4) {
+      TextFieldsOf(field->message_type(), path, out);
+    }
+  }
+}
+
+TEST_F(ServiceTest, EveryTextFieldIsCheckedForUtf8) {
+  auto s = Start(DataDir("utf8"));
+  ASSERT_TRUE(CreateSession(s->stub.get(), "u").ok());
+  // Invalid UTF-8 (an overlong '/') as a client whose .proto says `string`
+  // would put it on the wire: field 1 (session) "u", field 2 (question).
+  const std::string generate = std::string("\x0a\x01u\x12\x06") + "bad \xc0\xaf";
+  grpc::Status status = RawCall(s->channel, "/fot.v1.Fot/Generate", generate);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_EQ(status.error_message(),
+            "GenerateRequest.question: invalid UTF-8 at byte 4; text fields must be UTF-8 (convert "
+            "the text first, e.g. with iconv -t UTF-8)");
+
+  // Every text field of every method's request: INVALID_ARGUMENT naming it.
+  const google::protobuf::ServiceDescriptor* service =
+      pb::GenerateRequest::descriptor()->file()->FindServiceByName("Fot");
+  ASSERT_NE(service, nullptr);
+  int checked = 0;
+  for (int m = 0; m < service->method_count(); ++m) {
+    const google::protobuf::MethodDescriptor* method = service->method(m);
+    std::vector<std::vector<const google::protobuf::FieldDescriptor*>> fields;
+    TextFieldsOf(method->input_type(), {}, &fields);
+    for (const auto& chain : fields) {
+      std::unique_ptr<google::protobuf::Message> request(
+          google::protobuf::MessageFactory::generated_factory()
+              ->GetPrototype(method->input_type())
+              ->New());
+      google::protobuf::Message* message = request.get();
+      std::string path = method->input_type()->name();
+      for (const google::protobuf::FieldDescriptor* field : chain) {
+        const google::protobuf::Reflection* reflection = message->GetReflection();
+        path += "." + field->name() + (field->is_repeated() ? "[0]" : "");
+        if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+          message = field->is_repeated() ? reflection->AddMessage(message, field)
+                                         : reflection->MutableMessage(message, field);
+        } else if (field->is_repeated()) {
+          reflection->AddString(message, field, "caf\xe9");  // Latin-1
+        } else {
+          reflection->SetString(message, field, "caf\xe9");
+        }
+      }
+      status = RawCall(s->channel, "/fot.v1.Fot/" + method->name(), request->SerializeAsString());
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << path << ": " << status.error_message();
+      EXPECT_EQ(status.error_message().rfind(path + ": invalid UTF-8", 0), 0u)
+          << path << ": " << status.error_message();
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 33);  // every client-written text field of fot.proto
+
+  // Document text may end inside a character (the next chunk completes it).
+  EXPECT_TRUE(Ingest(s->stub.get(), "u", "split", {"caf\xc3", "\xa9 cr\xc3\xa8me"}, false).ok());
+  // Valid UTF-8 everywhere still works, and the server serves on.
+  pb::GenerateRequest request = Question("u", 2);
+  request.add_stop("caf\xc3\xa9");
+  EXPECT_TRUE(Generate(s->stub.get(), request).status.ok());
+}
+
+TEST_F(ServiceTest, ListEntriesPagesFromAnyOffset) {
+  auto s = Start(DataDir("paging"));
+  pb::Fot::Stub* stub = s->stub.get();
+  ASSERT_TRUE(CreateSession(stub, "p").ok());
+  IngestAll(stub, "p", 0);
+  const std::vector<int> all = AllDocumentTokens();
+  auto list = [&](int64_t offset, int page_size, const std::string& token,
+                  pb::ListEntriesResponse* response) {
+    grpc::ClientContext context;
+    pb::ListEntriesRequest request;
+    request.set_session("p");
+    request.set_layer(1);
+    request.set_page_size(page_size);
+    request.set_offset(offset);
+    request.set_page_token(token);
+    return stub->ListEntries(&context, request, response);
+  };
+  pb::ListEntriesResponse page;
+  ASSERT_TRUE(list(0, 1, "", &page).ok());
+  const int64_t total = page.total_entries();
+  ASSERT_GT(total, 20);
+
+  // Walking by token from an offset visits each later entry once, in order;
+  // has_more is set exactly when a token is.
+  std::vector<int64_t> ids;
+  std::string token;
+  int64_t start = 5;
+  do {
+    ASSERT_TRUE(list(token.empty() ? start : 0, 7, token, &page).ok());
+    EXPECT_EQ(page.offset(), token.empty() ? start : ids.back() + 1);
+    EXPECT_EQ(page.total_entries(), total);
+    EXPECT_EQ(page.has_more(), !page.next_page_token().empty());
+    for (const pb::MemoryEntry& e : page.entries()) {
+      ids.push_back(e.id());
+      EXPECT_EQ(e.token_id(), all[e.id()]);
+    }
+    token = page.next_page_token();
+  } while (!token.empty());
+  ASSERT_EQ(static_cast<int64_t>(ids.size()), total - start);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], start + static_cast<int64_t>(i));
+
+  // The last entries, and past the end.
+  ASSERT_TRUE(list(total - 2, 10, "", &page).ok());
+  EXPECT_EQ(page.entries_size(), 2);
+  EXPECT_EQ(page.entries(0).id(), total - 2);
+  EXPECT_FALSE(page.has_more());
+  EXPECT_TRUE(page.next_page_token().empty());
+  ASSERT_TRUE(list(total, 10, "", &page).ok());
+  EXPECT_EQ(page.entries_size(), 0);
+  EXPECT_FALSE(page.has_more());
+  EXPECT_EQ(page.total_entries(), total);
+  ASSERT_TRUE(list(total - 3, 3, "", &page).ok());  // exactly the rest
+  EXPECT_EQ(page.entries_size(), 3);
+  EXPECT_FALSE(page.has_more());
+
+  // Mistakes name what to do.
+  grpc::Status status = list(-1, 10, "", &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("offset"), std::string::npos) << status.error_message();
+  status = list(3, 10, "12", &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("not both"), std::string::npos) << status.error_message();
+  status = list(0, 10, "page-two", &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("next_page_token"), std::string::npos)
+      << status.error_message();
+}
+
+// A random model samples byte-fallback tokens often (most of this
+// vocabulary), so answers hold characters spread over several tokens and
+// bytes that form no character at all.
+TEST_F(ServiceTest, GeneratedTextIsValidUtf8AndConcatenatesToTheAnswer) {
+  auto s = Start(DataDir("gen_text"));
+  ASSERT_TRUE(CreateSession(s->stub.get(), "g").ok());
+  ASSERT_TRUE(Ingest(s->stub.get(), "g", "doc0", {Documents()[1]}, true).ok());
+  int byte_tokens = 0, held_back = 0;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    pb::GenerateRequest request = Question("g", 40);
+    request.set_return_logits(false);
+    request.set_temperature(1.5f);
+    request.set_seed(seed);
+    const Answer answer = Generate(s->stub.get(), request);
+    ASSERT_TRUE(answer.status.ok()) << answer.status.error_message();
+    for (const pb::GenerateResponse& m : answer.messages) {
+      EXPECT_TRUE(ValidateUtf8(m.text(), false).ok()) << "seed " << seed;
+      if (m.done()) {
+        EXPECT_EQ(m.piece(), "");
+        continue;
+      }
+      EXPECT_EQ(m.piece(), tokenizer_->PieceText(m.token_id()));
+      if (m.piece().rfind("<0x", 0) == 0) ++byte_tokens;
+      if (m.text().empty()) ++held_back;
+    }
+    EXPECT_EQ(answer.text, tokenizer_->Decode(answer.tokens)) << "seed " << seed;
+  }
+  EXPECT_GT(byte_tokens, 0);
+  EXPECT_GT(held_back, 0);
+}
+
+TEST_F(ServiceTest, ScoreReportsEachTokenWithItsPieceTextAndLogProb) {
+  auto s = Start(DataDir("score_tokens"));
+  ASSERT_TRUE(CreateSession(s->stub.get(), "sc").ok());
+  IngestAll(s->stub.get(), "sc", 0);
+  // 東京 and 😀 are not in the vocabulary: their bytes are byte-fallback tokens.
+  const std::string continuation = " the river 東京 😀 birds";
+  grpc::ClientContext context;
+  pb::ScoreRequest request;
+  request.set_session("sc");
+  request.set_context(" a");
+  request.set_continuation(continuation);
+  pb::ScoreResponse score;
+  const grpc::Status status = s->stub->Score(&context, request, &score);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::vector<int> ids = tokenizer_->Encode(continuation);
+  ASSERT_EQ(score.token_scores_size(), static_cast<int>(ids.size()));
+  ASSERT_EQ(score.token_log_probs_size(), static_cast<int>(ids.size()));
+  std::string text;
+  double sum = 0;
+  int empty = 0;
+  for (int i = 0; i < score.token_scores_size(); ++i) {
+    const pb::TokenScore& t = score.token_scores(i);
+    EXPECT_EQ(t.token_id(), ids[i]);
+    EXPECT_EQ(t.token_id(), score.continuation_token_ids(i));
+    EXPECT_EQ(t.piece(), tokenizer_->PieceText(ids[i]));
+    EXPECT_EQ(t.log_prob(), score.token_log_probs(i));
+    EXPECT_LE(t.log_prob(), 0);
+    EXPECT_TRUE(ValidateUtf8(t.text(), false).ok()) << i;
+    if (t.text().empty()) ++empty;
+    text += t.text();
+    sum += t.log_prob();
+  }
+  EXPECT_EQ(text, tokenizer_->Decode(ids));
+  EXPECT_NE(text.find("東京 😀"), std::string::npos) << text;
+  EXPECT_GE(empty, 2);  // the first bytes of 東, 京 and 😀 complete nothing
+  EXPECT_NEAR(sum, score.log_likelihood(), 1e-3);
+}
+
+TEST_F(ServiceTest, EntryContextTextIsValidUtf8AroundEveryEntry) {
+  auto s = Start(DataDir("context_text"));
+  ASSERT_TRUE(CreateSession(s->stub.get(), "ctx").ok());
+  IngestAll(s->stub.get(), "ctx", 0);
+  const int64_t committed = (*s->manager->Get("ctx"))->session().Progress().committed_tokens;
+  const std::vector<int> all = AllDocumentTokens();
+  int byte_entries = 0;
+  for (int64_t id = 0; id < committed; ++id) {
+    grpc::ClientContext context;
+    pb::EntryContextRequest request;
+    request.set_session("ctx");
+    request.set_id(id);
+    request.set_radius(3);
+    pb::EntryContextResponse response;
+    const grpc::Status status = s->stub->EntryContext(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << id << ": " << status.error_message();
+    std::vector<int> tokens;
+    for (const pb::MemoryEntry& e : response.entries()) tokens.push_back(e.token_id());
+    EXPECT_EQ(response.text_before() + response.entry_text() + response.text_after(),
+              tokenizer_->Decode(tokens))
+        << id;
+    for (const std::string* part :
+         {&response.text_before(), &response.entry_text(), &response.text_after()}) {
+      EXPECT_TRUE(ValidateUtf8(*part, false).ok()) << id;
+    }
+    if (tokenizer_->PieceText(all[id]).rfind("<0x", 0) == 0) ++byte_entries;
+  }
+  EXPECT_GT(byte_entries, 0);  // the test saw entries inside characters
 }
 
 }  // namespace
