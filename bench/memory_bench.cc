@@ -34,12 +34,16 @@
 //
 //   memory_bench [--max_memory_tokens=N] [--top_k=K] [--hnsw_max_tokens=N] ...
 //                [Google Benchmark flags]   (--help lists this tool's flags)
+//
+// This file is the runner; the flags are in memory_bench_flags.{h,cc}, the
+// figures the benchmarks record and the summary printed from them in
+// memory_bench_summary.{h,cc}. All the state of a run lives in one Context,
+// which Main creates and the registered benchmarks hold by reference.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/utils/distances.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -47,139 +51,28 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <memory>
-#include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/memory_bench_flags.h"
+#include "bench/memory_bench_summary.h"
+#include "bench/mid_size_model.h"
 #include "benchmark/benchmark.h"
 #include "memory/half_float.h"
 #include "memory/kv_memory.h"
 #include "memory/memory_options.h"
 #include "src/command_line.h"
-#include "bench/mid_size_model.h"
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
 
-namespace fot {
+namespace fot::memory_bench {
 namespace {
 
 using faiss_idx = faiss::Index::idx_t;
-
-// ---------------------------------------------------------------- flags ----
-
-struct Flags {
-  int64_t max_memory_tokens = 1 << 20;
-  int top_k = 128;
-  int prefix_tokens = 16384;
-  int holdout = 512;  // held-out prefix rows used as queries (>= 512: one window)
-  double perturbation = 0.05;
-  // Largest memory each kind is built to, and the largest at which a whole
-  // window is processed (its cost grows linearly with the memory; beyond it the
-  // summary extrapolates).
-  int64_t flat_max_tokens = 1 << 20;
-  int64_t hnsw_max_tokens = 32768;
-  int64_t ivf_max_tokens = 1 << 20;
-  int64_t dense_window_max_tokens = 131072;
-  int64_t flat_window_max_tokens = 32768;
-  int64_t hnsw_window_max_tokens = 32768;
-  int64_t ivf_window_max_tokens = 131072;
-  int gen_tokens = 16;          // timed single-token Appends per Generate run
-  int gen_tokens_large = 4;     // ... when the memory holds >= 512k tokens
-  int recall_queries = 128;     // per store (all 16 stores)
-  int64_t recall_max_tokens = 1 << 20;
-  int64_t overhead_tokens = 32768;  // size of the FAISS overhead comparison (per kind, capped)
-  int overhead_rounds = 3;
-  int64_t bytes_f32_tokens = 32768;  // size of the extra flat f32 memory for bytes/token
-};
-
-Flags g_flags;
-
-struct FlagSpec {
-  const char* name;
-  const char* help;
-  int64_t* i64 = nullptr;
-  int* i32 = nullptr;
-  double* f64 = nullptr;
-};
-
-std::vector<FlagSpec> FlagSpecs() {
-  Flags& f = g_flags;
-  return {
-      {"max_memory_tokens", "largest memory size run (8192, 32768, 131072, 1048576 up to it)",
-       &f.max_memory_tokens},
-      {"top_k", "K of knn:K", nullptr, &f.top_k},
-      {"prefix_tokens", "tokens the model runs over to get real keys/values", nullptr,
-       &f.prefix_tokens},
-      {"holdout", "prefix rows kept aside as queries (>= 512)", nullptr, &f.holdout},
-      {"perturbation", "relative noise on repeated rows", nullptr, nullptr, &f.perturbation},
-      {"flat_max_tokens", "largest flat memory (dense and knn flat)", &f.flat_max_tokens},
-      {"hnsw_max_tokens", "largest HNSW memory (inserts are slow)", &f.hnsw_max_tokens},
-      {"ivf_max_tokens", "largest IVF memory", &f.ivf_max_tokens},
-      {"dense_window_max_tokens", "largest memory for a dense window", &f.dense_window_max_tokens},
-      {"flat_window_max_tokens", "largest memory for a knn-flat window", &f.flat_window_max_tokens},
-      {"hnsw_window_max_tokens", "largest memory for a knn-HNSW window", &f.hnsw_window_max_tokens},
-      {"ivf_window_max_tokens", "largest memory for a knn-IVF window", &f.ivf_window_max_tokens},
-      {"gen_tokens", "timed generated tokens per Generate run", nullptr, &f.gen_tokens},
-      {"gen_tokens_large", "timed generated tokens at >= 512k tokens of memory", nullptr,
-       &f.gen_tokens_large},
-      {"recall_queries", "queries per store for recall", nullptr, &f.recall_queries},
-      {"recall_max_tokens", "largest memory for recall", &f.recall_max_tokens},
-      {"overhead_tokens", "memory size of the FAISS overhead comparison", &f.overhead_tokens},
-      {"overhead_rounds", "alternating engine/bare rounds (min taken)", nullptr,
-       &f.overhead_rounds},
-      {"bytes_f32_tokens", "size of the flat f32 memory measured for bytes/token",
-       &f.bytes_f32_tokens},
-  };
-}
-
-// Takes this tool's --name=value flags out of argv; the rest go to Google
-// Benchmark. Returns false (after printing why) on a bad flag.
-bool ParseFlags(int* argc, char** argv) {
-  const std::vector<FlagSpec> specs = FlagSpecs();
-  int out = 1;
-  for (int i = 1; i < *argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::printf("memory_bench flags (plus Google Benchmark's --benchmark_*):\n");
-      for (const FlagSpec& s : specs) std::printf("  --%s=...  %s\n", s.name, s.help);
-      return false;
-    }
-    bool mine = false;
-    for (const FlagSpec& s : specs) {
-      const std::string prefix = std::string("--") + s.name + "=";
-      if (arg.rfind(prefix, 0) != 0) continue;
-      mine = true;
-      const std::string value = arg.substr(prefix.size());
-      char* end = nullptr;
-      if (s.f64 != nullptr) {
-        *s.f64 = std::strtod(value.c_str(), &end);
-      } else {
-        const long long v = std::strtoll(value.c_str(), &end, 10);
-        if (s.i64 != nullptr) *s.i64 = v;
-        if (s.i32 != nullptr) *s.i32 = static_cast<int>(v);
-      }
-      if (end == value.c_str() || *end != '\0') {
-        std::fprintf(stderr, "memory_bench: bad value in %s\n", arg.c_str());
-        return false;
-      }
-    }
-    if (!mine) argv[out++] = argv[i];
-  }
-  *argc = out;
-  if (g_flags.holdout < 512 || g_flags.holdout < g_flags.recall_queries || g_flags.top_k < 1 ||
-      g_flags.prefix_tokens < 2 * g_flags.holdout + 1024) {
-    std::fprintf(stderr,
-                 "memory_bench: need holdout >= max(512, recall_queries), top_k >= 1 and "
-                 "prefix_tokens >= 2 * holdout + 1024\n");
-    return false;
-  }
-  return true;
-}
 
 // ---------------------------------------------------------------- model ----
 
@@ -191,90 +84,10 @@ std::vector<int> RandomTokens(int n, int vocab, uint32_t seed) {
 }
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-double PeakRssMiB() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 const auto kIgnoreLogits = [](int64_t, int64_t, const float*) {};
-
-// ------------------------------------------------------- the kinds/modes ----
-
-enum Kind { kFlat = 0, kHnsw = 1, kIvf = 2, kNumKinds = 3 };
-const char* const kKindNames[kNumKinds] = {"flat", "hnsw", "ivf"};
-
-// Rows of the summary tables: dense reads the flat memory.
-enum Mode { kDense = 0, kKnnFlat = 1, kKnnHnsw = 2, kKnnIvf = 3, kNumModes = 4 };
-const char* const kModeNames[kNumModes] = {"dense", "knn_flat", "knn_hnsw", "knn_ivf"};
-Kind KindOf(Mode m) { return m == kDense || m == kKnnFlat ? kFlat : m == kKnnHnsw ? kHnsw : kIvf; }
-
-int64_t KindMax(Kind k) {
-  const int64_t max = k == kFlat ? g_flags.flat_max_tokens
-                      : k == kHnsw ? g_flags.hnsw_max_tokens
-                                   : g_flags.ivf_max_tokens;
-  return std::min(max, g_flags.max_memory_tokens);
-}
-
-int64_t WindowMax(Mode m) {
-  switch (m) {
-    case kDense: return g_flags.dense_window_max_tokens;
-    case kKnnFlat: return g_flags.flat_window_max_tokens;
-    case kKnnHnsw: return g_flags.hnsw_window_max_tokens;
-    default: return g_flags.ivf_window_max_tokens;
-  }
-}
-
-MemoryOptions OptionsFor(Kind k) {
-  MemoryOptions o;  // defaults: f16 keys and values, default index parameters
-  o.index_kind = k == kFlat ? IndexKind::kFlat : k == kHnsw ? IndexKind::kHnsw : IndexKind::kIvf;
-  return o;
-}
-
-// --------------------------------------------------------------- figures ---
-
-struct FillRecord {
-  int64_t entries = 0;  // appended entries per store
-  double seconds = 0;
-};
-
-struct Figures {
-  double prefix_seconds = 0;
-  int64_t source_rows = 0;
-  std::map<int64_t, double> window_tokens_per_s[kNumModes];  // [mode][size]
-  std::map<int64_t, double> gen_ms[kNumModes];
-  double window_empty_tokens_per_s = 0;
-  std::map<int64_t, double> gen_empty_ms;  // measured at the start of each size group
-  struct Recall {
-    double strict = 0, tie_aware = 0;
-    double wide = 0;  // searching 2K candidates and keeping the best K
-    bool built = true;
-    int64_t overflow = 0;
-  };
-  std::map<int64_t, Recall> recall[kNumKinds];
-  struct Overhead {
-    int64_t size = 0;
-    double engine_ms = 0, bare_ms = 0;
-    std::string bare_name;
-    double alt_ms = 0;  // a bare float32 index of the same family
-    std::string alt_name;
-  };
-  std::optional<Overhead> overhead[kNumKinds];
-  struct Bytes {
-    std::vector<double> per_layer;  // bytes per stored token, per memory layer (all heads)
-    double total = 0;               // summed over memory layers
-  };
-  std::map<std::string, std::map<int64_t, Bytes>> bytes;  // "flat f16", ...
-  FillRecord fill[kNumKinds];          // cumulative over all fills of the kind
-  FillRecord hnsw_graph_inserts;       // entries added after the HNSW build
-  std::map<int64_t, int64_t> overflow[kNumKinds];  // [kind][size] summed over stores
-};
-
-Figures g_figures;
 
 // -------------------------------------------------------------- context ----
 
@@ -283,9 +96,14 @@ struct LayerRows {
   std::vector<float> keys, values;
 };
 
+// Everything one run shares: the engine, the flags, the figures the
+// benchmarks record for the summary, the real rows and the memories built
+// from them. Main owns it; the registered benchmarks hold it by reference.
 class Context {
  public:
-  Context(const Engine* engine) : engine_(engine) {
+  // `flags` and `figures` must outlive the context.
+  Context(const Engine* engine, const Flags& flags, Figures* figures)
+      : engine_(engine), flags_(flags), figures_(figures) {
     const ModelConfig& c = engine->config();
     kv_heads_ = c.num_key_value_heads;
     head_dim_ = c.head_dim();
@@ -296,6 +114,8 @@ class Context {
   }
 
   const Engine& engine() const { return *engine_; }
+  const Flags& flags() const { return flags_; }
+  Figures& figures() { return *figures_; }
   const std::vector<int>& mem_layers() const { return mem_layers_; }
   int head_dim() const { return head_dim_; }
   int kv_heads() const { return kv_heads_; }
@@ -309,16 +129,15 @@ class Context {
     options.dtype = StorageType::kFloat32;  // exact copies of the engine's keys/values
     absl::StatusOr<ModelState> state = engine_->NewState(options);
     if (!state.ok()) return state.status();
-    prefix_tokens_ = RandomTokens(g_flags.prefix_tokens, c.vocab_size, 7);
+    prefix_tokens_ = RandomTokens(flags_.prefix_tokens, c.vocab_size, 7);
     const double t0 = Now();
     // last_context_length 1: every window but the last token goes to memory.
-    absl::Status s =
-        engine_->Prefill(prefix_tokens_, 1, &*state, LogitsMode::kNone, kIgnoreLogits);
+    absl::Status s = engine_->Prefill(prefix_tokens_, 1, &*state, LogitsMode::kNone, kIgnoreLogits);
     if (!s.ok()) return s;
-    g_figures.prefix_seconds = Now() - t0;
+    figures_->prefix_seconds = Now() - t0;
     const int64_t rows = state->memory[mem_layers_[0]]->size();
-    source_rows_ = rows - g_flags.holdout;
-    g_figures.source_rows = source_rows_;
+    source_rows_ = rows - flags_.holdout;
+    figures_->source_rows = source_rows_;
     for (int l : mem_layers_) {
       const KvMemory& memory = *state->memory[l];
       LayerRows lr;
@@ -344,8 +163,8 @@ class Context {
     std::fprintf(stderr,
                  "[memory_bench] prefix of %d tokens through the model (dense, flat f32): %.1f s; "
                  "%lld real rows per memory layer: %lld fill source + %d held-out queries\n",
-                 g_flags.prefix_tokens, g_figures.prefix_seconds, static_cast<long long>(rows),
-                 static_cast<long long>(source_rows_), g_flags.holdout);
+                 flags_.prefix_tokens, figures_->prefix_seconds, static_cast<long long>(rows),
+                 static_cast<long long>(source_rows_), flags_.holdout);
     return absl::OkStatus();
   }
 
@@ -397,7 +216,7 @@ class Context {
   absl::StatusOr<ModelState*> Ensure(Kind kind, int64_t size) {
     // Kinds that will not be needed at this size any more give their memory back.
     for (int k = 0; k < kNumKinds; ++k) {
-      if (states_[k] && KindMax(static_cast<Kind>(k)) < size) {
+      if (states_[k] && KindMax(flags_, static_cast<Kind>(k)) < size) {
         std::fprintf(stderr, "[memory_bench] releasing the %s memory\n", kKindNames[k]);
         states_[k].reset();
       }
@@ -417,14 +236,14 @@ class Context {
         }
       }
       const double seconds = Now() - t0;
-      g_figures.fill[kind].entries += size - have;
-      g_figures.fill[kind].seconds += seconds;
+      figures_->fill[kind].entries += size - have;
+      figures_->fill[kind].seconds += seconds;
       const int64_t stores = static_cast<int64_t>(mem_layers_.size()) * kv_heads_;
       if (kind == kHnsw) {
         const int64_t graph = size - std::max<int64_t>(have, kHnswBuildSize);
         if (graph > 0) {
-          g_figures.hnsw_graph_inserts.entries += graph;
-          g_figures.hnsw_graph_inserts.seconds += seconds;
+          figures_->hnsw_graph_inserts.entries += graph;
+          figures_->hnsw_graph_inserts.seconds += seconds;
         }
       }
       std::fprintf(stderr,
@@ -436,7 +255,7 @@ class Context {
       for (int l : mem_layers_) {
         for (int h = 0; h < kv_heads_; ++h) overflow += state->memory[l]->store(h).overflow_size();
       }
-      g_figures.overflow[kind][size] = overflow;
+      figures_->overflow[kind][size] = overflow;
       RecordBytes(absl::StrFormat("%s f16", kKindNames[kind]), *state, size);
     }
     return state;
@@ -449,7 +268,7 @@ class Context {
       b.per_layer.push_back(per_token);
       b.total += per_token;
     }
-    g_figures.bytes[name][size] = b;
+    figures_->bytes[name][size] = b;
   }
 
   // A memory for bytes/token only: flat f32.
@@ -476,7 +295,7 @@ class Context {
   void Perturb(float* x, int64_t id, int h, int which) const {
     double ss = 0;
     for (int j = 0; j < head_dim_; ++j) ss += double(x[j]) * x[j];
-    const float scale = static_cast<float>(g_flags.perturbation * std::sqrt(ss / head_dim_));
+    const float scale = static_cast<float>(flags_.perturbation * std::sqrt(ss / head_dim_));
     uint64_t z = (static_cast<uint64_t>(id) * 16 + h) * 2 + which;
     for (int j = 0; j < head_dim_; ++j) {
       // splitmix64, then a sum of 4 uniforms (approximately Gaussian, var 1)
@@ -495,6 +314,8 @@ class Context {
   }
 
   const Engine* engine_;
+  const Flags& flags_;
+  Figures* figures_;
   int kv_heads_ = 0, head_dim_ = 0;
   int64_t row_ = 0;
   std::vector<int> mem_layers_;
@@ -505,13 +326,11 @@ class Context {
   std::unique_ptr<ModelState> empty_;
 };
 
-Context* g_context = nullptr;
-
-void SetRetrieval(ModelState* state, Mode mode) {
+void SetRetrieval(ModelState* state, Mode mode, int top_k) {
   state->retrieval = Retrieval{};
   if (mode != kDense) {
     state->retrieval.mode = Retrieval::Mode::kKnn;
-    state->retrieval.top_k = g_flags.top_k;
+    state->retrieval.top_k = top_k;
   }
 }
 
@@ -528,25 +347,26 @@ bool Fail(benchmark::State& st, const absl::Status& s) {
 // ------------------------------------------------------------ benchmarks ---
 
 // One window of W tokens as the last (cached) window: reads memory, adds none.
-void RunWindow(benchmark::State& st, ModelState* state, Mode mode) {
-  const Engine& engine = g_context->engine();
+void RunWindow(benchmark::State& st, Context& context, ModelState* state, Mode mode) {
+  const Engine& engine = context.engine();
   const int w = engine.config().max_position_embeddings;
   const std::vector<int> tokens = RandomTokens(w, engine.config().vocab_size, 11);
-  SetRetrieval(state, mode);
+  SetRetrieval(state, mode, context.flags().top_k);
   for (auto _ : st) {
     ClearCaches(state);
     if (Fail(st, engine.Prefill(tokens, w, state, LogitsMode::kLast, kIgnoreLogits))) break;
   }
   ClearCaches(state);
-  st.counters["tokens_per_s"] = benchmark::Counter(w, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tokens_per_s"] =
+      benchmark::Counter(w, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Single-token Appends after a 64-token prefill; returns ms per token.
-double RunGenerate(benchmark::State& st, ModelState* state, Mode mode) {
-  const Engine& engine = g_context->engine();
+double RunGenerate(benchmark::State& st, Context& context, ModelState* state, Mode mode) {
+  const Engine& engine = context.engine();
   const int vocab = engine.config().vocab_size;
   const std::vector<int> prompt = RandomTokens(64, vocab, 13);
-  SetRetrieval(state, mode);
+  SetRetrieval(state, mode, context.flags().top_k);
   ClearCaches(state);
   if (Fail(st, engine.Prefill(prompt, 64, state, LogitsMode::kLast, kIgnoreLogits))) return 0;
   int token = 5;
@@ -571,25 +391,26 @@ double RunGenerate(benchmark::State& st, ModelState* state, Mode mode) {
 }
 
 // recall@K of the store's Search against exact top-K over its own stored keys.
-void RunRecall(benchmark::State& st, Kind kind, int64_t size) {
-  absl::StatusOr<ModelState*> state = g_context->Ensure(kind, size);
+void RunRecall(benchmark::State& st, Context& context, Kind kind, int64_t size) {
+  absl::StatusOr<ModelState*> state = context.Ensure(kind, size);
   if (!state.ok()) {
     Fail(st, state.status());
     return;
   }
-  const int k = g_flags.top_k, nq = g_flags.recall_queries, d = g_context->head_dim();
+  const Flags& flags = context.flags();
+  const int k = flags.top_k, nq = flags.recall_queries, d = context.head_dim();
   double strict = 0, tie = 0, wide = 0;
   int64_t count = 0;
   bool built = true;
   for (auto _ : st) {
     strict = tie = wide = 0;
     count = 0;
-    const std::vector<int>& layers = g_context->mem_layers();
+    const std::vector<int>& layers = context.mem_layers();
     for (size_t li = 0; li < layers.size(); ++li) {
-      for (int h = 0; h < g_context->kv_heads(); ++h) {
+      for (int h = 0; h < context.kv_heads(); ++h) {
         const KvStore& store = (*state)->memory[layers[li]]->store(h);
         built = built && store.index_built();
-        const std::vector<float> q = g_context->Queries(li, h, nq);
+        const std::vector<float> q = context.Queries(li, h, nq);
         std::vector<float> keys(size * d);
         if (Fail(st, store.ReadKeys(0, size, keys.data()))) return;
         std::vector<float> exact_d(nq * k), got_d(nq * k);
@@ -631,8 +452,8 @@ void RunRecall(benchmark::State& st, Kind kind, int64_t size) {
   r.tie_aware = tie / count;
   r.wide = wide / count;
   r.built = built;
-  r.overflow = g_figures.overflow[kind][size];
-  g_figures.recall[kind][size] = r;
+  r.overflow = context.figures().overflow[kind][size];
+  context.figures().recall[kind][size] = r;
   st.counters["recall"] = r.strict;
   st.counters["recall_tie_aware"] = r.tie_aware;
   st.counters["recall_2k_candidates"] = r.wide;
@@ -666,20 +487,21 @@ double MaxNormSq(const float* x, int64_t n, int d) {
 
 // KvStore::Search on one store (first memory layer, kv head 0) with one
 // window's queries against a bare FAISS index of the same structure.
-void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
-  absl::StatusOr<ModelState*> state = g_context->Ensure(kind, size);
+void RunOverhead(benchmark::State& st, Context& context, Kind kind, int64_t size) {
+  absl::StatusOr<ModelState*> state = context.Ensure(kind, size);
   if (!state.ok()) {
     Fail(st, state.status());
     return;
   }
   const MemoryOptions o = OptionsFor(kind);
-  const int k = g_flags.top_k, d = g_context->head_dim(), nq = 512;
-  const KvStore& store = (*state)->memory[g_context->mem_layers()[0]]->store(0);
+  const Flags& flags = context.flags();
+  const int k = flags.top_k, d = context.head_dim(), nq = 512;
+  const KvStore& store = (*state)->memory[context.mem_layers()[0]]->store(0);
   if (!store.index_built()) {
     st.SkipWithError("the index is not built at this size (its keys are searched exactly)");
     return;
   }
-  const std::vector<float> q = g_context->Queries(0, 0, nq);
+  const std::vector<float> q = context.Queries(0, 0, nq);
   std::vector<float> keys(size * d);  // as stored (fp16-rounded)
   if (Fail(st, store.ReadKeys(0, size, keys.data()))) return;
 
@@ -703,12 +525,11 @@ void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
     const int nlist = static_cast<int>(store.index_lists());
     const int nprobe = std::min(o.ivf_nprobe, std::max(nlist, 1));
     const int64_t build_n =
-        kind == kHnsw ? kHnswBuildSize
-                      : std::min<int64_t>(size, std::max<int64_t>(
-                                                    ResolveMemoryOptions(o, d).ivf_train_size,
-                                                    int64_t{64} * nlist));
-    const double bound_sq =
-        1.5625 * MaxNormSq(keys.data(), kind == kHnsw ? build_n : size, d);
+        kind == kHnsw
+            ? kHnswBuildSize
+            : std::min<int64_t>(size, std::max<int64_t>(ResolveMemoryOptions(o, d).ivf_train_size,
+                                                        int64_t{64} * nlist));
+    const double bound_sq = 1.5625 * MaxNormSq(keys.data(), kind == kHnsw ? build_n : size, d);
     const std::vector<float> aug = Augment(keys.data(), size, d, bound_sq);
     bare_q.assign(static_cast<size_t>(nq) * (d + 2), 0.0f);
     for (int i = 0; i < nq; ++i) std::memcpy(&bare_q[i * (d + 2)], &q[i * d], d * sizeof(float));
@@ -724,14 +545,14 @@ void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
     } else {
       bare_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
       auto ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(
-          bare_quantizer.get(), d + 2, nlist, faiss::ScalarQuantizer::QT_fp16,
-          faiss::METRIC_L2, false);
+          bare_quantizer.get(), d + 2, nlist, faiss::ScalarQuantizer::QT_fp16, faiss::METRIC_L2,
+          false);
       ivf->train(build_n, aug.data());
       ivf->add(size, aug.data());
       ivf->nprobe = nprobe;
       bare = std::move(ivf);
-      result.bare_name = absl::StrFormat("IndexIVFScalarQuantizer fp16 L2 nlist %d nprobe %d",
-                                         nlist, nprobe);
+      result.bare_name =
+          absl::StrFormat("IndexIVFScalarQuantizer fp16 L2 nlist %d nprobe %d", nlist, nprobe);
       alt_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
       auto flat = std::make_unique<faiss::IndexIVFFlat>(alt_quantizer.get(), d + 2, nlist,
                                                         faiss::METRIC_L2);
@@ -747,7 +568,7 @@ void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
   std::vector<int64_t> ids(nq * k);
   double engine_best = 1e30, bare_best = 1e30, alt_best = 1e30;
   for (auto _ : st) {
-    for (int round = 0; round < g_flags.overhead_rounds; ++round) {
+    for (int round = 0; round < flags.overhead_rounds; ++round) {
       double t0 = Now();
       if (Fail(st, store.Search(q.data(), nq, d, k, nullptr, ids.data(), dist.data()))) return;
       engine_best = std::min(engine_best, Now() - t0);
@@ -770,7 +591,7 @@ void RunOverhead(benchmark::State& st, Kind kind, int64_t size) {
     std::swap(result.bare_ms, result.alt_ms);
     std::swap(result.bare_name, result.alt_name);
   }
-  g_figures.overhead[kind] = result;
+  context.figures().overhead[kind] = result;
   st.counters["engine_ms"] = result.engine_ms;
   st.counters["bare_ms"] = result.bare_ms;
   st.counters["ratio"] = result.engine_ms / result.bare_ms;
@@ -784,74 +605,84 @@ void Register(const std::string& name, int iterations, benchmark::TimeUnit unit,
       ->UseRealTime();
 }
 
-void RegisterAll() {
+// Registers every benchmark of this run; they hold `context` by reference.
+void RegisterAll(Context& context) {
+  const Flags& flags = context.flags();
   std::vector<int64_t> sizes;
   for (int64_t s : {int64_t{8192}, int64_t{32768}, int64_t{131072}, int64_t{1048576}}) {
-    if (s <= g_flags.max_memory_tokens) sizes.push_back(s);
+    if (s <= flags.max_memory_tokens) sizes.push_back(s);
   }
-  Register("Window/empty/0", 2, benchmark::kMillisecond, [](benchmark::State& st) {
-    ModelState* state = g_context->Empty();
-    RunWindow(st, state, kKnnIvf);  // the reporter records the rate
+  Register("Window/empty/0", 2, benchmark::kMillisecond, [&context](benchmark::State& st) {
+    ModelState* state = context.Empty();
+    RunWindow(st, context, state, kKnnIvf);  // the reporter records the rate
   });
-  Register("BytesFlatF32/" + std::to_string(g_flags.bytes_f32_tokens), 1, benchmark::kSecond,
-           [](benchmark::State& st) {
-             for (auto _ : st) Fail(st, g_context->MeasureFlatF32Bytes(g_flags.bytes_f32_tokens));
+  Register("BytesFlatF32/" + std::to_string(flags.bytes_f32_tokens), 1, benchmark::kSecond,
+           [&context](benchmark::State& st) {
+             for (auto _ : st) {
+               Fail(st, context.MeasureFlatF32Bytes(context.flags().bytes_f32_tokens));
+             }
            });
   for (int64_t size : sizes) {
-    const int gen = size >= 524288 ? g_flags.gen_tokens_large : g_flags.gen_tokens;
-    Register("Generate/empty/" + std::to_string(size), std::max(gen, g_flags.gen_tokens),
-             benchmark::kMillisecond,
-             [size](benchmark::State& st) {
-               g_figures.gen_empty_ms[size] = RunGenerate(st, g_context->Empty(), kKnnIvf);
+    const int gen = size >= 524288 ? flags.gen_tokens_large : flags.gen_tokens;
+    Register("Generate/empty/" + std::to_string(size), std::max(gen, flags.gen_tokens),
+             benchmark::kMillisecond, [&context, size](benchmark::State& st) {
+               context.figures().gen_empty_ms[size] =
+                   RunGenerate(st, context, context.Empty(), kKnnIvf);
              });
     for (int m = 0; m < kNumModes; ++m) {
       const Mode mode = static_cast<Mode>(m);
       const Kind kind = KindOf(mode);
-      if (size > KindMax(kind)) continue;
+      if (size > KindMax(flags, kind)) continue;
       const std::string suffix = std::string(kModeNames[m]) + "/" + std::to_string(size);
-      if (size <= WindowMax(mode)) {
-        Register("Window/" + suffix, 1, benchmark::kSecond, [mode, kind, size](benchmark::State& st) {
-          absl::StatusOr<ModelState*> state = g_context->Ensure(kind, size);
-          if (!state.ok()) {
-            Fail(st, state.status());
-            return;
-          }
-          RunWindow(st, *state, mode);
-        });
+      if (size <= WindowMax(flags, mode)) {
+        Register("Window/" + suffix, 1, benchmark::kSecond,
+                 [&context, mode, kind, size](benchmark::State& st) {
+                   absl::StatusOr<ModelState*> state = context.Ensure(kind, size);
+                   if (!state.ok()) {
+                     Fail(st, state.status());
+                     return;
+                   }
+                   RunWindow(st, context, *state, mode);
+                 });
       }
       Register("Generate/" + suffix, gen, benchmark::kMillisecond,
-               [mode, kind, size](benchmark::State& st) {
-                 absl::StatusOr<ModelState*> state = g_context->Ensure(kind, size);
+               [&context, mode, kind, size](benchmark::State& st) {
+                 absl::StatusOr<ModelState*> state = context.Ensure(kind, size);
                  if (!state.ok()) {
                    Fail(st, state.status());
                    return;
                  }
-                 g_figures.gen_ms[mode][size] = RunGenerate(st, *state, mode);
+                 context.figures().gen_ms[mode][size] = RunGenerate(st, context, *state, mode);
                });
     }
     for (Kind kind : {kHnsw, kIvf}) {
-      if (size <= KindMax(kind) && size <= g_flags.recall_max_tokens) {
-        Register(absl::StrFormat("Recall/%s/%d", kKindNames[kind], size), 1, benchmark::kSecond,
-                 [kind, size](benchmark::State& st) { RunRecall(st, kind, size); });
+      if (size <= KindMax(flags, kind) && size <= flags.recall_max_tokens) {
+        Register(
+            absl::StrFormat("Recall/%s/%d", kKindNames[kind], size), 1, benchmark::kSecond,
+            [&context, kind, size](benchmark::State& st) { RunRecall(st, context, kind, size); });
       }
     }
     for (Kind kind : {kFlat, kHnsw, kIvf}) {
-      const int64_t at = std::min(g_flags.overhead_tokens, KindMax(kind));
+      const int64_t at = std::min(flags.overhead_tokens, KindMax(flags, kind));
       // At the listed size nearest below `at`.
       int64_t chosen = 0;
       for (int64_t s : sizes) {
         if (s <= at) chosen = s;
       }
       if (chosen == size) {
-        Register(absl::StrFormat("Overhead/%s/%d", kKindNames[kind], size), 1, benchmark::kSecond,
-                 [kind, size](benchmark::State& st) { RunOverhead(st, kind, size); });
+        Register(
+            absl::StrFormat("Overhead/%s/%d", kKindNames[kind], size), 1, benchmark::kSecond,
+            [&context, kind, size](benchmark::State& st) { RunOverhead(st, context, kind, size); });
       }
     }
   }
 }
 
+// The console reporter, also recording the window rates into `figures`.
 class Reporter : public benchmark::ConsoleReporter {
  public:
+  explicit Reporter(Figures* figures) : figures_(figures) {}
+
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
@@ -859,263 +690,26 @@ class Reporter : public benchmark::ConsoleReporter {
       if (run.error_occurred || !run.counters.count("tokens_per_s")) continue;
       const double rate = run.counters.at("tokens_per_s").value;
       if (name.starts_with("Window/empty/")) {
-        g_figures.window_empty_tokens_per_s = rate;
+        figures_->window_empty_tokens_per_s = rate;
         continue;
       }
       for (int m = 0; m < kNumModes; ++m) {
         const std::string prefix = std::string("Window/") + kModeNames[m] + "/";
         if (name.starts_with(prefix)) {
-          g_figures.window_tokens_per_s[m][std::stoll(name.substr(prefix.size()))] = rate;
+          figures_->window_tokens_per_s[m][std::stoll(name.substr(prefix.size()))] = rate;
         }
       }
     }
   }
+
+ private:
+  Figures* figures_;
 };
-
-// ---------------------------------------------------------------- summary --
-
-const std::vector<int64_t> kSizes = {8192, 32768, 131072, 1048576};
-
-std::string SizeName(int64_t s) {
-  return s >= 1048576 ? absl::StrFormat("%lldM", static_cast<long long>(s >> 20))
-                      : absl::StrFormat("%lldk", static_cast<long long>(s >> 10));
-}
-
-// Window processing rate at `size`: measured, or extrapolated from the largest
-// measured size assuming the memory part of the time is linear in the size.
-// Returns 0 when neither is possible; *extrapolated says which.
-double WindowRate(Mode m, int64_t size, bool* extrapolated) {
-  *extrapolated = false;
-  const auto& measured = g_figures.window_tokens_per_s[m];
-  if (measured.count(size)) return measured.at(size);
-  const double empty = g_figures.window_empty_tokens_per_s;
-  if (measured.empty() || empty <= 0 || m == kKnnHnsw) return 0;  // HNSW is not linear
-  const auto& [base_size, base_rate] = *measured.rbegin();
-  if (base_size > size) return 0;
-  const int w = 512;
-  const double t0 = w / empty, t1 = w / base_rate;
-  const double t = t0 + (t1 - t0) * static_cast<double>(size) / base_size;
-  *extrapolated = true;
-  return w / t;
-}
-
-void PrintSummary(const ModelConfig& config) {
-  const Figures& f = g_figures;
-  const int hd = config.head_dim();
-  std::printf("\n== memory summary (mid-size model: hidden 512, 8 layers, 8 heads/8 kv heads, "
-              "head_dim %d, W 512, memory layers 3 and 6 = %zu stores; knn K = %d; "
-              "default MemoryOptions, f16 keys and values; this machine, this run) ==\n",
-              hd, config.mem_layers.size() * config.num_key_value_heads, g_flags.top_k);
-  std::printf("memories: real engine keys/values of a %d-token random-id prefix (%.1f s through "
-              "the model), %lld rows per layer as fill source,\n  repeated with %.0f%% "
-              "deterministic noise on every repeat (sizes > %lld are mostly perturbed copies); "
-              "queries = %d held-out real keys\n",
-              g_flags.prefix_tokens, f.prefix_seconds, static_cast<long long>(f.source_rows),
-              g_flags.perturbation * 100, static_cast<long long>(f.source_rows), g_flags.holdout);
-  std::printf("timings are noisy: 2 shared cores with other jobs running; ratios below are "
-              "from the same run\n");
-  for (Kind k : {kFlat, kHnsw, kIvf}) {
-    std::printf("  %s options: %s\n", kKindNames[k],
-                DescribeOptions(ResolveMemoryOptions(OptionsFor(k), hd)).c_str());
-  }
-
-  std::printf("\nprocessing one more window (Prefill of 512 tokens, kLast, window kept as the "
-              "cache), tokens/s  [~ = extrapolated linearly from the largest measured size, "
-              "- = not run]\n");
-  std::printf("  %-10s", "memory");
-  for (int64_t s : kSizes) std::printf(" %10s", SizeName(s).c_str());
-  std::printf("   (empty memory: %.1f)\n", f.window_empty_tokens_per_s);
-  for (int m = 0; m < kNumModes; ++m) {
-    std::printf("  %-10s", kModeNames[m]);
-    for (int64_t s : kSizes) {
-      bool ex = false;
-      const double r = s <= g_flags.max_memory_tokens ? WindowRate(static_cast<Mode>(m), s, &ex) : 0;
-      if (r <= 0) {
-        std::printf(" %10s", "-");
-      } else {
-        std::printf(" %10s", absl::StrFormat("%s%.1f", ex ? "~" : "", r).c_str());
-      }
-    }
-    std::printf("\n");
-  }
-
-  std::printf("\ngeneration latency (Engine::Append of 1 token after a 64-token prefill), "
-              "median ms/token of %d tokens (%d at 1M)\n",
-              g_flags.gen_tokens, g_flags.gen_tokens_large);
-  std::printf("  %-10s", "memory");
-  for (int64_t s : kSizes) std::printf(" %10s", SizeName(s).c_str());
-  std::printf("\n  %-10s", "empty");
-  for (int64_t s : kSizes) {
-    if (f.gen_empty_ms.count(s)) {
-      std::printf(" %10.2f", f.gen_empty_ms.at(s));
-    } else {
-      std::printf(" %10s", "-");
-    }
-  }
-  std::printf("   (empty memory, re-measured before each size)\n");
-  for (int m = 0; m < kNumModes; ++m) {
-    std::printf("  %-10s", kModeNames[m]);
-    for (int64_t s : kSizes) {
-      if (f.gen_ms[m].count(s) && f.gen_ms[m].at(s) > 0) {
-        std::printf(" %10.2f", f.gen_ms[m].at(s));
-      } else {
-        std::printf(" %10s", "-");
-      }
-    }
-    std::printf("\n");
-  }
-
-  std::printf("\nrecall@%d against exact top-%d over the same stored keys (%d held-out real "
-              "keys per store x %zu stores; tie-aware: result's exact score >= the exact K-th)\n",
-              g_flags.top_k, g_flags.top_k, g_flags.recall_queries,
-              config.mem_layers.size() * config.num_key_value_heads);
-  double worst_recall = 2;
-  for (Kind kind : {kHnsw, kIvf}) {
-    for (const auto& [size, r] : f.recall[kind]) {
-      std::printf("  %-5s %5s  recall %.4f  tie-aware %.4f  (searching 2K, keeping K: %.4f)%s"
-                  "  overflow entries %lld\n",
-                  kKindNames[kind], SizeName(size).c_str(), r.strict, r.tie_aware, r.wide,
-                  r.built ? "" : "  (index not built yet: searched exactly)",
-                  static_cast<long long>(r.overflow));
-      if (r.built) worst_recall = std::min(worst_recall, r.strict);
-    }
-  }
-
-  std::printf("\nFAISS overhead: KvStore::Search of 512 queries, k=%d, on one store (layer 3, "
-              "kv head 0) vs a bare FAISS index of the same structure, same keys/queries/k "
-              "(min of %d alternating rounds)\n",
-              g_flags.top_k, g_flags.overhead_rounds);
-  double worst_ratio = 0;
-  for (Kind kind : {kFlat, kHnsw, kIvf}) {
-    if (!f.overhead[kind]) continue;
-    const Figures::Overhead& o = *f.overhead[kind];
-    const double ratio = o.engine_ms / o.bare_ms;
-    worst_ratio = std::max(worst_ratio, ratio);
-    std::printf("  %-5s %5s  engine %9.1f ms  bare %9.1f ms  ratio %.2f   [bare: %s]\n",
-                kKindNames[kind], SizeName(o.size).c_str(), o.engine_ms, o.bare_ms, ratio,
-                o.bare_name.c_str());
-    if (!o.alt_name.empty()) {
-      std::printf("  %-5s %5s  for comparison, bare %s: %.1f ms (store / this = %.2f)\n", "",
-                  "", o.alt_name.c_str(), o.alt_ms, o.engine_ms / o.alt_ms);
-    }
-  }
-
-  std::printf("\nbytes of memory per stored token (KvMemory::bytes() / entries; per layer = all "
-              "8 kv heads of that layer)\n");
-  const double reference = 4.0 * hd;
-  double flat_f16_per_head = 0;
-  for (const auto& [name, by_size] : f.bytes) {
-    for (const auto& [size, b] : by_size) {
-      std::printf("  %-9s %5s  layer3 %7.1f  layer6 %7.1f  total %7.1f  per entry per head "
-                  "%6.1f  (= %.2f x 4*head_dim)\n",
-                  name.c_str(), SizeName(size).c_str(), b.per_layer[0],
-                  b.per_layer.size() > 1 ? b.per_layer[1] : 0.0, b.total,
-                  b.per_layer[0] / config.num_key_value_heads,
-                  b.per_layer[0] / config.num_key_value_heads / reference);
-      if (name == "flat f16") {
-        flat_f16_per_head =
-            std::max(flat_f16_per_head, b.per_layer[0] / config.num_key_value_heads);
-      }
-    }
-  }
-
-  std::printf("\ninsert rates (vectors/s summed over the stores, including encoding): ");
-  for (int k = 0; k < kNumKinds; ++k) {
-    if (f.fill[k].seconds > 0) {
-      std::printf("%s %.0f  ", kKindNames[k],
-                  f.fill[k].entries * 16.0 / f.fill[k].seconds);
-    }
-  }
-  if (f.hnsw_graph_inserts.seconds > 0) {
-    std::printf("(HNSW graph inserts after the %lld-key build: %.0f/s)",
-                static_cast<long long>(kHnswBuildSize),
-                f.hnsw_graph_inserts.entries * 16.0 / f.hnsw_graph_inserts.seconds);
-  }
-  std::printf("\nappending one window to memory (512 tokens x 16 stores) at these rates: ");
-  for (int k = 0; k < kNumKinds; ++k) {
-    if (f.fill[k].seconds > 0) {
-      std::printf("%s %.3f s  ", kKindNames[k],
-                  512.0 * 16 / (f.fill[k].entries * 16.0 / f.fill[k].seconds));
-    }
-  }
-  std::printf("\npeak RSS: %.0f MiB\n", PeakRssMiB());
-
-  std::printf("\nskipped or approximated in this run:\n");
-  if (f.hnsw_graph_inserts.seconds > 0) {
-    const double rate = f.hnsw_graph_inserts.entries * 16.0 / f.hnsw_graph_inserts.seconds;
-    for (int64_t s : kSizes) {
-      if (s > KindMax(kHnsw) && s <= g_flags.max_memory_tokens) {
-        std::printf("  hnsw at %s: not built (%lld inserts at %.0f/s would take ~%.0f s)\n",
-                    SizeName(s).c_str(), static_cast<long long>(s * 16), rate, s * 16 / rate);
-      }
-    }
-  }
-  for (int m = 0; m < kNumModes; ++m) {
-    for (int64_t s : kSizes) {
-      if (s > g_flags.max_memory_tokens || s > KindMax(KindOf(static_cast<Mode>(m)))) continue;
-      if (!f.window_tokens_per_s[m].count(s)) {
-        bool ex = false;
-        WindowRate(static_cast<Mode>(m), s, &ex);
-        const std::string why =
-            s > WindowMax(static_cast<Mode>(m))
-                ? absl::StrFormat("> --%s_window_max_tokens",
-                                  m == kDense      ? "dense"
-                                  : m == kKnnFlat  ? "flat"
-                                  : m == kKnnHnsw ? "hnsw"
-                                                   : "ivf")
-                : std::string("benchmark filter or error");
-        std::printf("  %s window at %s: not run (%s)%s\n", kModeNames[m], SizeName(s).c_str(),
-                    why.c_str(), ex ? "; extrapolated above (~)" : "");
-      }
-    }
-  }
-  std::printf("  recall only up to %s; sizes above %lld hold perturbed repeats of the real rows\n",
-              SizeName(g_flags.recall_max_tokens).c_str(), static_cast<long long>(f.source_rows));
-
-  std::printf("\n== targets (issue 3) ==\n");
-  {
-    bool ex_ivf = false, ex_dense = false;
-    const double ivf = WindowRate(kKnnIvf, 131072, &ex_ivf);
-    const double dense = WindowRate(kDense, 131072, &ex_dense);
-    if (ivf > 0 && dense > 0) {
-      std::printf("processing at 128k tokens of memory: knn ivf %.1f vs dense %.1f tokens/s = "
-                  "%.2fx%s   (target >= 5x: %s)\n",
-                  ivf, dense, ivf / dense, ex_ivf || ex_dense ? " (partly extrapolated)" : "",
-                  ivf / dense >= 5 ? "met" : "NOT met");
-    } else {
-      std::printf("processing at 128k: not measured in this run\n");
-    }
-  }
-  for (Mode m : {kKnnIvf, kKnnHnsw}) {
-    const int64_t size = f.gen_ms[m].empty() ? 0 : f.gen_ms[m].rbegin()->first;
-    if (size == 0 || !f.gen_empty_ms.count(size)) continue;
-    const double ratio = f.gen_ms[m].at(size) / f.gen_empty_ms.at(size);
-    std::printf("generation with %s tokens of memory (%s): %.2f ms vs %.2f ms empty = %.2fx   "
-                "(target <= 2x at 1M: %s)\n",
-                SizeName(size).c_str(), kModeNames[m], f.gen_ms[m].at(size),
-                f.gen_empty_ms.at(size), ratio,
-                size < 1048576 ? "not measured at 1M" : ratio <= 2 ? "met" : "NOT met");
-  }
-  if (worst_recall <= 1) {
-    std::printf("recall@%d, default index parameters, worst over built indexes: %.4f   "
-                "(target >= 0.95: %s)\n",
-                g_flags.top_k, worst_recall, worst_recall >= 0.95 ? "met" : "NOT met");
-  }
-  if (worst_ratio > 0) {
-    std::printf("FAISS overhead ratio, worst kind: %.2f   (target <= 1.2: %s)\n", worst_ratio,
-                worst_ratio <= 1.2 ? "met" : "NOT met");
-  }
-  if (flat_f16_per_head > 0) {
-    std::printf("flat f16 bytes per entry per head: %.1f vs 4 x head_dim = %.0f: +%.1f%%   "
-                "(target within 30%%: %s)\n",
-                flat_f16_per_head, reference, 100 * (flat_f16_per_head / reference - 1),
-                flat_f16_per_head <= 1.3 * reference ? "met" : "NOT met");
-  }
-}
 
 int Main(int argc, char** argv) {
   UsePassiveOpenMpWaits(argv);  // as every binary of the project (command_line.h)
-  if (!ParseFlags(&argc, argv)) return 2;
+  Flags flags;
+  if (!ParseFlags(&argc, argv, &flags)) return 2;
   benchmark::Initialize(&argc, argv);
   const ModelConfig config = MidSizeConfig();
   auto engine = LoadMidSizeModel();
@@ -1124,21 +718,21 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const double t0 = Now();
-  Context context(engine->get());
-  g_context = &context;
+  Figures figures;
+  Context context(engine->get(), flags, &figures);
   if (absl::Status s = context.CollectRealRows(); !s.ok()) {
     std::fprintf(stderr, "memory_bench: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  RegisterAll();
-  Reporter reporter;
+  RegisterAll(context);
+  Reporter reporter(&figures);
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  PrintSummary(config);
+  PrintSummary(flags, figures, config);
   std::printf("whole benchmark: %.0f s\n", Now() - t0);
   return 0;
 }
 
 }  // namespace
-}  // namespace fot
+}  // namespace fot::memory_bench
 
-int main(int argc, char** argv) { return fot::Main(argc, argv); }
+int main(int argc, char** argv) { return fot::memory_bench::Main(argc, argv); }

@@ -3,7 +3,9 @@
 // streams are plain ServerWriter / ServerReaderWriter loops. Every handler
 // runs inside Guard(), so no exception leaves it, and every absl::Status
 // becomes a grpc::Status in ToGrpcStatus() alone. Every request message is
-// first checked for invalid UTF-8 in its text fields (CheckTextFields).
+// first checked for invalid UTF-8 in its text fields (CheckTextFields). The
+// conversions between engine types and fot.v1 messages live in
+// service_conversions.{h,cc}.
 #include "src/service.h"
 
 #include <google/protobuf/descriptor.h>
@@ -20,14 +22,20 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "proto/fot.grpc.pb.h"
+#include "src/service_conversions.h"
 #include "src/status_macros.h"
 
 namespace fot {
 namespace {
 
 namespace pb = ::fot::v1;
+using service_internal::EntryResolver;
+using service_internal::FillAck;
+using service_internal::FillEntry;
+using service_internal::FillOptions;
+using service_internal::FillSessionInfo;
+using service_internal::SpecOf;
 
 constexpr int kDefaultMaxTokens = 64;
 constexpr int kMaxTokensLimit = 1 << 16;
@@ -165,144 +173,6 @@ absl::StatusOr<std::optional<Retrieval>> QueryRetrieval(
   return retrieval;
 }
 
-void FillOptions(const SessionOptions& options, pb::SessionOptions* out) {
-  out->set_retrieval(DescribeRetrieval(options.retrieval));
-  out->set_index(DescribeOptions(options.memory));
-  out->set_memory_dtype(std::string(StorageTypeName(options.memory.dtype)));
-  out->set_last_context_length(options.last_context_length);
-  const AttentionOptions& a = options.attention;
-  out->set_attention(AttentionModeName(a.mode));
-  if (a.mode != AttentionMode::kLambda) return;  // the lambda fields stay unset
-  out->set_n_global(a.n_global);
-  out->set_local_window(a.local_window);
-  if (a.memory_positioning) {
-    out->set_memory_positioning(MemoryPositioningName(*a.memory_positioning));
-  }
-  if (a.memory_layers) {
-    out->set_memory_layers(a.memory_layers->empty() ? "none"
-                                                    : absl::StrJoin(*a.memory_layers, ","));
-  }
-}
-
-// The options of a CreateSession request as the session manager takes them.
-SessionOptionsSpec SpecOf(const pb::SessionOptions& o) {
-  SessionOptionsSpec spec;
-  spec.retrieval = o.retrieval();
-  spec.index = o.index();
-  spec.memory_dtype = o.memory_dtype();
-  spec.last_context_length = o.last_context_length();
-  spec.attention = o.attention();
-  if (o.has_n_global()) spec.n_global = o.n_global();
-  spec.local_window = o.local_window();
-  spec.memory_positioning = o.memory_positioning();
-  spec.memory_layers = o.memory_layers();
-  return spec;
-}
-
-void FillSessionInfo(const ManagedSession& managed, bool with_documents, pb::SessionInfo* out) {
-  const Session& session = managed.session();
-  out->set_name(managed.name());
-  FillOptions(session.options(), out->mutable_options());
-  const IngestProgress progress = session.Progress();
-  out->set_stream_tokens(progress.stream_tokens);
-  out->set_committed_tokens(progress.committed_tokens);
-  out->set_memory_bytes(session.Stats().bytes);
-  const std::vector<DocumentInfo> documents = session.Documents();
-  out->set_document_count(static_cast<int32_t>(documents.size()));
-  if (!with_documents) return;
-  for (const DocumentInfo& d : documents) {
-    pb::DocumentInfo* doc = out->add_documents();
-    const DocumentState state = managed.Document(d.name);
-    const DocumentState saved = managed.SavedDocument(d.name);
-    doc->set_name(d.name);
-    doc->set_index(d.id);
-    doc->set_first_token(d.first);
-    doc->set_tokens(d.tokens);
-    doc->set_deleted(d.deleted);
-    doc->set_complete(state.complete);
-    doc->set_text(state.text);
-    doc->set_resume_offset(saved.offset);
-  }
-}
-
-// Where memory entries came from, from a snapshot of the session taken before
-// a query (a query must not call into its session while it runs: the session
-// holds its lock). Committed memory holds the stream's tokens in order, so
-// entry e of a layer's committed memory is stream token
-// Session::EntryPosition(e) (e itself under fot); a query's own entries (ids
-// past the committed ones) continue in its input's order: the pending tail,
-// then the query's tokens (question, generated).
-class EntryResolver {
- public:
-  EntryResolver(const Session& session, const Tokenizer& tokenizer)
-      : tokenizer_(tokenizer),
-        session_(session),
-        memory_layers_(session.memory_layers()),
-        documents_(session.Documents()) {
-    stream_ = session.StreamTokens(0, session.Progress().stream_tokens);
-  }
-
-  // Appends a token of the query (question first, then each generated one).
-  void AddQueryToken(int token) { query_.push_back(token); }
-
-  void Fill(int64_t id, pb::MemoryEntry* out) const {
-    out->set_id(id);
-    const int64_t position = session_.EntryPosition(id);
-    if (position >= static_cast<int64_t>(stream_.size())) {
-      const int64_t q = position - static_cast<int64_t>(stream_.size());
-      out->set_document_index(-1);
-      out->set_position(q);
-      if (q < static_cast<int64_t>(query_.size())) SetToken(query_[q], out);
-      return;
-    }
-    if (position < 0) return;
-    SetToken(stream_[position], out);
-    auto it = std::upper_bound(documents_.begin(), documents_.end(), position,
-                               [](int64_t p, const DocumentInfo& d) { return p < d.first; });
-    if (it == documents_.begin()) return;
-    const DocumentInfo& d = *std::prev(it);
-    out->set_document(d.name);
-    out->set_document_index(d.id);
-    out->set_position(position - d.first);
-    out->set_deleted(d.deleted);
-  }
-
-  void FillTrace(const std::vector<AttentionTrace>& traces,
-                 google::protobuf::RepeatedPtrField<pb::LayerRetrieval>* out) const {
-    for (size_t layer = 0; layer < traces.size(); ++layer) {
-      if (!std::binary_search(memory_layers_.begin(), memory_layers_.end(),
-                              static_cast<int>(layer))) {
-        continue;
-      }
-      pb::LayerRetrieval* l = out->Add();
-      l->set_layer(static_cast<int>(layer));
-      for (size_t h = 0; h < traces[layer].heads.size(); ++h) {
-        pb::HeadRetrieval* head = l->add_heads();
-        head->set_head(static_cast<int>(h));
-        for (const TracedEntry& e : traces[layer].heads[h]) {
-          pb::RetrievedEntry* r = head->add_entries();
-          Fill(e.id, r->mutable_entry());
-          r->set_inner_product(e.inner_product);
-          r->set_attention_share(e.attention_share);
-        }
-      }
-    }
-  }
-
- private:
-  void SetToken(int token, pb::MemoryEntry* out) const {
-    out->set_token_id(token);
-    out->set_token_text(tokenizer_.PieceText(token));
-  }
-
-  const Tokenizer& tokenizer_;
-  const Session& session_;  // for EntryPosition only, which takes no lock
-  std::vector<int> memory_layers_;
-  std::vector<DocumentInfo> documents_;  // in stream order
-  std::vector<int> stream_;
-  std::vector<int> query_;
-};
-
 // Streams generated text, holding back what may still become a stop string.
 class StopMatcher {
  public:
@@ -341,15 +211,6 @@ class StopMatcher {
   std::string held_;
   bool stopped_ = false;
 };
-
-void FillAck(const IngestAck& ack, pb::IngestResponse* out) {
-  out->set_document_tokens(ack.document_tokens);
-  out->set_stream_tokens(ack.stream_tokens);
-  out->set_committed_tokens(ack.committed_tokens);
-  out->set_resume_offset(ack.resume_offset);
-  out->set_pending_bytes(ack.pending_bytes);
-  out->set_complete(ack.complete);
-}
 
 int FirstMemoryLayer(const Session& session) {
   return session.memory_layers().empty() ? 0 : session.memory_layers().front();
@@ -678,7 +539,9 @@ class FotService final : public pb::Fot::Service {
         if (l.layer == layer && !l.heads.empty()) total = l.heads.front().entries;
       }
       const std::vector<DocumentInfo> documents = session.Documents();
-      for (const MemoryEntry& e : entries) FillEntry(documents, e, out->add_entries());
+      for (const MemoryEntry& e : entries) {
+        FillEntry(manager_->tokenizer(), documents, e, out->add_entries());
+      }
       const int64_t next = offset + static_cast<int64_t>(entries.size());
       out->set_total_entries(total);
       out->set_offset(offset);
@@ -708,7 +571,7 @@ class FotService final : public pb::Fot::Service {
       DetokenizeStream detokenize(&manager_->tokenizer());
       bool seen = false;
       for (const MemoryEntry& e : entries) {
-        FillEntry(documents, e, out->add_entries());
+        FillEntry(manager_->tokenizer(), documents, e, out->add_entries());
         const std::string text = detokenize.Feed(e.provenance.token);
         if (e.id == request->id()) {
           out->set_entry_text(text);
@@ -766,20 +629,6 @@ class FotService final : public pb::Fot::Service {
   }
 
  private:
-  void FillEntry(const std::vector<DocumentInfo>& documents, const MemoryEntry& e,
-                 pb::MemoryEntry* out) const {
-    out->set_id(e.id);
-    out->set_document_index(e.provenance.document);
-    if (e.provenance.document >= 0 &&
-        e.provenance.document < static_cast<int64_t>(documents.size())) {
-      out->set_document(documents[e.provenance.document].name);
-    }
-    out->set_position(e.provenance.position);
-    out->set_token_id(e.provenance.token);
-    out->set_token_text(manager_->tokenizer().PieceText(e.provenance.token));
-    out->set_deleted(e.deleted);
-  }
-
   SessionManager* manager_;
   const ServerOptions options_;
 };
