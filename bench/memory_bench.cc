@@ -222,7 +222,7 @@ class Context {
       }
     }
     if (!states_[kind]) {
-      absl::StatusOr<ModelState> s = engine_->NewState(OptionsFor(kind));
+      absl::StatusOr<ModelState> s = engine_->NewState(OptionsFor(flags_, kind));
       if (!s.ok()) return s.status();
       states_[kind] = std::make_unique<ModelState>(*std::move(s));
     }
@@ -273,7 +273,7 @@ class Context {
 
   // A memory for bytes/token only: flat f32.
   absl::Status MeasureFlatF32Bytes(int64_t size) {
-    MemoryOptions o = OptionsFor(kFlat);
+    MemoryOptions o = OptionsFor(flags_, kFlat);
     o.dtype = StorageType::kFloat32;
     absl::StatusOr<ModelState> s = engine_->NewState(o);
     if (!s.ok()) return s.status();
@@ -286,7 +286,8 @@ class Context {
 
   // A state with empty memory (for the empty-memory baselines).
   ModelState* Empty() {
-    if (!empty_) empty_ = std::make_unique<ModelState>(*engine_->NewState(OptionsFor(kIvf)));
+    if (!empty_)
+      empty_ = std::make_unique<ModelState>(*engine_->NewState(OptionsFor(flags_, kIvf)));
     return empty_.get();
   }
 
@@ -493,7 +494,7 @@ void RunOverhead(benchmark::State& st, Context& context, Kind kind, int64_t size
     Fail(st, state.status());
     return;
   }
-  const MemoryOptions o = OptionsFor(kind);
+  const MemoryOptions o = OptionsFor(context.flags(), kind);
   const Flags& flags = context.flags();
   const int k = flags.top_k, d = context.head_dim(), nq = 512;
   const KvStore& store = (*state)->memory[context.mem_layers()[0]]->store(0);

@@ -16,6 +16,7 @@ struct FlagSpec {
   int64_t* i64 = nullptr;
   int* i32 = nullptr;
   double* f64 = nullptr;
+  std::string* text = nullptr;
 };
 
 std::vector<FlagSpec> FlagSpecs(Flags* flags) {
@@ -45,6 +46,9 @@ std::vector<FlagSpec> FlagSpecs(Flags* flags) {
        &f.overhead_rounds},
       {"bytes_f32_tokens", "size of the flat f32 memory measured for bytes/token",
        &f.bytes_f32_tokens},
+      {"hnsw", "HNSW index spec, e.g. hnsw:ef_search=1024", nullptr, nullptr, nullptr,
+       &f.hnsw_spec},
+      {"ivf", "IVF index spec, e.g. ivf:nprobe=16", nullptr, nullptr, nullptr, &f.ivf_spec},
   };
 }
 
@@ -66,6 +70,10 @@ bool ParseFlags(int* argc, char** argv, Flags* flags) {
       if (arg.rfind(prefix, 0) != 0) continue;
       mine = true;
       const std::string value = arg.substr(prefix.size());
+      if (s.text != nullptr) {
+        *s.text = value;
+        continue;
+      }
       char* end = nullptr;
       if (s.f64 != nullptr) {
         *s.f64 = std::strtod(value.c_str(), &end);
@@ -88,6 +96,16 @@ bool ParseFlags(int* argc, char** argv, Flags* flags) {
                  "memory_bench: need holdout >= max(512, recall_queries), top_k >= 1 and "
                  "prefix_tokens >= 2 * holdout + 1024\n");
     return false;
+  }
+  for (const auto& [spec, kind] : {std::pair{flags->hnsw_spec, IndexKind::kHnsw},
+                                   std::pair{flags->ivf_spec, IndexKind::kIvf}}) {
+    MemoryOptions o;
+    const absl::Status status = ParseIndexSpec(spec, &o);
+    if (!status.ok() || o.index_kind != kind) {
+      std::fprintf(stderr, "memory_bench: bad index spec '%s': %s\n", spec.c_str(),
+                   status.ok() ? "wrong index kind" : std::string(status.message()).c_str());
+      return false;
+    }
   }
   return true;
 }
@@ -112,9 +130,12 @@ int64_t WindowMax(const Flags& flags, Mode m) {
   }
 }
 
-MemoryOptions OptionsFor(Kind k) {
+MemoryOptions OptionsFor(const Flags& flags, Kind k) {
   MemoryOptions o;  // defaults: f16 keys and values, default index parameters
-  o.index_kind = k == kFlat ? IndexKind::kFlat : k == kHnsw ? IndexKind::kHnsw : IndexKind::kIvf;
+  if (k == kHnsw || k == kIvf) {
+    // Checked by ParseFlags.
+    (void)ParseIndexSpec(k == kHnsw ? flags.hnsw_spec : flags.ivf_spec, &o);
+  }
   return o;
 }
 

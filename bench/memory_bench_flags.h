@@ -9,6 +9,7 @@
 #define FOTSERVE_BENCH_MEMORY_BENCH_FLAGS_H_
 
 #include <cstdint>
+#include <string>
 
 #include "memory/memory_options.h"
 
@@ -38,6 +39,10 @@ struct Flags {
   int64_t overhead_tokens = 32768;  // size of the FAISS overhead comparison (per kind, capped)
   int overhead_rounds = 3;
   int64_t bytes_f32_tokens = 32768;  // size of the extra flat f32 memory for bytes/token
+  // Index parameters of the approximate kinds (ParseIndexSpec syntax, e.g.
+  // "hnsw:ef_search=1024"); the defaults are MemoryOptions' own.
+  std::string hnsw_spec = "hnsw";
+  std::string ivf_spec = "ivf";
 };
 
 // Takes this tool's --name=value flags out of argv into *flags; the rest stay
@@ -65,7 +70,7 @@ int64_t KindMax(const Flags& flags, Kind k);
 int64_t WindowMax(const Flags& flags, Mode m);
 
 // Default MemoryOptions (f16 keys and values) with the index of kind `k`.
-MemoryOptions OptionsFor(Kind k);
+MemoryOptions OptionsFor(const Flags& flags, Kind k);
 
 }  // namespace fot::memory_bench
 

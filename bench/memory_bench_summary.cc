@@ -63,7 +63,7 @@ void PrintSummary(const Flags& flags, const Figures& f, const ModelConfig& confi
       "from the same run\n");
   for (Kind k : {kFlat, kHnsw, kIvf}) {
     std::printf("  %s options: %s\n", kKindNames[k],
-                DescribeOptions(ResolveMemoryOptions(OptionsFor(k), hd)).c_str());
+                DescribeOptions(ResolveMemoryOptions(OptionsFor(flags, k), hd)).c_str());
   }
 
   std::printf(

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -19,12 +20,17 @@ namespace {
 using faiss_idx = faiss::Index::idx_t;
 using MinHeap = faiss::CMin<float, int64_t>;  // keeps the k largest scores
 
-// Scores held at once (floats); bigger batches are scanned in query chunks.
-constexpr int64_t kMaxScoresPerChunk = int64_t{8} << 20;  // 32 MB
+// Queries scored against a list per matrix product: the block of scores
+// (64 x list size) stays in cache while it is merged into the queries' heaps.
+// (Scoring every list first and selecting after streamed a 33 MB score buffer
+// through memory twice per store: a third of a window's time at 128k keys.)
+constexpr int64_t kQueryBlock = 64;
 // Lists probed by fewer queries than this are scored key by key: OpenBLAS's
 // sgemm packs both operands first, which was 15% of a generated token's time
 // at 1M keys.
 constexpr int64_t kMinQueriesForGemm = 4;
+// Scores a heap skips at once when none of them beats its top.
+constexpr int64_t kOfferBlock = 32;
 
 float Dot(const float* a, const float* b, int n) {
   float sum = 0.0f;
@@ -65,161 +71,96 @@ class ListViews {
   std::vector<char> open_;
 };
 
-// One chunk of queries [q0, q1): every probed list scored against its queries
-// with one sgemm, then each query's top k picked from its rows.
-class ChunkScan {
+// Each query's top k, kept in the caller's output rows as FAISS heaps, with
+// one lock per query because the lists a query probes are scanned by
+// different threads. Candidates are compared by (score, id), the heaps' own
+// total order, so the result does not depend on the order lists are scanned.
+class TopK {
  public:
-  ChunkScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest& r,
-            const faiss_idx* probes, int nprobe, ListViews* views)
-      : index_(index), fp16_(fp16_codes), r_(r), probes_(probes), nprobe_(nprobe), views_(views) {}
+  TopK(int64_t nq, int k, const faiss::IDSelector* selector, float* scores, int64_t* ids)
+      : k_(k), selector_(selector), scores_(scores), ids_(ids), locks_(new std::atomic_flag[nq]) {
+    for (int64_t q = 0; q < nq; ++q) faiss::heap_heapify<MinHeap>(k, Scores(q), Ids(q));
+  }
 
-  void Run(int64_t q0, int64_t q1, float* scores, int64_t* ids) {
-    Group(q0, q1);
-    ScoreLists();
-    SelectTopK(q0, q1, scores, ids);
+  // Offers scores v[0..n) of the keys `list_ids` to query q.
+  void Offer(int64_t q, const float* v, const faiss_idx* list_ids, int64_t n) {
+    while (locks_[q].test_and_set(std::memory_order_acquire)) locks_[q].wait(true);
+    float* s = Scores(q);
+    int64_t* id = Ids(q);
+    float worst = s[0];  // the heap's top, the score to beat
+    for (int64_t j0 = 0; j0 < n; j0 += kOfferBlock) {
+      const int64_t end = std::min(n, j0 + kOfferBlock);
+      // Once the heap is full few scores beat it: skip whole blocks at SIMD speed.
+      float best = v[j0];
+#pragma omp simd reduction(max : best)
+      for (int64_t j = j0 + 1; j < end; ++j) best = std::max(best, v[j]);
+      if (best < worst) continue;
+      for (int64_t j = j0; j < end; ++j) {
+        if (v[j] < worst || (v[j] == worst && list_ids[j] <= id[0])) continue;
+        if (selector_ != nullptr && !selector_->is_member(list_ids[j])) continue;
+        faiss::heap_replace_top<MinHeap>(k_, s, id, v[j], list_ids[j]);
+        worst = s[0];
+      }
+    }
+    locks_[q].clear(std::memory_order_release);
+    locks_[q].notify_one();
+  }
+
+  // Best first; unfilled entries get id -1.
+  void Finish(int64_t nq) {
+#pragma omp parallel for schedule(static)
+    for (int64_t q = 0; q < nq; ++q) faiss::heap_reorder<MinHeap>(k_, Scores(q), Ids(q));
   }
 
  private:
-  // Lists probed by the chunk, the queries of each (CSR), and where each
-  // (query, probe) row of scores lives.
-  void Group(int64_t q0, int64_t q1) {
-    const faiss::InvertedLists* lists = index_.invlists;
-    std::vector<int64_t> count(lists->nlist, 0);
-    for (int64_t i = q0 * nprobe_; i < q1 * nprobe_; ++i) {
-      if (probes_[i] >= 0) ++count[probes_[i]];
-    }
-    active_.clear();
-    std::vector<int64_t> slot(lists->nlist, -1);
-    for (size_t l = 0; l < lists->nlist; ++l) {
-      if (count[l] == 0 || lists->list_size(l) == 0) continue;
-      slot[l] = static_cast<int64_t>(active_.size());
-      active_.push_back(
-          {static_cast<int64_t>(l), static_cast<int64_t>(lists->list_size(l)), 0, 0, 0});
-    }
-    int64_t query_at = 0, score_at = 0;
-    for (ActiveList& a : active_) {
-      a.first_query = query_at;
-      a.first_score = score_at;
-      query_at += count[a.list];
-      score_at += count[a.list] * a.size;
-      views_->Open(a.list);
-    }
-    list_queries_.assign(query_at, 0);
-    row_of_.assign((q1 - q0) * nprobe_, -1);
-    for (int64_t q = q0; q < q1; ++q) {
-      for (int p = 0; p < nprobe_; ++p) {
-        const faiss_idx l = probes_[q * nprobe_ + p];
-        if (l < 0 || slot[l] < 0) continue;
-        ActiveList& a = active_[slot[l]];
-        list_queries_[a.first_query + a.filled] = q;
-        row_of_[(q - q0) * nprobe_ + p] = a.first_score + a.filled * a.size;
-        ++a.filled;
-      }
-    }
-    if (buffer_size_ < score_at) {
-      buffer_ = std::make_unique_for_overwrite<float[]>(score_at);
-      buffer_size_ = score_at;
-    }
-  }
+  float* Scores(int64_t q) { return scores_ + q * k_; }
+  int64_t* Ids(int64_t q) { return ids_ + q * k_; }
 
-  void ScoreLists() {
-    const int dim = r_.dim, stride = static_cast<int>(index_.d);
-    int64_t max_size = 0, max_queries = 0;
-    for (const ActiveList& a : active_) {
-      max_size = std::max(max_size, a.size);
-      max_queries = std::max(max_queries, a.filled);
-    }
-    // Per-thread buffers, allocated here: nothing may throw inside the region.
-    const int threads = omp_get_max_threads();
-    // Uninitialised: zeroing them cost more than the scan for one query.
-    const int64_t keys_per_thread = fp16_ ? max_size * dim : 0;  // f32 codes are read in place
-    auto keys = std::make_unique_for_overwrite<float[]>(threads * keys_per_thread + 1);
-    auto queries = std::make_unique_for_overwrite<float[]>(threads * max_queries * dim);
-    const int64_t n_active = static_cast<int64_t>(active_.size());
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i = 0; i < n_active; ++i) {
-      const ActiveList& a = active_[i];
-      const int t = omp_get_thread_num();
-      float* q = queries.get() + t * max_queries * dim;
-      for (int64_t j = 0; j < a.filled; ++j) {
-        std::copy_n(r_.queries + list_queries_[a.first_query + j] * dim, dim, q + j * dim);
-      }
-      const uint8_t* codes = views_->codes(a.list);
-      const auto* f32 = reinterpret_cast<const float*>(codes);
-      const auto* f16 = reinterpret_cast<const uint16_t*>(codes);
-      float* decoded = keys.get() + t * keys_per_thread;
-      float* scores = &buffer_[a.first_score];
-      if (a.filled < kMinQueriesForGemm) {
-        // One pass over the codes: each key decoded into L1 and dotted with
-        // the list's few queries. (sgemm would first pack the whole list.)
-        for (int64_t j = 0; j < a.size; ++j) {
-          const float* key = f32 + j * stride;
-          if (fp16_) {
-            HalfToFloatRow(f16 + j * stride, dim, decoded);
-            key = decoded;
-          }
-          for (int64_t m = 0; m < a.filled; ++m)
-            scores[m * a.size + j] = Dot(q + m * dim, key, dim);
-        }
-        continue;
-      }
-      const float* k = f32;
-      int ldk = stride;
-      if (fp16_) {
-        for (int64_t j = 0; j < a.size; ++j)
-          HalfToFloatRow(f16 + j * stride, dim, decoded + j * dim);
-        k = decoded;
-        ldk = dim;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.filled),
-                  static_cast<int>(a.size), dim, 1.0f, q, dim, k, ldk, 0.0f, scores,
-                  static_cast<int>(a.size));
-    }
-  }
-
-  void SelectTopK(int64_t q0, int64_t q1, float* scores, int64_t* ids) {
-    const int k = r_.k;
-    const faiss::IDSelector* sel = r_.selector;
-#pragma omp parallel for schedule(static)
-    for (int64_t q = q0; q < q1; ++q) {
-      float* s = scores + q * k;
-      int64_t* id = ids + q * k;
-      faiss::heap_heapify<MinHeap>(k, s, id);
-      for (int p = 0; p < nprobe_; ++p) {
-        const int64_t row = row_of_[(q - q0) * nprobe_ + p];
-        if (row < 0) continue;
-        const faiss_idx l = probes_[q * nprobe_ + p];
-        const int64_t size = static_cast<int64_t>(index_.invlists->list_size(l));
-        const float* v = &buffer_[row];
-        const faiss_idx* list_ids = views_->ids(l);
-        for (int64_t j = 0; j < size; ++j) {
-          if (!(v[j] > s[0])) continue;
-          if (sel != nullptr && !sel->is_member(list_ids[j])) continue;
-          faiss::heap_replace_top<MinHeap>(k, s, id, v[j], list_ids[j]);
-        }
-      }
-      faiss::heap_reorder<MinHeap>(k, s, id);
-    }
-  }
-
-  struct ActiveList {
-    int64_t list, size;  // list number, entries
-    int64_t first_query, first_score;
-    int64_t filled;  // queries of this chunk probing it
-  };
-
-  const faiss::IndexIVF& index_;
-  const bool fp16_;
-  const IvfScanRequest& r_;
-  const faiss_idx* probes_;
-  const int nprobe_;
-  ListViews* views_;
-  std::vector<ActiveList> active_;
-  std::vector<int64_t> list_queries_;
-  std::vector<int64_t> row_of_;      // [(q - q0) * nprobe + p]: offset in buffer_, -1 none
-  std::unique_ptr<float[]> buffer_;  // scores, uninitialised
-  int64_t buffer_size_ = 0;
+  const int k_;
+  const faiss::IDSelector* selector_;
+  float* scores_;
+  int64_t* ids_;
+  std::unique_ptr<std::atomic_flag[]> locks_;
 };
+
+// The lists a batch probes, each with the queries probing it.
+struct ProbedLists {
+  struct List {
+    int64_t list, size;          // list number, entries
+    int64_t first_query, count;  // its queries in `queries`
+  };
+  std::vector<List> lists;
+  std::vector<int64_t> queries;
+  int64_t max_size = 0, max_count = 0;
+};
+
+ProbedLists GroupByList(const faiss::InvertedLists& invlists, const faiss_idx* probes, int64_t nq,
+                        int nprobe) {
+  std::vector<int64_t> count(invlists.nlist, 0);
+  for (int64_t i = 0; i < nq * nprobe; ++i) {
+    if (probes[i] >= 0) ++count[probes[i]];
+  }
+  ProbedLists g;
+  std::vector<int64_t> at(invlists.nlist, -1);  // list -> next free slot in g.queries
+  int64_t total = 0;
+  for (size_t l = 0; l < invlists.nlist; ++l) {
+    const auto size = static_cast<int64_t>(invlists.list_size(l));
+    if (count[l] == 0 || size == 0) continue;
+    g.lists.push_back({static_cast<int64_t>(l), size, total, count[l]});
+    g.max_size = std::max(g.max_size, size);
+    g.max_count = std::max(g.max_count, count[l]);
+    at[l] = total;
+    total += count[l];
+  }
+  g.queries.resize(total);
+  for (int64_t q = 0; q < nq; ++q) {
+    for (int p = 0; p < nprobe; ++p) {
+      const faiss_idx l = probes[q * nprobe + p];
+      if (l >= 0 && at[l] >= 0) g.queries[at[l]++] = q;
+    }
+  }
+  return g;
+}
 
 }  // namespace
 
@@ -231,24 +172,71 @@ void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest
     std::vector<float> coarse_distances(r.nq * nprobe);
     index.quantizer->search(r.nq, r.coarse_queries, nprobe, coarse_distances.data(), probes.data());
   }
+  const ProbedLists g = GroupByList(*index.invlists, probes.data(), r.nq, nprobe);
   ListViews views(index.invlists);
-  ChunkScan scan(index, fp16_codes, r, probes.data(), nprobe, &views);
-  int64_t q0 = 0;
-  while (q0 < r.nq) {
-    int64_t q1 = q0, held = 0;
-    while (q1 < r.nq) {
-      int64_t need = 0;
-      for (int p = 0; p < nprobe; ++p) {
-        const faiss_idx l = probes[q1 * nprobe + p];
-        if (l >= 0) need += static_cast<int64_t>(index.invlists->list_size(l));
+  for (const ProbedLists::List& l : g.lists) views.Open(l.list);
+  TopK top(r.nq, r.k, r.selector, scores, ids);
+
+  // Per-thread buffers, allocated here (nothing may throw inside the region)
+  // and uninitialised: zeroing them cost more than the scan of one query.
+  const int dim = r.dim, stride = static_cast<int>(index.d);
+  const int threads = omp_get_max_threads();
+  const int64_t block_rows = std::min(kQueryBlock, g.max_count);
+  const int64_t keys_per_thread = fp16_codes ? g.max_size * dim : 0;  // f32 codes: read in place
+  auto keys = std::make_unique_for_overwrite<float[]>(threads * keys_per_thread + 1);
+  auto queries = std::make_unique_for_overwrite<float[]>(threads * block_rows * dim + 1);
+  auto block = std::make_unique_for_overwrite<float[]>(threads * block_rows * g.max_size + 1);
+  const auto n_lists = static_cast<int64_t>(g.lists.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n_lists; ++i) {
+    const ProbedLists::List& l = g.lists[i];
+    const int t = omp_get_thread_num();
+    const uint8_t* codes = views.codes(l.list);
+    const faiss_idx* list_ids = views.ids(l.list);
+    const int64_t* list_queries = &g.queries[l.first_query];
+    const auto* f32 = reinterpret_cast<const float*>(codes);
+    const auto* f16 = reinterpret_cast<const uint16_t*>(codes);
+    float* decoded = keys.get() + t * keys_per_thread;
+    float* q = queries.get() + t * block_rows * dim;
+    float* v = block.get() + t * block_rows * g.max_size;
+    if (l.count < kMinQueriesForGemm) {
+      // One pass over the codes: each key decoded into L1 and dotted with the
+      // list's few queries. (sgemm would first pack the whole list.)
+      for (int64_t j = 0; j < l.size; ++j) {
+        const float* key = f32 + j * stride;
+        if (fp16_codes) {
+          HalfToFloatRow(f16 + j * stride, dim, decoded);
+          key = decoded;
+        }
+        for (int64_t m = 0; m < l.count; ++m) {
+          v[m * l.size + j] = Dot(r.queries + list_queries[m] * dim, key, dim);
+        }
       }
-      if (q1 > q0 && held + need > kMaxScoresPerChunk) break;
-      held += need;
-      ++q1;
+      for (int64_t m = 0; m < l.count; ++m)
+        top.Offer(list_queries[m], v + m * l.size, list_ids, l.size);
+      continue;
     }
-    scan.Run(q0, q1, scores, ids);
-    q0 = q1;
+    const float* k = f32;
+    int ldk = stride;
+    if (fp16_codes) {
+      for (int64_t j = 0; j < l.size; ++j) HalfToFloatRow(f16 + j * stride, dim, decoded + j * dim);
+      k = decoded;
+      ldk = dim;
+    }
+    for (int64_t m0 = 0; m0 < l.count; m0 += block_rows) {
+      const int64_t rows = std::min(block_rows, l.count - m0);
+      for (int64_t m = 0; m < rows; ++m) {
+        std::copy_n(r.queries + list_queries[m0 + m] * dim, dim, q + m * dim);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                  static_cast<int>(l.size), dim, 1.0f, q, dim, k, ldk, 0.0f, v,
+                  static_cast<int>(l.size));
+      for (int64_t m = 0; m < rows; ++m) {
+        top.Offer(list_queries[m0 + m], v + m * l.size, list_ids, l.size);
+      }
+    }
   }
+  top.Finish(r.nq);
 }
 
 }  // namespace fot

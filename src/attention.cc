@@ -146,12 +146,17 @@ std::string DescribeRetrieval(const Retrieval& retrieval) {
                                                    : absl::StrCat("knn:", retrieval.top_k);
 }
 
+// Up to this many query rows per head (generation), the heads' searches run
+// side by side; a window's big batches are spread over the threads inside
+// each search instead, over its many uneven lists.
+constexpr int kMaxRowsForHeadParallelSearch = 16;
+
 absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads, const float* queries, int rows,
                                int head_dim, int top_k, const SearchFilter* filter, int64_t* ids,
                                float* scores) {
   const size_t per_head = static_cast<size_t>(rows) * top_k;
   std::vector<absl::Status> statuses(kv_heads);
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (rows <= kMaxRowsForHeadParallelSearch)
   for (int g = 0; g < kv_heads; ++g) {
     statuses[g] = memory.Search(g, queries + static_cast<size_t>(g) * rows * head_dim, rows,
                                 head_dim, top_k, filter, ids + g * per_head, scores + g * per_head);

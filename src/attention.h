@@ -94,10 +94,9 @@ struct AttentionScratch {
 
 // knn: one search of each kv head's store for that head's `rows` queries
 // (queries [kv_heads, rows, head_dim], unscaled), into ids and scores
-// [kv_heads, rows, top_k]. The heads' searches run side by side: a search's
-// own parallel loops then run serially inside, which for one generated token
-// saves a thread wake-up per loop (several per store), and for a window
-// splits evenly anyway.
+// [kv_heads, rows, top_k]. For a few rows (a generated token) the heads'
+// searches run side by side, and a search's own parallel loops run serially
+// inside, which saves a thread wake-up per loop (several per store).
 [[nodiscard]] absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads,
                                              const float* queries, int rows, int head_dim,
                                              int top_k, const SearchFilter* filter, int64_t* ids,
