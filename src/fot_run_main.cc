@@ -49,7 +49,7 @@ ABSL_FLAG(std::string, memory, "dense",
           "'knn:K' (the K entries with the largest inner product, per query and head)");
 ABSL_FLAG(std::string, index, "flat",
           "FAISS index of the memory: flat, hnsw or ivf, with parameters as in "
-          "'hnsw:m=32,ef_search=512' or 'ivf:nprobe=32' (ivf lists grow with the memory unless "
+          "'hnsw:m=32,ef_search=1024' or 'ivf:nprobe=32' (ivf lists grow with the memory unless "
           "nlist=N fixes them)");
 ABSL_FLAG(std::string, memory_dtype, "",
           "Storage of memory keys and values: f32, f16 or bf16 (default: the config's mem_dtype)");
