@@ -3,25 +3,19 @@
 // tools/fot_data.py writes them) streams into a session, and "?KEY=" is asked
 // for records that lie in memory, far outside the local window. With memory
 // the value comes back; with the memory layers switched off it cannot.
-#include <map>
-#include <random>
-#include <set>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "src/session.h"
 #include "src/tokenizer.h"
+#include "tools/dict_corpus.h"
 
 namespace fot {
 namespace {
 
 const std::string kModel = std::string(FOT_SOURCE_DIR) + "/models/fot-dict";
-
-struct Record {
-  std::string key, value;
-  int64_t position;  // of its first token in the document
-};
 
 class FotDictTest : public ::testing::Test {
  protected:
@@ -29,39 +23,22 @@ class FotDictTest : public ::testing::Test {
     auto tokenizer = Tokenizer::Load(kModel + "/tokenizer.model");
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = *std::move(tokenizer);
-    for (int id = 0; id < tokenizer_->vocab_size(); ++id) piece_ids_[tokenizer_->PieceText(id)] = id;
-    for (const char* symbol : {"=", ";", "?", "A", "Z", "0", "9"}) {
-      ASSERT_TRUE(piece_ids_.count(symbol)) << "the tokenizer has no piece '" << symbol << "'";
-    }
+    auto corpus = DictCorpus::Create(tokenizer_.get());
+    ASSERT_TRUE(corpus.ok()) << corpus.status();
+    corpus_.emplace(*std::move(corpus));
   }
 
-  std::vector<int> Tokens(const std::string& text) {
-    std::vector<int> ids;
-    for (char c : text) ids.push_back(piece_ids_.at(std::string(1, c)));
-    return ids;
-  }
+  std::vector<int> Tokens(const std::string& text) { return corpus_->Tokens(text); }
 
   // A fresh dictionary of `records` records (seeded, unseen in training).
-  std::vector<int> Dictionary(int records, uint32_t seed, std::vector<Record>* out) {
-    std::mt19937 rng(seed);
-    std::set<std::string> used;
-    std::vector<int> doc = {tokenizer_->bos_id()};
-    while (static_cast<int>(out->size()) < records) {
-      std::string key, value;
-      for (int i = 0; i < 4; ++i) key += static_cast<char>('A' + rng() % 26);
-      for (int i = 0; i < 4; ++i) value += static_cast<char>('0' + rng() % 10);
-      if (!used.insert(key).second) continue;
-      out->push_back({key, value, static_cast<int64_t>(doc.size())});
-      const std::vector<int> ids = Tokens(key + "=" + value + ";");
-      doc.insert(doc.end(), ids.begin(), ids.end());
-    }
-    return doc;
+  std::vector<int> Dictionary(int records, uint32_t seed, std::vector<DictRecord>* out) {
+    return corpus_->Dictionary(records, seed, out);
   }
 
   // Exact-match accuracy over queries for records wholly inside one memory
   // window (a record cut by a window boundary cannot be answered from memory).
   double Accuracy(const Engine& engine, const SessionOptions& options, int* asked) {
-    std::vector<Record> records;
+    std::vector<DictRecord> records;
     const std::vector<int> doc = Dictionary(320, 20261123, &records);  // ~3.2k tokens
     auto session = Session::Create(&engine, options);
     EXPECT_TRUE(session.ok()) << session.status();
@@ -72,8 +49,9 @@ class FotDictTest : public ::testing::Test {
     int correct = 0;
     *asked = 0;
     for (size_t i = 0; i < records.size() && *asked < 40; i += 7) {
-      const Record& r = records[i];
-      if (r.position + 10 > in_memory - window || r.position / window != (r.position + 9) / window) {
+      const DictRecord& r = records[i];
+      if (r.position + 10 > in_memory - window ||
+          r.position / window != (r.position + 9) / window) {
         continue;  // near the local window, or cut by a window boundary
       }
       QueryOptions query;
@@ -88,7 +66,7 @@ class FotDictTest : public ::testing::Test {
   }
 
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::map<std::string, int> piece_ids_;
+  std::optional<DictCorpus> corpus_;  // tools/dict_corpus.h: fot_data.py's formats
 };
 
 TEST_F(FotDictTest, AnswersFromMemoryWithDenseAndKnnRetrieval) {

@@ -1,0 +1,605 @@
+// fot-dict-eval (issue 5): the accuracy of the project's trained model
+// (models/fot-dict) through the C++ engine, as its memory grows.
+//
+// For every memory size (--sizes) a fresh dictionary document (BOS + records
+// KEY=VALUE;, tools/dict_corpus.h, in tools/fot_data.py's format; seeds from
+// 1 000 000 up, std::mt19937, so never a training document) streams into a
+// fot::Session, StartDocument/AppendToDocument as the service does. It holds
+// just enough records that `size` tokens are in memory (committed) when the
+// questions come, and ends on a record boundary. Then --queries records are
+// drawn uniformly among those lying wholly in memory (so outside the local
+// window of the question) and "?KEY=" is asked for each: greedy, 5 tokens,
+// exact match of "VALUE;". Accuracy is reported over all of them and, apart,
+// over the records not cut by a window boundary (a record whose key and value
+// fall in different windows of W tokens is much harder: its value's key was
+// written in a window that no longer exists).
+//
+// Configurations (rows), the same documents and questions for each:
+//   dense      flat store, every memory entry read (the reference semantics)
+//   knn        flat store, exact top-K (--top_k) per query and head
+//   ivf        IVF store (--ivf spec, default options), top-K
+//   hnsw       HNSW store (--hnsw spec), top-K
+//   ivf-dense  dense retrieval over the IVF session's memory (dense reads
+//              every entry whatever the index), at sizes above
+//              --max_dense_tokens, where the flat-store rows do not run
+//   off        the model with its memory layers removed: it must be near
+//              chance (1e-4 for four random digits), which shows that the
+//              answers come from memory
+// With --passkey=N, N passkey documents per size (fot_data.py's format, the
+// passkey at evenly spaced depths of the memory) are asked too.
+//
+// One ingest serves several rows. A query can override the session's
+// retrieval (QueryOptions::retrieval), and what a window leaves in memory does
+// not depend on how the memory layer read memory while the window ran, IF the
+// model has at most one memory layer (fot-dict: layer 2 of 4): the keys and
+// values a memory layer stores are projections of its input, which comes from
+// the layers below it, and those attend only locally; what the memory layer
+// computes feeds the layers above it, whose caches are dropped when the window
+// moves to memory. So each store is ingested once, with the cheapest read
+// (knn:1), and the rows of that store ask with their own retrieval over the
+// same memory. --check_shared_ingest (default on) verifies it first: flat
+// sessions ingested with dense and with knn:1 retrieval must give
+// bit-identical logits (the tool stops with an error otherwise).
+// With more than one memory layer every row ingests with its own retrieval.
+//
+// Cost (2 shared cores): ingest into a flat store reads all of memory per
+// window, so it is quadratic (65 536 tokens: 11 s, 262 144: 241 s);
+// HNSW ingests only ~400-800 tokens/s (65 536: 160 s); IVF 65 536 tokens in
+// 9 s and 1 048 576 in 12 min. Hence the caps --max_dense_tokens and
+// --max_hnsw_tokens (default 65536); IVF and memory off run at every size.
+// The defaults take ~25 min here, most of it the 1M IVF ingest and the 1M
+// dense questions (~1.4 s each); --passkey=N adds N ingests per store and size.
+//
+// Progress (ingest tokens/s) goes to stderr; the tables (markdown) to stdout.
+// Not run in CI.
+//
+//   fot-dict-eval [--sizes=4096,65536,1048576] [--queries=200] [--top_k=64]
+//                 [--configs=dense,knn,ivf,hnsw,ivf-dense,off] [--passkey=0]
+//                 [--max_dense_tokens=65536] [--max_hnsw_tokens=65536]
+//                 [--max_ivf_tokens=2^31] [--max_off_tokens=2^31] [--seed=0]
+//                 [--model=models/fot-dict] [--ivf=ivf] [--hnsw=hnsw]
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "src/command_line.h"
+#include "src/engine.h"
+#include "src/model_config.h"
+#include "src/model_weights.h"
+#include "src/session.h"
+#include "src/status_macros.h"
+#include "src/tokenizer.h"
+#include "tools/dict_corpus.h"
+
+ABSL_FLAG(std::string, model, FOT_SOURCE_DIR "/models/fot-dict",
+          "model folder (config.json, model.safetensors, tokenizer.model)");
+ABSL_FLAG(std::string, sizes, "4096,65536,1048576",
+          "comma-separated memory sizes in tokens (multiples of W keep them exact)");
+ABSL_FLAG(int, queries, 200, "dictionary questions per size and configuration");
+ABSL_FLAG(int, top_k, 64, "K of the knn configurations (the model card's knn:64)");
+ABSL_FLAG(std::string, configs, "dense,knn,ivf,hnsw,ivf-dense,off",
+          "configurations to run, in table order: dense, knn, ivf, hnsw, ivf-dense, off");
+ABSL_FLAG(int64_t, max_dense_tokens, 65536,
+          "largest size for the flat-store rows (dense, knn); their ingest is quadratic");
+ABSL_FLAG(int64_t, max_hnsw_tokens, 65536, "largest size for hnsw (slow to add keys)");
+ABSL_FLAG(int64_t, max_ivf_tokens, int64_t{1} << 31, "largest size for ivf and ivf-dense");
+ABSL_FLAG(int64_t, max_off_tokens, int64_t{1} << 31, "largest size for memory off");
+ABSL_FLAG(int, passkey, 0, "passkey documents per size (one question each); 0: none");
+ABSL_FLAG(int, seed, 0,
+          "document seed: a size's documents use std::mt19937 seeds 1000000 + 1000 * seed + "
+          "21 * bit_width(size) (+ 1..20 for passkey documents)");
+ABSL_FLAG(std::string, ivf, "ivf", "index spec of the ivf rows (memory_options.h ParseIndexSpec)");
+ABSL_FLAG(std::string, hnsw, "hnsw", "index spec of the hnsw row");
+ABSL_FLAG(bool, check_shared_ingest, true,
+          "first check, at 4096 tokens, that flat sessions ingested with dense and with knn:1 "
+          "retrieval give bit-identical logits (the premise of one ingest per store)");
+
+namespace fot {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+constexpr uint32_t kEvalSeedBase = 1000000;  // fot_data.py's EVAL_SEED_BASE
+
+enum class Store { kFlat, kIvf, kHnsw, kOff };
+
+struct Row {
+  std::string id;     // its --configs name
+  std::string label;  // its table label
+  Store store;
+  Retrieval retrieval;  // of its questions
+};
+
+struct Tally {
+  int asked = 0, correct = 0;
+  void Add(bool ok) {
+    ++asked;
+    correct += ok;
+  }
+};
+
+// One table cell's results.
+struct Cell {
+  bool ran = false;
+  Tally all, uncut, passkey;
+  double ingest_s = 0, ask_s = 0;
+  bool shared_ingest = false;  // ingest_s also counts for another row
+};
+
+struct Flags {
+  std::vector<int64_t> sizes;
+  int queries, top_k, passkey, seed;
+  int64_t max_dense, max_hnsw, max_ivf, max_off;
+  MemoryOptions ivf, hnsw;
+  std::vector<Row> rows;
+  bool check_shared_ingest;
+};
+
+absl::StatusOr<Retrieval> Knn(int k) { return ParseRetrieval(absl::StrCat("knn:", k)); }
+
+absl::Status CheckSpecSyntax(const std::string& flag, const std::string& spec, IndexKind kind) {
+  MemoryOptions options;
+  absl::Status status = ParseIndexSpec(spec, &options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", status.message()));
+  }
+  if (options.index_kind != kind) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": '", spec, "' is not an ", flag, " index spec"));
+  }
+  return absl::OkStatus();
+}
+
+// Flags are checked before the model loads; index specs are checked for
+// syntax here and against the model in IndexOptions.
+absl::StatusOr<Flags> ReadFlags() {
+  Flags f;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',', absl::SkipEmpty())) {
+    int64_t size = 0;
+    if (!absl::SimpleAtoi(s, &size) || size < 1 || size > (int64_t{1} << 31)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--sizes: '", s, "' is not a memory size in [1, 2^31] tokens"));
+    }
+    f.sizes.push_back(size);
+  }
+  if (f.sizes.empty()) return absl::InvalidArgumentError("--sizes lists no size");
+  f.queries = absl::GetFlag(FLAGS_queries);
+  f.top_k = absl::GetFlag(FLAGS_top_k);
+  f.passkey = absl::GetFlag(FLAGS_passkey);
+  f.seed = absl::GetFlag(FLAGS_seed);
+  if (f.queries < 0) return absl::InvalidArgumentError("--queries must be >= 0");
+  if (f.top_k < 1) return absl::InvalidArgumentError("--top_k must be >= 1");
+  if (f.passkey < 0 || f.passkey > 20) {
+    return absl::InvalidArgumentError("--passkey must lie in [0, 20]");
+  }
+  if (f.queries == 0 && f.passkey == 0) {
+    return absl::InvalidArgumentError("nothing to ask: --queries and --passkey are both 0");
+  }
+  if (f.seed < 0 || f.seed > 4000000) {
+    return absl::InvalidArgumentError("--seed must lie in [0, 4000000]");
+  }
+  f.max_dense = absl::GetFlag(FLAGS_max_dense_tokens);
+  f.max_hnsw = absl::GetFlag(FLAGS_max_hnsw_tokens);
+  f.max_ivf = absl::GetFlag(FLAGS_max_ivf_tokens);
+  f.max_off = absl::GetFlag(FLAGS_max_off_tokens);
+  if (f.max_dense < 0 || f.max_hnsw < 0 || f.max_ivf < 0 || f.max_off < 0) {
+    return absl::InvalidArgumentError("the --max_*_tokens caps must be >= 0");
+  }
+  FOT_RETURN_IF_ERROR(CheckSpecSyntax("ivf", absl::GetFlag(FLAGS_ivf), IndexKind::kIvf));
+  FOT_RETURN_IF_ERROR(CheckSpecSyntax("hnsw", absl::GetFlag(FLAGS_hnsw), IndexKind::kHnsw));
+  f.check_shared_ingest = absl::GetFlag(FLAGS_check_shared_ingest);
+
+  FOT_ASSIGN_OR_RETURN(const Retrieval knn, Knn(f.top_k));
+  const std::string k = absl::StrCat("knn:", f.top_k);
+  const Retrieval dense;
+  const std::vector<Row> all = {
+      {"dense", "dense (flat)", Store::kFlat, dense},
+      {"knn", k + " exact (flat)", Store::kFlat, knn},
+      {"ivf", k + " IVF", Store::kIvf, knn},
+      {"hnsw", k + " HNSW", Store::kHnsw, knn},
+      {"ivf-dense", "dense over the IVF session's memory", Store::kIvf, dense},
+      {"off", "memory off", Store::kOff, dense},
+  };
+  for (absl::string_view id :
+       absl::StrSplit(absl::GetFlag(FLAGS_configs), ',', absl::SkipEmpty())) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const Row& r) { return r.id == id; });
+    if (it == all.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("--configs: unknown configuration '", id,
+                                                     "' (dense, knn, ivf, hnsw, ivf-dense, off)"));
+    }
+    f.rows.push_back(*it);
+  }
+  if (f.rows.empty()) return absl::InvalidArgumentError("--configs lists no configuration");
+  return f;
+}
+
+// The store options of the ivf and hnsw rows: the model's defaults (its
+// mem_dtype) with the flag's spec, checked against the model's head_dim.
+absl::Status IndexOptions(const MemoryOptions& defaults, int head_dim, Flags* f) {
+  f->ivf = defaults;
+  f->hnsw = defaults;
+  FOT_RETURN_IF_ERROR(ParseIndexSpec(absl::GetFlag(FLAGS_ivf), &f->ivf));
+  FOT_RETURN_IF_ERROR(ParseIndexSpec(absl::GetFlag(FLAGS_hnsw), &f->hnsw));
+  absl::Status status = ValidateMemoryOptions(f->ivf, head_dim);
+  if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("--ivf: ", status.message()));
+  status = ValidateMemoryOptions(f->hnsw, head_dim);
+  if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("--hnsw: ", status.message()));
+  return absl::OkStatus();
+}
+
+bool RowRunsAt(const Flags& f, const Row& row, int64_t size) {
+  if (row.id == "dense" || row.id == "knn") return size <= f.max_dense;
+  if (row.id == "hnsw") return size <= f.max_hnsw;
+  if (row.id == "ivf") return size <= f.max_ivf;
+  if (row.id == "ivf-dense") return size <= f.max_ivf && size > f.max_dense;
+  return size <= f.max_off;  // off
+}
+
+// A question and its expected answer; `uncut` when the record lies within
+// one window (passkey questions: always).
+struct Question {
+  std::vector<int> prompt, answer;
+  bool uncut;
+};
+
+// A document and the questions asked after it.
+struct Document {
+  std::string name;
+  std::vector<int> tokens;
+  std::vector<Question> questions;
+};
+
+struct Model {
+  const Engine* engine;      // with memory
+  const Engine* off_engine;  // memory layers removed
+  int window, last_context;
+  bool shared_ingest;  // at most one memory layer: one ingest per store
+};
+
+// Streams `doc` into a new session of `store`; prints progress to stderr.
+absl::StatusOr<std::unique_ptr<Session>> Ingest(const Model& model, const Flags& f, Store store,
+                                                const Retrieval& retrieval,
+                                                const std::string& label,
+                                                const std::vector<int>& doc, double* seconds) {
+  SessionOptions options;
+  options.memory = model.engine->DefaultMemoryOptions();
+  if (store == Store::kIvf) options.memory = f.ivf;
+  if (store == Store::kHnsw) options.memory = f.hnsw;
+  options.retrieval = retrieval;
+  const Engine* engine = store == Store::kOff ? model.off_engine : model.engine;
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(engine, options));
+  FOT_RETURN_IF_ERROR(session->StartDocument("eval").status());
+  const auto start = Clock::now();
+  auto last_print = start;
+  const int64_t chunk = 16 * model.window;
+  for (int64_t at = 0; at < static_cast<int64_t>(doc.size()); at += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(doc.size()) - at);
+    FOT_RETURN_IF_ERROR(
+        session->AppendToDocument("eval", absl::MakeConstSpan(doc).subspan(at, n)).status());
+    const bool done = at + n == static_cast<int64_t>(doc.size());
+    if (done || Seconds(last_print) > 10) {
+      const double s = Seconds(start);
+      std::fprintf(stderr, "  [%s] ingest %lld/%zu tokens, %.0f s, %.0f tokens/s\n", label.c_str(),
+                   static_cast<long long>(at + n), doc.size(), s, (at + n) / std::max(s, 1e-9));
+      last_print = Clock::now();
+    }
+  }
+  *seconds = Seconds(start);
+  return session;
+}
+
+// Asks q with `retrieval`; true on an exact match. With `logits`, appends
+// every generated token's row of `vocab` logits to it.
+absl::StatusOr<bool> Ask(Session* session, const Question& q, const Retrieval& retrieval,
+                         int vocab = 0, std::vector<float>* logits = nullptr) {
+  QueryOptions options;
+  options.max_tokens = static_cast<int>(q.answer.size());
+  options.stop_at_eos = false;
+  options.retrieval = retrieval;
+  if (logits != nullptr) {
+    options.on_token = [logits, vocab](const GeneratedToken&, const float* row) {
+      logits->insert(logits->end(), row, row + vocab);
+      return true;
+    };
+  }
+  FOT_ASSIGN_OR_RETURN(QueryResult result, session->Generate(q.prompt, options));
+  return result.tokens == q.answer;
+}
+
+// The dictionary document of `size` tokens of memory and its questions
+// (chosen once the committed length is known).
+Document DictionaryDocument(const DictCorpus& corpus, const Model& model, int64_t size,
+                            uint32_t seed, std::vector<DictRecord>* records) {
+  // BOS + r records, r the fewest with 1 + 10 r >= size + L − 1: the session
+  // then commits exactly `size` tokens (for size a multiple of W), the last
+  // record is whole, and the question's last window holds only records.
+  const int64_t r = (size + model.last_context - 2 + kDictRecordTokens - 1) / kDictRecordTokens;
+  Document doc;
+  doc.name = "dictionary";
+  doc.tokens = corpus.Dictionary(std::max<int64_t>(r, 1), seed, records);
+  return doc;
+}
+
+// --queries records drawn uniformly among those wholly in memory.
+void ChooseQuestions(const DictCorpus& corpus, const Model& model, int64_t committed,
+                     const std::vector<DictRecord>& records, int queries, uint32_t seed,
+                     std::vector<Question>* out) {
+  std::vector<const DictRecord*> in_memory;
+  for (const DictRecord& r : records) {
+    if (r.position + kDictRecordTokens <= committed) in_memory.push_back(&r);
+  }
+  std::vector<const DictRecord*> picked;
+  std::mt19937 rng(seed ^ 0x5bd1e995u);
+  std::sample(in_memory.begin(), in_memory.end(), std::back_inserter(picked), queries, rng);
+  const int64_t w = model.window;
+  for (const DictRecord* r : picked) {
+    out->push_back({corpus.Query(*r), corpus.Answer(*r),
+                    r->position / w == (r->position + kDictRecordTokens - 1) / w});
+  }
+}
+
+// The claim that lets one ingest serve several rows: a flat session ingested
+// with dense retrieval holds the same memory as one ingested with knn:1, so
+// the same questions give bit-identical logits. Checked on a document of its
+// own with 4096 tokens of memory (the property is the model's, not the
+// size's); returns the number of questions compared.
+absl::StatusOr<int> CheckSharedIngest(const DictCorpus& corpus, const Model& model, const Flags& f,
+                                      const Retrieval& shared) {
+  const int64_t size = 4096;
+  std::vector<DictRecord> records;
+  Document doc = DictionaryDocument(corpus, model, size, kEvalSeedBase + 999, &records);
+  ChooseQuestions(corpus, model, size, records, 5, kEvalSeedBase + 999, &doc.questions);
+  double seconds = 0;
+  FOT_ASSIGN_OR_RETURN(
+      std::unique_ptr<Session> a,
+      Ingest(model, f, Store::kFlat, shared, "check: flat, knn:1 ingest", doc.tokens, &seconds));
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> b,
+                       Ingest(model, f, Store::kFlat, Retrieval{}, "check: flat, dense ingest",
+                              doc.tokens, &seconds));
+  if (a->Progress().committed_tokens != size) {
+    return absl::InternalError("the check document did not commit 4096 tokens");
+  }
+  const int vocab = model.engine->config().vocab_size;
+  for (const Question& q : doc.questions) {
+    std::vector<float> logits_a, logits_b;
+    FOT_RETURN_IF_ERROR(Ask(a.get(), q, Retrieval{}, vocab, &logits_a).status());
+    FOT_RETURN_IF_ERROR(Ask(b.get(), q, Retrieval{}, vocab, &logits_b).status());
+    if (logits_a.size() != logits_b.size() ||
+        std::memcmp(logits_a.data(), logits_b.data(), logits_a.size() * sizeof(float)) != 0) {
+      return absl::InternalError(
+          "a flat session ingested with dense retrieval answers differently from one ingested "
+          "with knn:1: memory depends on the ingest retrieval, so one ingest cannot serve "
+          "several rows (--nocheck_shared_ingest skips this check at your own risk)");
+    }
+  }
+  std::fprintf(stderr, "shared ingest check: bit-identical logits on %zu questions\n",
+               doc.questions.size());
+  return static_cast<int>(doc.questions.size());
+}
+
+std::string Thousands(int64_t n) {
+  std::string digits = absl::StrCat(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ' ';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string Percent(const Tally& t) {
+  if (t.asked == 0) return "— (none asked)";
+  return absl::StrFormat("%.1f%% (%d/%d)", 100.0 * t.correct / t.asked, t.correct, t.asked);
+}
+
+void PrintTable(const std::string& title, const Flags& f,
+                const std::vector<std::vector<Cell>>& cells,
+                const std::function<std::string(const Cell&)>& text) {
+  std::printf("\n### %s\n\n| configuration |", title.c_str());
+  for (int64_t size : f.sizes) std::printf(" %s |", Thousands(size).c_str());
+  std::printf("\n|---|");
+  for (size_t i = 0; i < f.sizes.size(); ++i) std::printf("---|");
+  std::printf("\n");
+  for (size_t r = 0; r < f.rows.size(); ++r) {
+    std::printf("| %s |", f.rows[r].label.c_str());
+    for (const Cell& cell : cells[r]) std::printf(" %s |", cell.ran ? text(cell).c_str() : "—");
+    std::printf("\n");
+  }
+}
+
+absl::Status Run(Flags f) {
+  const std::string dir = absl::GetFlag(FLAGS_model);
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                       Tokenizer::Load(dir + "/tokenizer.model"));
+  FOT_ASSIGN_OR_RETURN(const DictCorpus corpus, DictCorpus::Create(tokenizer.get()));
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(dir));
+  const ModelConfig& config = engine->config();
+  if (config.mem_layers.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, " has no memory layers"));
+  }
+  ModelConfig off_config = config;
+  off_config.mem_layers.clear();
+  FOT_ASSIGN_OR_RETURN(ModelWeights off_weights, ModelWeights::Load(dir, off_config));
+  const Engine off_engine(Transformer(off_config, std::move(off_weights)));
+  const Model model = {
+      engine.get(), &off_engine, config.max_position_embeddings,
+      config.last_context_length > 0 ? config.last_context_length : config.max_position_embeddings,
+      config.mem_layers.size() == 1};
+  FOT_RETURN_IF_ERROR(IndexOptions(engine->DefaultMemoryOptions(), config.head_dim(), &f));
+  FOT_ASSIGN_OR_RETURN(const Retrieval knn1, Knn(1));
+
+  std::vector<std::vector<Cell>> cells(f.rows.size(), std::vector<Cell>(f.sizes.size()));
+  std::vector<int64_t> committed_at(f.sizes.size(), 0);
+  std::string check_note = "not run (--nocheck_shared_ingest)";
+  if (!model.shared_ingest) {
+    check_note = "not shared: several memory layers, each row ingests on its own";
+  } else if (f.check_shared_ingest) {
+    FOT_ASSIGN_OR_RETURN(const int compared, CheckSharedIngest(corpus, model, f, knn1));
+    check_note = absl::StrCat(
+        "flat sessions ingested with dense and with knn:1 retrieval gave "
+        "bit-identical logits on ",
+        compared, " questions at 4 096 tokens");
+  }
+  for (size_t si = 0; si < f.sizes.size(); ++si) {
+    const int64_t size = f.sizes[si];
+    // A seed per size (not per position in --sizes), so a cell's documents do
+    // not depend on the other sizes asked for; passkey documents take the next
+    // --passkey seeds.
+    const uint32_t seed = kEvalSeedBase + 1000 * static_cast<uint32_t>(f.seed) +
+                          21 * static_cast<uint32_t>(std::bit_width(static_cast<uint64_t>(size)));
+    std::vector<DictRecord> records;
+    Document dict = DictionaryDocument(corpus, model, size, seed, &records);
+    std::vector<Document> passkeys;
+    for (int j = 0; j < f.passkey; ++j) {
+      FOT_ASSIGN_OR_RETURN(PasskeyDocument p, corpus.Passkey(size, model.last_context,
+                                                             (j + 0.5) / f.passkey, seed + 1 + j));
+      passkeys.push_back({absl::StrCat("passkey ", j + 1, "/", f.passkey),
+                          std::move(p.tokens),
+                          {{p.question, p.answer, true}}});
+    }
+    // The rows that run at this size, grouped by the ingest they share.
+    std::map<std::pair<Store, std::string>, std::vector<size_t>> groups;
+    for (size_t r = 0; r < f.rows.size(); ++r) {
+      if (!RowRunsAt(f, f.rows[r], size)) continue;
+      const Retrieval& ingest = model.shared_ingest ? knn1 : f.rows[r].retrieval;
+      groups[{f.rows[r].store, DescribeRetrieval(ingest)}].push_back(r);
+    }
+    std::fprintf(stderr, "size %s: dictionary of %zu records (%zu tokens), seed %u\n",
+                 Thousands(size).c_str(), records.size(), dict.tokens.size(), seed);
+    for (const auto& [key, rows] : groups) {
+      const Store store = key.first;
+      const Retrieval& ingest = model.shared_ingest ? knn1 : f.rows[rows.front()].retrieval;
+      std::vector<std::string> labels;
+      for (size_t r : rows) labels.push_back(f.rows[r].id);
+      const std::string group = absl::StrCat(Thousands(size), " ", absl::StrJoin(labels, "+"));
+      double ingest_s = 0;
+      FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
+                           Ingest(model, f, store, ingest, group, dict.tokens, &ingest_s));
+      const int64_t committed = session->Progress().committed_tokens;
+      if (dict.questions.empty() && f.queries > 0) {
+        committed_at[si] = committed;
+        ChooseQuestions(corpus, model, committed, records, f.queries, seed, &dict.questions);
+      } else if (committed != committed_at[si] && f.queries > 0) {
+        return absl::InternalError("sessions of one document committed different lengths");
+      }
+      for (size_t r : rows) {
+        Cell& cell = cells[r][si];
+        cell.ran = true;
+        cell.ingest_s = ingest_s;
+        cell.shared_ingest = rows.size() > 1;
+        const auto start = Clock::now();
+        for (const Question& q : dict.questions) {
+          FOT_ASSIGN_OR_RETURN(const bool ok, Ask(session.get(), q, f.rows[r].retrieval));
+          cell.all.Add(ok);
+          if (q.uncut) cell.uncut.Add(ok);
+        }
+        cell.ask_s = Seconds(start);
+        std::fprintf(stderr, "  [%s] %s: %s, uncut %s, %.1f s to ask\n", group.c_str(),
+                     f.rows[r].label.c_str(), Percent(cell.all).c_str(),
+                     Percent(cell.uncut).c_str(), cell.ask_s);
+      }
+      session.reset();
+      for (const Document& p : passkeys) {
+        double seconds = 0;
+        FOT_ASSIGN_OR_RETURN(
+            session, Ingest(model, f, store, ingest, group + " " + p.name, p.tokens, &seconds));
+        for (size_t r : rows) {
+          FOT_ASSIGN_OR_RETURN(const bool ok,
+                               Ask(session.get(), p.questions.front(), f.rows[r].retrieval));
+          cells[r][si].passkey.Add(ok);
+        }
+      }
+    }
+  }
+
+  // The report.
+  std::string layers = absl::StrJoin(config.mem_layers, ",");
+  std::printf("## fot-dict-eval: %s through the C++ engine\n\n", dir.c_str());
+  std::printf(
+      "W %d, L %d, memory layers [%s] of %d; %d dictionary questions per cell (records drawn "
+      "uniformly among those wholly in memory), greedy, exact match of \"VALUE;\"; seed %d "
+      "(documents from std::mt19937 seeds >= %u, never training data); knn K = %d; ivf "
+      "\"%s\", hnsw \"%s\".\n",
+      model.window, model.last_context, layers.c_str(), config.num_hidden_layers, f.queries, f.seed,
+      kEvalSeedBase, f.top_k, DescribeOptions(f.ivf).c_str(), DescribeOptions(f.hnsw).c_str());
+  std::printf("Columns: tokens in memory when asked (committed:");
+  for (size_t si = 0; si < f.sizes.size(); ++si) {
+    std::printf(" %s", committed_at[si] > 0 ? Thousands(committed_at[si]).c_str() : "?");
+  }
+  std::printf("). One ingest per store serves its rows (shared ingest check: %s).\n",
+              check_note.c_str());
+  PrintTable("Dictionary, all asked records", f, cells,
+             [](const Cell& c) { return Percent(c.all); });
+  PrintTable("Dictionary, records not cut by a window boundary", f, cells,
+             [](const Cell& c) { return Percent(c.uncut); });
+  PrintTable(
+      "Time per cell: ingest of the dictionary document (shared: one ingest serves "
+      "several rows) + asking",
+      f, cells, [&](const Cell& c) {
+        return absl::StrFormat("ingest %.1f s%s + ask %.1f s", c.ingest_s,
+                               c.shared_ingest ? " (shared)" : "", c.ask_s);
+      });
+  if (f.passkey > 0) {
+    PrintTable(absl::StrCat("Passkey, ", f.passkey, " documents per size (exact match)"), f, cells,
+               [](const Cell& c) { return Percent(c.passkey); });
+  }
+  int off_asked = 0;
+  for (size_t r = 0; r < f.rows.size(); ++r) {
+    if (f.rows[r].store != Store::kOff) continue;
+    for (const Cell& c : cells[r]) off_asked += c.all.asked;
+  }
+  std::printf(
+      "\nChance level (memory off): the value is 4 random digits, so a guess is right with "
+      "probability 1e-4 per question (%.3f expected correct of the %d asked with memory off); "
+      "passkey: 5 digits, 1e-5.\n",
+      1e-4 * off_asked, off_asked);
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace fot
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> rest = fot::ParseCommandLine(
+      argc, argv,
+      "fot-dict-eval: exact-match accuracy of models/fot-dict as its memory grows "
+      "(dense, knn over flat/IVF/HNSW stores, memory off)");
+  if (!rest.empty()) {
+    std::fprintf(stderr, "fot-dict-eval: unexpected argument '%s' (it takes only flags)\n",
+                 rest.front().c_str());
+    return 2;
+  }
+  absl::StatusOr<fot::Flags> flags = fot::ReadFlags();
+  if (!flags.ok()) {
+    std::fprintf(stderr, "fot-dict-eval: %s\n", std::string(flags.status().message()).c_str());
+    return 2;
+  }
+  absl::Status status = fot::Run(*std::move(flags));
+  if (!status.ok()) {
+    std::fprintf(stderr, "fot-dict-eval: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
