@@ -1,6 +1,5 @@
-// Lambda attention as a per-session option of the gRPC service, end to end:
-// a real FotServer on a loopback port (port 0), a small random LongLLaMA and
-// a trained tokenizer, the generated client stub.
+// Lambda attention as a per-session option of the gRPC service, end to end,
+// on the shared service fixture (service_test_fixture.h).
 //
 // A lambda session's Generate equals one Engine::Prefill with the same
 // attention over the concatenated tokens plus the question (then
@@ -9,113 +8,34 @@
 // options come back resolved; bad ones are INVALID_ARGUMENT naming the field.
 #include <grpcpp/grpcpp.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "proto/fot.grpc.pb.h"
-#include "src/kernels.h"
-#include "src/random_checkpoint.h"
 #include "src/service.h"
 #include "src/session_manager.h"
+#include "tests/src/service_test_fixture.h"
 
-namespace fot {
+namespace fot::service_test {
 namespace {
 
-namespace pb = ::fot::v1;
-constexpr int kVocab = 300;
 constexpr int kNGlobal = 2;
 constexpr int kLocalWindow = 6;  // not W = 16: blocks and windows differ
 
-const std::vector<std::string>& Documents() {
-  static const auto* docs = new std::vector<std::string>{
-      "the river sees birds and a bright window. the quiet house sees 37 apples and a stone",
-      "  stone  and apple and window, the bright birds see a quiet river again and again",
-      "a house. a stone. a window; the river and the birds and the 999 quiet apples.\n"};
-  return *docs;
-}
-
-const char kQuestion[] = " what does the river see?";
-
-struct Answer {
-  grpc::Status status;
-  std::vector<int> tokens;
-  std::vector<float> logits;  // rows of every generated token, concatenated
-  std::vector<pb::GenerateResponse> messages;
-};
-
-class ServiceLambdaTest : public ::testing::Test {
+class ServiceLambdaTest : public ServiceTest {
  protected:
-  static void SetUpTestSuite() {
-    model_dir_ = new std::string(::testing::TempDir() + "/service_lambda_model");
-    std::filesystem::create_directories(*model_dir_);
-    {
-      std::ofstream out(*model_dir_ + "/corpus.txt");
-      for (int i = 0; i < 40; ++i) {
-        for (const std::string& d : Documents()) out << d << " " << i * 37 % 1000 << ".\n";
-      }
-    }
-    ASSERT_TRUE(
-        TrainTokenizer(*model_dir_ + "/corpus.txt", kVocab, *model_dir_ + "/tokenizer.model").ok());
-    ModelConfig c;
-    c.model_type = "longllama";
-    c.vocab_size = kVocab;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 3;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.max_position_embeddings = 16;
-    c.last_context_length = 8;
-    c.mem_layers = {1, 2};
-    RandomCheckpointOptions options;
-    options.init_std = 0.3f;
-    ASSERT_TRUE(WriteRandomCheckpoint(*model_dir_, c, options).ok());
-    engine_ = Engine::Load(*model_dir_)->release();
-    tokenizer_ = Tokenizer::Load(*model_dir_ + "/tokenizer.model")->release();
-  }
-  static void TearDownTestSuite() {
-    delete engine_;
-    delete tokenizer_;
-    delete model_dir_;
-  }
-
-  struct Server {
-    std::unique_ptr<SessionManager> manager;
-    std::unique_ptr<FotServer> server;
-    std::unique_ptr<pb::Fot::Stub> stub;
-  };
-
+  // Saves at most once a second while ingesting (the end of a document
+  // always saves), so that byte-sized chunks stay fast.
   static std::unique_ptr<Server> Start(const std::string& data_dir) {
-    auto server = std::make_unique<Server>();
     SessionManagerOptions options;
-    options.data_dir = data_dir;
-    // Saves at most once a second while ingesting (the end of a document
-    // always saves), so that byte-sized chunks stay fast.
     options.min_save_interval = absl::Seconds(1);
-    options.defaults.memory = engine_->DefaultMemoryOptions();
-    std::vector<std::string> errors;
-    auto manager = SessionManager::Open(engine_, tokenizer_, options, &errors);
-    EXPECT_TRUE(manager.ok()) << manager.status();
-    EXPECT_TRUE(errors.empty()) << errors.front();
-    server->manager = *std::move(manager);
-    ServerOptions server_options;
-    server_options.listen = "127.0.0.1:0";
-    auto started = FotServer::Start(server->manager.get(), server_options);
-    EXPECT_TRUE(started.ok()) << started.status();
-    server->server = *std::move(started);
-    server->stub = pb::Fot::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server->server->port()), grpc::InsecureChannelCredentials()));
-    return server;
+    return ServiceTest::Start(data_dir, options);
   }
 
   static std::string DataDir(const std::string& name) {
-    const std::string dir = ::testing::TempDir() + "/service_lambda_data_" + name;
-    std::filesystem::remove_all(dir);
-    return dir;
+    return ServiceTest::DataDir("lambda_" + name);
   }
 
   static pb::SessionOptions LambdaOptions() {
@@ -124,17 +44,6 @@ class ServiceLambdaTest : public ::testing::Test {
     options.set_n_global(kNGlobal);
     options.set_local_window(kLocalWindow);
     return options;
-  }
-
-  static grpc::Status CreateSession(pb::Fot::Stub* stub, const std::string& name,
-                                    const pb::SessionOptions& options,
-                                    pb::SessionInfo* info = nullptr) {
-    grpc::ClientContext context;
-    pb::CreateSessionRequest request;
-    request.set_name(name);
-    *request.mutable_options() = options;
-    pb::SessionInfo ignored;
-    return stub->CreateSession(&context, request, info != nullptr ? info : &ignored);
   }
 
   static pb::SessionInfo GetSession(pb::Fot::Stub* stub, const std::string& name) {
@@ -146,94 +55,16 @@ class ServiceLambdaTest : public ::testing::Test {
     return info;
   }
 
-  // Streams one document as text pieces of `chunk` bytes (0: whole); appends
-  // the acknowledgements to *acks if given.
-  static void Ingest(pb::Fot::Stub* stub, const std::string& session, const std::string& document,
-                     const std::string& text, size_t chunk, bool add_bos,
-                     std::vector<pb::IngestResponse>* acks = nullptr) {
-    grpc::ClientContext context;
-    auto stream = stub->Ingest(&context);
-    pb::IngestRequest request;
-    request.mutable_open()->set_session(session);
-    request.mutable_open()->set_document(document);
-    request.mutable_open()->set_add_bos(add_bos);
-    ASSERT_TRUE(stream->Write(request));
-    const size_t size = chunk == 0 ? text.size() : chunk;
-    for (size_t i = 0; i < text.size(); i += size) {
-      request.Clear();
-      request.mutable_chunk()->set_text(text.substr(i, size));
-      request.mutable_chunk()->set_end_of_document(i + size >= text.size());
-      ASSERT_TRUE(stream->Write(request));
-    }
-    stream->WritesDone();
-    pb::IngestResponse ack;
-    while (stream->Read(&ack)) {
-      if (acks != nullptr) acks->push_back(ack);
-    }
-    const grpc::Status status = stream->Finish();
-    ASSERT_TRUE(status.ok()) << status.error_message();
-  }
-
-  static void IngestAll(pb::Fot::Stub* stub, const std::string& session, size_t chunk,
-                        size_t documents = SIZE_MAX,
-                        std::vector<pb::IngestResponse>* acks = nullptr) {
-    for (size_t d = 0; d < Documents().size() && d < documents; ++d) {
-      Ingest(stub, session, "doc" + std::to_string(d), Documents()[d], chunk, d == 0, acks);
-    }
-  }
-
   static Answer Generate(pb::Fot::Stub* stub, const std::string& session, bool trace = false) {
-    pb::GenerateRequest request;
-    request.set_session(session);
-    request.set_question(kQuestion);
-    request.set_max_tokens(10);
-    request.set_ignore_eos(true);
-    request.set_return_logits(true);
+    pb::GenerateRequest request = Question(session, /*max_tokens=*/10);
     request.set_trace(trace);
-    Answer answer;
-    grpc::ClientContext context;
-    auto reader = stub->Generate(&context, request);
-    pb::GenerateResponse message;
-    while (reader->Read(&message)) {
-      answer.messages.push_back(message);
-      if (message.done()) continue;
-      answer.tokens.push_back(message.token_id());
-      answer.logits.insert(answer.logits.end(), message.logits().begin(), message.logits().end());
-    }
-    answer.status = reader->Finish();
-    return answer;
-  }
-
-  // Tokens of all documents as one-shot callers tokenize them.
-  static std::vector<int> AllDocumentTokens() {
-    std::vector<int> all = {tokenizer_->bos_id()};
-    for (const std::string& d : Documents()) {
-      for (int t : tokenizer_->Encode(d)) all.push_back(t);
-    }
-    return all;
+    return ServiceTest::Generate(stub, request);
   }
 
   // The one-shot reference, as fot-run --attention lambda --n-global 2
   // --local-window 6 --use-cache runs it: one Prefill, then greedy Appends.
   static Answer Reference(const AttentionOptions& attention) {
-    std::vector<int> tokens = AllDocumentTokens();
-    for (int t : tokenizer_->Encode(kQuestion)) tokens.push_back(t);
-    ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), attention);
-    Answer answer;
-    std::vector<float> last(kVocab);
-    const LogitsSink keep = [&](int64_t, int64_t rows, const float* l) {
-      std::copy(l + (rows - 1) * kVocab, l + rows * kVocab, last.begin());
-    };
-    EXPECT_TRUE(engine_->Prefill(tokens, 8, &state, LogitsMode::kLast, keep).ok());
-    for (int i = 0; i < 10; ++i) {
-      answer.logits.insert(answer.logits.end(), last.begin(), last.end());
-      const int token = ArgMax(last.data(), kVocab);
-      answer.tokens.push_back(token);
-      if (i + 1 < 10) {
-        EXPECT_TRUE(engine_->Append({&token, 1}, &state, LogitsMode::kLast, keep).ok());
-      }
-    }
-    return answer;
+    return ServiceTest::Reference(AllDocumentTokens(), /*max_tokens=*/10, attention);
   }
 
   static AttentionOptions Lambda() {
@@ -250,15 +81,7 @@ class ServiceLambdaTest : public ::testing::Test {
     EXPECT_EQ(actual.tokens, expected.tokens) << what;
     EXPECT_EQ(actual.logits, expected.logits) << what;  // bit for bit
   }
-
-  static std::string* model_dir_;
-  static Engine* engine_;
-  static Tokenizer* tokenizer_;
 };
-
-std::string* ServiceLambdaTest::model_dir_ = nullptr;
-Engine* ServiceLambdaTest::engine_ = nullptr;
-Tokenizer* ServiceLambdaTest::tokenizer_ = nullptr;
 
 TEST_F(ServiceLambdaTest, GenerateEqualsTheOneShotLambdaRunForAnyChunking) {
   auto s = Start(DataDir("chunkings"));
@@ -355,7 +178,7 @@ TEST_F(ServiceLambdaTest, SnapshotLoadAndRestartGiveIdenticalGeneration) {
     ExpectIdentical(Generate(s->stub.get(), name), before, name + " after restart");
   }
   // The restored sessions continue their streams as if never saved.
-  Ingest(s->stub.get(), "orig", "doc2", Documents()[2], 7, false);
+  ASSERT_TRUE(Ingest(s->stub.get(), "orig", "doc2", Split(Documents()[2], 7), false).ok());
   ExpectIdentical(Generate(s->stub.get(), "orig"), Reference(Lambda()), "continued");
 }
 
@@ -455,4 +278,4 @@ TEST_F(ServiceLambdaTest, BadOptionsAreInvalidArgumentNamingTheField) {
 }
 
 }  // namespace
-}  // namespace fot
+}  // namespace fot::service_test

@@ -1,8 +1,8 @@
 // The fixture of the gRPC service tests (service_test.cc,
-// service_errors_test.cc, service_inspection_test.cc): a real FotServer on a
-// loopback port (port 0), a small random model and a trained tokenizer, the
-// generated client stub, and the one-shot engine reference that answers are
-// compared with.
+// service_errors_test.cc, service_inspection_test.cc; service_lambda_test.cc
+// derives its own suite from it): a real FotServer on a loopback port (port
+// 0), a small random model and a trained tokenizer, the generated client stub,
+// and the one-shot engine reference that answers are compared with.
 //
 // The fixture lives in a named namespace, not an anonymous one: its tests are
 // spread over several files but form one test suite, and Google Test wants
@@ -141,21 +141,24 @@ class ServiceTest : public ::testing::Test {
   }
 
   static grpc::Status CreateSession(pb::Fot::Stub* stub, const std::string& name,
-                                    pb::SessionOptions options = {}) {
+                                    pb::SessionOptions options = {},
+                                    pb::SessionInfo* info = nullptr) {
     grpc::ClientContext context;
     pb::CreateSessionRequest request;
     request.set_name(name);
     *request.mutable_options() = options;
-    pb::SessionInfo info;
-    return stub->CreateSession(&context, request, &info);
+    pb::SessionInfo ignored;
+    return stub->CreateSession(&context, request, info != nullptr ? info : &ignored);
   }
 
   // Streams one document as the given text pieces (the last ends it), or
-  // stops after `stop_after` pieces without ending it (a cut stream).
+  // stops after `stop_after` pieces without ending it (a cut stream); appends
+  // every acknowledgement to *acks if given.
   static grpc::Status Ingest(pb::Fot::Stub* stub, const std::string& session,
                              const std::string& document, const std::vector<std::string>& pieces,
                              bool add_bos, pb::IngestResponse* last = nullptr, bool resume = false,
-                             int64_t offset = 0, size_t stop_after = SIZE_MAX) {
+                             int64_t offset = 0, size_t stop_after = SIZE_MAX,
+                             std::vector<pb::IngestResponse>* acks = nullptr) {
     grpc::ClientContext context;
     auto stream = stub->Ingest(&context);
     pb::IngestRequest request;
@@ -166,12 +169,17 @@ class ServiceTest : public ::testing::Test {
     open->set_resume(resume);
     open->set_offset(offset);
     pb::IngestResponse ack;
-    if (stream->Write(request) && stream->Read(&ack)) {
+    const auto read = [&] {
+      if (!stream->Read(&ack)) return false;
+      if (acks != nullptr) acks->push_back(ack);
+      return true;
+    };
+    if (stream->Write(request) && read()) {
       for (size_t i = 0; i < pieces.size() && i < stop_after; ++i) {
         request.Clear();
         request.mutable_chunk()->set_text(pieces[i]);
         request.mutable_chunk()->set_end_of_document(i + 1 == pieces.size());
-        if (!stream->Write(request) || !stream->Read(&ack)) break;
+        if (!stream->Write(request) || !read()) break;
       }
     }
     if (last != nullptr) *last = ack;
@@ -181,7 +189,7 @@ class ServiceTest : public ::testing::Test {
       return grpc::Status::OK;
     }
     stream->WritesDone();
-    while (stream->Read(&ack)) {
+    while (read()) {
       if (last != nullptr) *last = ack;
     }
     return stream->Finish();
@@ -193,11 +201,14 @@ class ServiceTest : public ::testing::Test {
     return pieces;
   }
 
-  static void IngestAll(pb::Fot::Stub* stub, const std::string& session, size_t chunk) {
-    for (size_t d = 0; d < Documents().size(); ++d) {
+  static void IngestAll(pb::Fot::Stub* stub, const std::string& session, size_t chunk,
+                        size_t documents = SIZE_MAX,
+                        std::vector<pb::IngestResponse>* acks = nullptr) {
+    for (size_t d = 0; d < Documents().size() && d < documents; ++d) {
       const std::string& text = Documents()[d];
       grpc::Status status = Ingest(stub, session, "doc" + std::to_string(d),
-                                   Split(text, chunk == 0 ? text.size() : chunk), d == 0);
+                                   Split(text, chunk == 0 ? text.size() : chunk), d == 0, nullptr,
+                                   false, 0, SIZE_MAX, acks);
       ASSERT_TRUE(status.ok()) << status.error_message();
     }
   }
@@ -237,10 +248,12 @@ class ServiceTest : public ::testing::Test {
     return all;
   }
 
-  // The one-shot reference: one Prefill over everything, then greedy Appends.
-  static Answer Reference(std::vector<int> tokens, int max_tokens = 12) {
+  // The one-shot reference: one Prefill over everything, then greedy Appends,
+  // attending as `attention` says (fot by default).
+  static Answer Reference(std::vector<int> tokens, int max_tokens = 12,
+                          const AttentionOptions& attention = {}) {
     for (int t : tokenizer_->Encode(kQuestion)) tokens.push_back(t);
-    ModelState state = *engine_->NewState();
+    ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), attention);
     Answer answer;
     std::vector<float> last(kVocab);
     const LogitsSink keep = [&](int64_t, int64_t rows, const float* l) {
