@@ -106,7 +106,16 @@ TEST_P(KvStoreConcurrencyTest, ReadersSeeOnlyCompleteEntriesWhileOneThreadWrites
   for (int i = 0; i < 3; ++i) readers.emplace_back(Reader, std::cref(store), &shared, i + 1);
   std::vector<float> keys(kBatch * kDim), values(kBatch * kDim);
   std::vector<Provenance> provenance(kBatch);
+  int64_t checks_seen = 0;
   for (int b = 0; b < kBatches; ++b) {
+    if (b % 10 == 0) {
+      // Readers must really run between appends: on a busy machine the writer
+      // could otherwise finish before any reader is scheduled.
+      while (shared.checks.load(std::memory_order_relaxed) <= checks_seen) {
+        std::this_thread::yield();
+      }
+      checks_seen = shared.checks.load(std::memory_order_relaxed);
+    }
     for (int i = 0; i < kBatch; ++i) {
       MakeEntry(store.size() + i, &keys[i * kDim], &values[i * kDim], &provenance[i]);
     }
