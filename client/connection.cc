@@ -13,9 +13,9 @@ constexpr int kMaxReceiveBytes = 256 << 20;
 
 // The short reason inside gRPC's connection-failure message, if it has one.
 std::string ConnectReason(const std::string& message) {
-  for (const char* reason : {"Connection refused", "Connection reset", "No route to host",
-                             "Name or service not known", "DNS resolution failed",
-                             "Deadline Exceeded", "Socket closed"}) {
+  for (const char* reason :
+       {"Connection refused", "Connection reset", "No route to host", "Name or service not known",
+        "DNS resolution failed", "Deadline Exceeded", "Socket closed"}) {
     if (absl::StrContains(message, reason)) return reason;
   }
   return "";
@@ -31,14 +31,13 @@ absl::StatusOr<Connection> Connect(const std::string& address, double wait_secon
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   Connection connection;
   connection.address = address;
-  connection.channel =
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  connection.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   if (wait_seconds > 0) {
     const auto deadline = std::chrono::system_clock::now() +
                           std::chrono::milliseconds(static_cast<int64_t>(wait_seconds * 1000));
     if (!connection.channel->WaitForConnected(deadline)) {
-      return absl::UnavailableError(absl::StrCat("cannot reach fot-server at ", address,
-                                                 " (waited ", wait_seconds, " s)"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot reach fot-server at ", address, " (waited ", wait_seconds, " s)"));
     }
   }
   connection.stub = fot::v1::Fot::NewStub(connection.channel);
@@ -56,11 +55,22 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address) {
                                                reason.empty() ? "" : " (" + reason + ")"));
   }
   // absl and gRPC status codes are numerically equal.
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      message.empty() ? absl::StrCat("server error ",
-                                                     absl::StatusCodeToString(static_cast<absl::StatusCode>(
-                                                         status.error_code())))
-                                      : message);
+  return absl::Status(
+      static_cast<absl::StatusCode>(status.error_code()),
+      message.empty()
+          ? absl::StrCat("server error ", absl::StatusCodeToString(
+                                              static_cast<absl::StatusCode>(status.error_code())))
+          : message);
+}
+
+absl::StatusOr<fot::v1::SessionInfo> GetSession(const Connection& c, const std::string& name) {
+  fot::v1::GetSessionRequest request;
+  request.set_session(name);
+  grpc::ClientContext context;
+  fot::v1::SessionInfo info;
+  const grpc::Status status = c.stub->GetSession(&context, request, &info);
+  if (!status.ok()) return FromGrpc(status, c.address);
+  return info;
 }
 
 bool IsRetriable(const grpc::Status& status) {

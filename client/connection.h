@@ -31,6 +31,9 @@ absl::StatusOr<Connection> Connect(const std::string& address, double wait_secon
 // unreachable server becomes "cannot reach fot-server at ADDRESS (...)".
 absl::Status FromGrpc(const grpc::Status& status, const std::string& address);
 
+// The GetSession call: the session's info, or FromGrpc's error.
+absl::StatusOr<fot::v1::SessionInfo> GetSession(const Connection& c, const std::string& name);
+
 // Whether a failed ingest stream is worth one automatic retry (a broken
 // connection or a server that asked to retry), rather than a real rejection.
 bool IsRetriable(const grpc::Status& status);

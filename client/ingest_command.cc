@@ -47,8 +47,8 @@ StreamResult RunStream(const Connection& c, const std::string& session, Document
   StreamResult result;
   result.acked_offset = plan.offset;
   if (absl::Status seek = plan.source->Seek(plan.offset); !seek.ok()) {
-    result.status = grpc::Status(static_cast<grpc::StatusCode>(seek.code()),
-                                 std::string(seek.message()));
+    result.status =
+        grpc::Status(static_cast<grpc::StatusCode>(seek.code()), std::string(seek.message()));
     return result;
   }
   grpc::ClientContext context;
@@ -105,16 +105,6 @@ StreamResult RunStream(const Connection& c, const std::string& session, Document
   return result;
 }
 
-absl::StatusOr<fot::v1::SessionInfo> GetSession(const Connection& c, const std::string& name) {
-  fot::v1::GetSessionRequest request;
-  request.set_session(name);
-  grpc::ClientContext context;
-  fot::v1::SessionInfo info;
-  const grpc::Status status = c.stub->GetSession(&context, request, &info);
-  if (!status.ok()) return FromGrpc(status, c.address);
-  return info;
-}
-
 }  // namespace
 
 absl::Status Ingest(const Connection& c, const Output& out, const std::string& session,
@@ -129,8 +119,8 @@ absl::Status Ingest(const Connection& c, const Output& out, const std::string& s
     absl::StatusOr<std::unique_ptr<ByteSource>> source = ByteSource::Open(input);
     if (!source.ok()) return source.status();
     plan.source = std::move(*source);
-    plan.name = !options.doc_id.empty() ? options.doc_id
-                                        : std::filesystem::path(input).filename().string();
+    plan.name =
+        !options.doc_id.empty() ? options.doc_id : std::filesystem::path(input).filename().string();
     plan.resume = options.resume;
     plans.push_back(std::move(plan));
   }

@@ -106,12 +106,9 @@ absl::Status ListSessions(const Connection& c, const Output& out) {
 }
 
 absl::Status ShowSession(const Connection& c, const Output& out, const std::string& name) {
-  fot::v1::GetSessionRequest request;
-  request.set_session(name);
-  grpc::ClientContext context;
-  fot::v1::SessionInfo info;
-  const grpc::Status status = c.stub->GetSession(&context, request, &info);
-  if (!status.ok()) return FromGrpc(status, c.address);
+  absl::StatusOr<fot::v1::SessionInfo> got = GetSession(c, name);
+  if (!got.ok()) return got.status();
+  const fot::v1::SessionInfo& info = *got;
   if (out.json) {
     PrintJson(ToJson(info));
     return absl::OkStatus();

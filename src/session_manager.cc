@@ -181,12 +181,10 @@ absl::StatusOr<SessionOptions> ResolveSessionOptions(const SessionOptionsSpec& s
     }
     options.retrieval = *retrieval;
   }
-  if (spec.last_context_length < 0 ||
-      spec.last_context_length > config.max_position_embeddings) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("last_context_length ", spec.last_context_length,
-                     " must lie in [1, ", config.max_position_embeddings,
-                     "] (the model's window), or be 0 for the model's own"));
+  if (spec.last_context_length < 0 || spec.last_context_length > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "last_context_length ", spec.last_context_length, " must lie in [1, ",
+        config.max_position_embeddings, "] (the model's window), or be 0 for the model's own"));
   }
   if (spec.last_context_length > 0) options.last_context_length = spec.last_context_length;
   FOT_ASSIGN_OR_RETURN(options.attention, ResolveSessionAttention(spec, defaults, config));
@@ -194,12 +192,11 @@ absl::StatusOr<SessionOptions> ResolveSessionOptions(const SessionOptionsSpec& s
 }
 
 absl::Status ValidateName(std::string_view name, std::string_view what) {
-  const bool ok =
-      !name.empty() && name.size() <= 64 && name.front() != '.' &&
-      std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-';
-      });
+  const bool ok = !name.empty() && name.size() <= 64 && name.front() != '.' &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                  });
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       std::string(what), " '", std::string(name.substr(0, 80)),
@@ -279,10 +276,9 @@ absl::Status DocumentTokenizer::Feed(std::string_view text, bool end, std::vecto
   absl::Status valid = ValidateUtf8(pending_, /*allow_incomplete_end=*/!end);
   if (!valid.ok()) {
     pending_.resize(before);
-    return absl::InvalidArgumentError(
-        absl::StrCat("document text is not valid UTF-8 (", valid.message(),
-                     " of the text not yet tokenized, which starts at document byte ", consumed_,
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "document text is not valid UTF-8 (", valid.message(),
+        " of the text not yet tokenized, which starts at document byte ", consumed_, ")"));
   }
   // The cut: the start of the last run of spaces, not at the very start.
   size_t cut = end ? pending_.size() : 0;
@@ -409,35 +405,21 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Create(
   std::shared_ptr<ManagedSession> managed;
   {
     absl::MutexLock lock(&mu_);
-    if (sessions_.count(name) > 0) {
-      return absl::AlreadyExistsError(absl::StrCat("session '", name, "' already exists"));
-    }
-    if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the server holds its maximum of ", options_.max_sessions,
-                       " sessions; delete one first"));
-    }
+    FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
     const std::string dir = SessionDir(name);
     if (!dir.empty() && fs::exists(dir + "/" + kStateDir)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "the data directory holds a saved session '", name,
-          "' that did not load at startup; remove ", dir, " or choose another name"));
+      return absl::AlreadyExistsError(absl::StrCat("the data directory holds a saved session '",
+                                                   name, "' that did not load at startup; remove ",
+                                                   dir, " or choose another name"));
     }
     FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(engine_, resolved));
     managed.reset(new ManagedSession(name, std::move(session), dir));
     sessions_[name] = managed;
   }
-  auto saved = Persist(*managed, /*force=*/true);
-  if (!saved.ok()) {
-    absl::MutexLock lock(&mu_);
-    sessions_.erase(name);
-    return saved.status();
-  }
-  return managed;
+  return PersistNew(std::move(managed));
 }
 
-absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Get(
-    const std::string& name) const {
+absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Get(const std::string& name) const {
   if (shutting_down_) return absl::UnavailableError("the server is shutting down");
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(name);
@@ -480,9 +462,8 @@ absl::Status SessionManager::Delete(const std::string& name) {
     std::error_code error;
     fs::remove_all(session->dir_, error);
     if (error) {
-      return absl::InternalError(absl::StrCat("session '", name, "' is deleted but ",
-                                              session->dir_, " could not be removed: ",
-                                              error.message()));
+      return absl::InternalError(absl::StrCat("session '", name, "' is deleted but ", session->dir_,
+                                              " could not be removed: ", error.message()));
     }
   }
   return absl::OkStatus();
@@ -547,8 +528,9 @@ absl::Status SessionManager::SaveTo(ManagedSession& session, const std::string& 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadFrom(
-    const std::string& name, const std::string& from, const std::string& dir) {
+absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadFrom(const std::string& name,
+                                                                         const std::string& from,
+                                                                         const std::string& dir) {
   FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
                        Session::Load(engine_, from + "/" + kStateDir));
   nlohmann::json meta = nlohmann::json::object();
@@ -591,8 +573,7 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadFrom(
 }
 
 absl::StatusOr<int64_t> SessionManager::SaveSnapshot(const std::string& session_name,
-                                                     const std::string& snapshot,
-                                                     bool overwrite) {
+                                                     const std::string& snapshot, bool overwrite) {
   FOT_RETURN_IF_ERROR(CheckRunning());
   FOT_ASSIGN_OR_RETURN(std::shared_ptr<ManagedSession> session, Get(session_name));
   if (options_.data_dir.empty()) {
@@ -634,19 +615,29 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadSnapshot(
                        LoadFrom(name, from, SessionDir(name)));
   {
     absl::MutexLock lock(&mu_);
-    if (sessions_.count(name) > 0) {
-      return absl::AlreadyExistsError(absl::StrCat("session '", name, "' already exists"));
-    }
-    if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the server holds its maximum of ", options_.max_sessions, " sessions"));
-    }
+    FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
     sessions_[name] = managed;
   }
-  auto saved = Persist(*managed, /*force=*/true);
+  return PersistNew(std::move(managed));
+}
+
+absl::Status SessionManager::CheckFreeSlot(const std::string& name) const {
+  if (sessions_.count(name) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("session '", name, "' already exists"));
+  }
+  if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server holds its maximum of ", options_.max_sessions, " sessions; delete one first"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::PersistNew(
+    std::shared_ptr<ManagedSession> managed) {
+  absl::StatusOr<bool> saved = Persist(*managed, /*force=*/true);
   if (!saved.ok()) {
     absl::MutexLock lock(&mu_);
-    sessions_.erase(name);
+    sessions_.erase(managed->name_);
     return saved.status();
   }
   return managed;
@@ -703,9 +694,9 @@ absl::StatusOr<std::unique_ptr<DocumentIngest>> DocumentIngest::Open(
   }
   if (known) state = session->Document(name);
   if (known && !options.resume) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "document '", name, "' already exists in session '", options.session,
-        "'; set resume to continue it, or delete it and use another id"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("document '", name, "' already exists in session '", options.session,
+                     "'; set resume to continue it, or delete it and use another id"));
   }
   if (exists && !state.complete) {
     if (info->deleted) {
@@ -725,9 +716,8 @@ absl::StatusOr<std::unique_ptr<DocumentIngest>> DocumentIngest::Open(
     }
   }
   if (!known && options.offset > 0) {
-    return absl::OutOfRangeError(absl::StrCat("document '", name,
-                                              "' is new: its data must start at offset 0, not ",
-                                              options.offset));
+    return absl::OutOfRangeError(absl::StrCat(
+        "document '", name, "' is new: its data must start at offset 0, not ", options.offset));
   }
   if (options.offset > state.offset) {
     return absl::OutOfRangeError(absl::StrCat(
@@ -785,8 +775,8 @@ absl::StatusOr<IngestAck> DocumentIngest::Chunk(std::string_view text,
     }
   }
   // Data the server already holds (a resumed stream resending it) is skipped.
-  const int64_t size = text.empty() ? static_cast<int64_t>(token_ids.size())
-                                    : static_cast<int64_t>(text.size());
+  const int64_t size =
+      text.empty() ? static_cast<int64_t>(token_ids.size()) : static_cast<int64_t>(text.size());
   const int64_t drop = std::min(skip_, size);
   skip_ -= drop;
   if (!text.empty()) {
@@ -809,9 +799,9 @@ absl::StatusOr<IngestAck> DocumentIngest::Chunk(std::string_view text,
   const bool is_text = !text.empty();
   if (!text.empty() || !token_ids.empty()) {
     if (kind_known_ && state_.text != is_text) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "document '", document_, "' is sent as ", state_.text ? "text" : "token ids",
-          "; a chunk cannot switch to ", is_text ? "text" : "token ids"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("document '", document_, "' is sent as ", state_.text ? "text" : "token ids",
+                       "; a chunk cannot switch to ", is_text ? "text" : "token ids"));
     }
     state_.text = is_text;
     kind_known_ = true;

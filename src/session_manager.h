@@ -42,9 +42,9 @@ namespace fot {
 
 // Session options as clients write them; empty / 0 fields take defaults.
 struct SessionOptionsSpec {
-  std::string retrieval;     // "dense" | "knn:K"
-  std::string index;         // ParseIndexSpec syntax: "flat", "hnsw:m=32", "ivf:nlist=256"
-  std::string memory_dtype;  // "f32" | "f16" | "bf16"
+  std::string retrieval;        // "dense" | "knn:K"
+  std::string index;            // ParseIndexSpec syntax: "flat", "hnsw:m=32", "ivf:nlist=256"
+  std::string memory_dtype;     // "f32" | "f16" | "bf16"
   int last_context_length = 0;  // fot only
   // (Initialised here so that the brace-initialised specs of the four fields
   // above need not list these.)
@@ -91,7 +91,7 @@ class DocumentTokenizer {
   // for invalid UTF-8 (before anything is consumed from this call's text).
   [[nodiscard]] absl::Status Feed(std::string_view text, bool end, std::vector<int>* ids);
 
-  int64_t consumed() const { return consumed_; }      // bytes tokenized so far
+  int64_t consumed() const { return consumed_; }       // bytes tokenized so far
   int64_t pending() const { return pending_.size(); }  // bytes held back
 
  private:
@@ -244,6 +244,11 @@ class SessionManager {
                                                            const std::string& from,
                                                            const std::string& dir);
   absl::Status CheckRunning() const;
+  // AlreadyExists if `name` is taken, ResourceExhausted if max_sessions are held.
+  absl::Status CheckFreeSlot(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Saves a session just added to sessions_; unregisters it if that fails.
+  absl::StatusOr<std::shared_ptr<ManagedSession>> PersistNew(
+      std::shared_ptr<ManagedSession> managed);
 
   const Engine* engine_;
   const Tokenizer* tokenizer_;
@@ -297,9 +302,9 @@ class DocumentIngest {
   absl::StatusOr<IngestAck> Close();
 
  private:
-  DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session,
-                 WriterLock lock, std::string document, DocumentState state, int64_t skip,
-                 bool add_bos, bool exists);
+  DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session, WriterLock lock,
+                 std::string document, DocumentState state, int64_t skip, bool add_bos,
+                 bool exists);
 
   absl::Status Append(absl::Span<const int> ids);
 
@@ -307,11 +312,11 @@ class DocumentIngest {
   std::shared_ptr<ManagedSession> session_;
   WriterLock lock_;
   const std::string document_;
-  DocumentState state_;        // as far as this stream got
-  bool kind_known_;            // text vs ids decided
-  int64_t skip_;               // bytes / tokens still to drop (resent data)
+  DocumentState state_;  // as far as this stream got
+  bool kind_known_;      // text vs ids decided
+  int64_t skip_;         // bytes / tokens still to drop (resent data)
   bool add_bos_;
-  bool exists_;                // the session has the document
+  bool exists_;  // the session has the document
   std::unique_ptr<DocumentTokenizer> text_;
 };
 
