@@ -155,14 +155,24 @@ absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads, const float
                                int head_dim, int top_k, const SearchFilter* filter, int64_t* ids,
                                float* scores) {
   const size_t per_head = static_cast<size_t>(rows) * top_k;
-  std::vector<absl::Status> statuses(kv_heads);
+  // The lowest failing head's error, as a serial loop would return it; no
+  // per-call allocation, since this runs for every generated token.
+  absl::Status failure;
+  int failed_head = kv_heads;
 #pragma omp parallel for schedule(dynamic) if (rows <= kMaxRowsForHeadParallelSearch)
   for (int g = 0; g < kv_heads; ++g) {
-    statuses[g] = memory.Search(g, queries + static_cast<size_t>(g) * rows * head_dim, rows,
-                                head_dim, top_k, filter, ids + g * per_head, scores + g * per_head);
+    absl::Status status =
+        memory.Search(g, queries + static_cast<size_t>(g) * rows * head_dim, rows, head_dim, top_k,
+                      filter, ids + g * per_head, scores + g * per_head);
+    if (!status.ok()) {
+#pragma omp critical(fot_search_memory_heads)
+      if (g < failed_head) {
+        failed_head = g;
+        failure = std::move(status);
+      }
+    }
   }
-  for (const absl::Status& status : statuses) FOT_RETURN_IF_ERROR(status);
-  return absl::OkStatus();
+  return failure;
 }
 
 absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_cached,

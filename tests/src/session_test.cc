@@ -101,6 +101,34 @@ class SessionTest : public ::testing::Test {
     return answer;
   }
 
+  // The reference of Score: one Prefill over the documents, `question` and
+  // `continuation`, and the log-softmax of the rows that predict the
+  // continuation's tokens.
+  double OneShotLogLikelihood(const std::vector<int>& question,
+                              const std::vector<int>& continuation,
+                              const AttentionOptions& attention = {}) {
+    std::vector<int> all;
+    for (const auto& d : documents_) all.insert(all.end(), d.begin(), d.end());
+    all.insert(all.end(), question.begin(), question.end());
+    all.insert(all.end(), continuation.begin(), continuation.end());
+    ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), attention);
+    std::vector<float> logits;
+    EXPECT_TRUE(engine_
+                    ->Prefill(all, 8, &state, LogitsMode::kAll,
+                              [&](int64_t, int64_t rows, const float* l) {
+                                logits.insert(logits.end(), l, l + rows * kVocab);
+                              })
+                    .ok());
+    double expected = 0;
+    for (size_t i = 0; i < continuation.size(); ++i) {
+      const size_t row = all.size() - continuation.size() - 1 + i;
+      double sum = 0;
+      for (int v = 0; v < kVocab; ++v) sum += std::exp(logits[row * kVocab + v]);
+      expected += logits[row * kVocab + continuation[i]] - std::log(sum);
+    }
+    return expected;
+  }
+
   static float MaxAbsDifference(const std::vector<float>& a, const std::vector<float>& b) {
     EXPECT_EQ(a.size(), b.size());
     float worst = 0;
@@ -236,26 +264,7 @@ TEST_F(SessionTest, ScoreIsTheLogLikelihoodOfTheOneShotLogits) {
   auto score = session->Score(question_, continuation, std::nullopt);
   ASSERT_TRUE(score.ok()) << score.status();
   ASSERT_EQ(score->token_log_probs.size(), 3u);
-  // Reference: one Prefill over everything, log-softmax of the right rows.
-  std::vector<int> all;
-  for (const auto& d : documents_) all.insert(all.end(), d.begin(), d.end());
-  all.insert(all.end(), question_.begin(), question_.end());
-  all.insert(all.end(), continuation.begin(), continuation.end());
-  ModelState state = *engine_->NewState();
-  std::vector<float> logits;
-  ASSERT_TRUE(engine_
-                  ->Prefill(all, 8, &state, LogitsMode::kAll,
-                            [&](int64_t, int64_t rows, const float* l) {
-                              logits.insert(logits.end(), l, l + rows * kVocab);
-                            })
-                  .ok());
-  double expected = 0;
-  for (int i = 0; i < 3; ++i) {
-    const size_t row = all.size() - 4 + i;
-    double sum = 0;
-    for (int v = 0; v < kVocab; ++v) sum += std::exp(logits[row * kVocab + v]);
-    expected += logits[row * kVocab + continuation[i]] - std::log(sum);
-  }
+  const double expected = OneShotLogLikelihood(question_, continuation);
   EXPECT_NEAR(score->log_likelihood, expected, 1e-3);
   EXPECT_NEAR(score->perplexity, std::exp(-expected / 3), 1e-2);
 }
@@ -371,24 +380,7 @@ TEST_F(SessionTest, LambdaQueriesLeaveTheSessionUnchangedAndScoreLikeOneShot) {
   const std::vector<int> continuation = {3, 14, 15};
   auto score = session->Score({}, continuation, std::nullopt);
   ASSERT_TRUE(score.ok()) << score.status();
-  std::vector<int> all;
-  for (const auto& d : documents_) all.insert(all.end(), d.begin(), d.end());
-  all.insert(all.end(), continuation.begin(), continuation.end());
-  ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), Lambda());
-  std::vector<float> logits;
-  ASSERT_TRUE(engine_
-                  ->Prefill(all, 8, &state, LogitsMode::kAll,
-                            [&](int64_t, int64_t rows, const float* l) {
-                              logits.insert(logits.end(), l, l + rows * kVocab);
-                            })
-                  .ok());
-  double expected = 0;
-  for (int i = 0; i < 3; ++i) {
-    const size_t row = all.size() - 4 + i;
-    double sum = 0;
-    for (int v = 0; v < kVocab; ++v) sum += std::exp(logits[row * kVocab + v]);
-    expected += logits[row * kVocab + continuation[i]] - std::log(sum);
-  }
+  const double expected = OneShotLogLikelihood({}, continuation, Lambda());
   EXPECT_NEAR(score->log_likelihood, expected, 1e-3);
 }
 
