@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "src/random_checkpoint.h"
+#include "tests/src/reference_logits.h"
 #include "tests/src/small_model.h"
 
 namespace fot {
@@ -46,11 +47,10 @@ std::vector<float> AllLogits(const Engine& engine, const std::vector<int>& ids, 
                              ModelState* state) {
   std::vector<float> logits;
   const int vocab = engine.config().vocab_size;
-  absl::Status status =
-      engine.Prefill(ids, last_context, state, LogitsMode::kAll,
-                     [&](int64_t, int64_t rows, const float* l) {
-                       logits.insert(logits.end(), l, l + rows * vocab);
-                     });
+  absl::Status status = engine.Prefill(ids, last_context, state, LogitsMode::kAll,
+                                       [&](int64_t, int64_t rows, const float* l) {
+                                         logits.insert(logits.end(), l, l + rows * vocab);
+                                       });
   EXPECT_TRUE(status.ok()) << status;
   return logits;
 }
@@ -111,10 +111,11 @@ TEST_P(GroupedHeadsTest, GivesTheLogitsOfTheSameWeightsExpandedToMultiHead) {
 
   ModelConfig full = grouped;
   full.num_key_value_heads = full.num_attention_heads;
-  const std::string full_dir = ::testing::TempDir() + "/engine_test_expanded" +
-                               std::to_string(kv_heads);
+  const std::string full_dir =
+      ::testing::TempDir() + "/engine_test_expanded" + std::to_string(kv_heads);
   std::filesystem::remove_all(full_dir);
-  ASSERT_TRUE(WriteCheckpoint(full_dir, full, ExpandToMultiHead(grouped, engine->transformer().weights()),
+  ASSERT_TRUE(WriteCheckpoint(full_dir, full,
+                              ExpandToMultiHead(grouped, engine->transformer().weights()),
                               DType::kF32, 1)
                   .ok());
   std::unique_ptr<Engine> expanded = LoadEngine(full_dir);
@@ -127,90 +128,9 @@ TEST_P(GroupedHeadsTest, GivesTheLogitsOfTheSameWeightsExpandedToMultiHead) {
             1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(KvHeads, GroupedHeadsTest, ::testing::Values(1, 2),
-                         [](const auto& info) {
-                           return info.param == 1 ? std::string("Mqa") : std::string("Gqa");
-                         });
-
-// A float64 LLaMA forward over one window: embedding, blocks of RMSNorm →
-// causal RoPE attention → residual, RMSNorm → SwiGLU → residual, final norm,
-// lm_head. Written from the equations, sharing no code with the engine.
-std::vector<double> PlainCausalLogits(const ModelConfig& c, const ModelWeights& w,
-                                      const std::vector<int>& ids) {
-  const int n = static_cast<int>(ids.size()), hs = c.hidden_size, hd = c.head_dim();
-  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, inter = c.intermediate_size;
-  auto matvec = [](const float* m, const std::vector<double>& x, int out) {
-    std::vector<double> y(out);
-    for (int o = 0; o < out; ++o) {
-      for (size_t i = 0; i < x.size(); ++i) y[o] += m[o * x.size() + i] * x[i];
-    }
-    return y;
-  };
-  auto norm = [&](const std::vector<double>& x, const float* weight) {
-    double ss = 0;
-    for (double v : x) ss += v * v;
-    const double inv = 1 / std::sqrt(ss / x.size() + c.rms_norm_eps);
-    std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * weight[i];
-    return y;
-  };
-  auto rotate = [&](std::vector<double>& v, int head, int pos) {
-    for (int i = 0; i < hd / 2; ++i) {
-      const double angle = pos * std::pow(static_cast<double>(c.rope_theta), -2.0 * i / hd);
-      double& a = v[head * hd + i];
-      double& b = v[head * hd + i + hd / 2];
-      const double a0 = a, b0 = b;
-      a = a0 * std::cos(angle) - b0 * std::sin(angle);
-      b = b0 * std::cos(angle) + a0 * std::sin(angle);
-    }
-  };
-  std::vector<std::vector<double>> x(n);
-  for (int t = 0; t < n; ++t) {
-    x[t].assign(w.embed_tokens() + size_t(ids[t]) * hs, w.embed_tokens() + size_t(ids[t] + 1) * hs);
-  }
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = w.layer(l);
-    std::vector<std::vector<double>> q(n), k(n), v(n);
-    for (int t = 0; t < n; ++t) {
-      const std::vector<double> h = norm(x[t], lw.input_layernorm);
-      q[t] = matvec(lw.q_proj, h, nh * hd);
-      k[t] = matvec(lw.k_proj, h, nkv * hd);
-      v[t] = matvec(lw.v_proj, h, nkv * hd);
-      for (int head = 0; head < nh; ++head) rotate(q[t], head, t);
-      for (int head = 0; head < nkv; ++head) rotate(k[t], head, t);
-    }
-    for (int t = 0; t < n; ++t) {
-      std::vector<double> attn(nh * hd);
-      for (int head = 0; head < nh; ++head) {
-        const int g = head / (nh / nkv);
-        std::vector<double> s(t + 1);
-        double mx = -1e300, sum = 0;
-        for (int j = 0; j <= t; ++j) {
-          for (int i = 0; i < hd; ++i) s[j] += q[t][head * hd + i] * k[j][g * hd + i];
-          s[j] /= std::sqrt(hd);
-          mx = std::max(mx, s[j]);
-        }
-        for (double& e : s) sum += (e = std::exp(e - mx));
-        for (int j = 0; j <= t; ++j) {
-          for (int i = 0; i < hd; ++i) attn[head * hd + i] += s[j] / sum * v[j][g * hd + i];
-        }
-      }
-      const std::vector<double> o = matvec(lw.o_proj, attn, hs);
-      for (int i = 0; i < hs; ++i) x[t][i] += o[i];
-      const std::vector<double> h = norm(x[t], lw.post_attention_layernorm);
-      std::vector<double> gate = matvec(lw.gate_proj, h, inter), up = matvec(lw.up_proj, h, inter);
-      for (int i = 0; i < inter; ++i) gate[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
-      const std::vector<double> down = matvec(lw.down_proj, gate, hs);
-      for (int i = 0; i < hs; ++i) x[t][i] += down[i];
-    }
-  }
-  std::vector<double> logits;
-  for (int t = 0; t < n; ++t) {
-    const std::vector<double> row = matvec(w.lm_head(), norm(x[t], w.final_norm()), c.vocab_size);
-    logits.insert(logits.end(), row.begin(), row.end());
-  }
-  return logits;
-}
+INSTANTIATE_TEST_SUITE_P(KvHeads, GroupedHeadsTest, ::testing::Values(1, 2), [](const auto& info) {
+  return info.param == 1 ? std::string("Mqa") : std::string("Gqa");
+});
 
 TEST(LlamaCheckpointTest, WithoutMemoryLayersEqualsPlainCausalAttentionOverAWindow) {
   ModelConfig config = SmallConfig(4, 2);
@@ -223,8 +143,11 @@ TEST(LlamaCheckpointTest, WithoutMemoryLayersEqualsPlainCausalAttentionOverAWind
   const std::vector<int> ids = RandomTokens(config.max_position_embeddings, config.vocab_size, 5);
   ModelState state = NewStateOrDie(*engine);
   const std::vector<float> actual = AllLogits(*engine, ids, config.last_context_length, &state);
+  // The float64 reference with every key local: plain causal attention.
+  const reference::Spec all_local{
+      .n_global = 0, .local_window = static_cast<int>(ids.size()), .memory_layers = {}};
   const std::vector<double> expected =
-      PlainCausalLogits(config, engine->transformer().weights(), ids);
+      reference::LambdaReferenceLogits(config, engine->transformer().weights(), ids, all_local);
   ASSERT_EQ(actual.size(), expected.size());
   for (size_t i = 0; i < actual.size(); ++i) ASSERT_NEAR(actual[i], expected[i], 1e-4) << i;
 }
@@ -242,7 +165,8 @@ class EngineTest : public ::testing::Test {
 TEST_F(EngineTest, PrefillMovesEveryWindowButTheLastIntoMemoryLayersOnly) {
   ModelState state = NewStateOrDie(*engine_);
   // 45 tokens, W = 16, L = 8: windows of 16, 16, 5 go to memory, 8 stay local.
-  ASSERT_TRUE(engine_->Prefill(RandomTokens(45, 97, 1), 8, &state, LogitsMode::kNone, ignore_).ok());
+  ASSERT_TRUE(
+      engine_->Prefill(RandomTokens(45, 97, 1), 8, &state, LogitsMode::kNone, ignore_).ok());
   EXPECT_EQ(state.cache_size(), 8);
   EXPECT_EQ(state.memory[0], nullptr);
   EXPECT_EQ(state.memory[1]->size(), 37);
@@ -251,7 +175,8 @@ TEST_F(EngineTest, PrefillMovesEveryWindowButTheLastIntoMemoryLayersOnly) {
 
 TEST_F(EngineTest, AppendFlushesTheWholeLocalCacheWhenItWouldExceedTheWindow) {
   ModelState state = NewStateOrDie(*engine_);
-  ASSERT_TRUE(engine_->Prefill(RandomTokens(20, 97, 2), 8, &state, LogitsMode::kNone, ignore_).ok());
+  ASSERT_TRUE(
+      engine_->Prefill(RandomTokens(20, 97, 2), 8, &state, LogitsMode::kNone, ignore_).ok());
   ASSERT_EQ(state.memory[1]->size(), 12);
   ASSERT_TRUE(engine_->Append(RandomTokens(8, 97, 3), &state, LogitsMode::kNone, ignore_).ok());
   EXPECT_EQ(state.cache_size(), 16);

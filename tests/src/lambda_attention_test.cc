@@ -16,9 +16,13 @@
 #include "gtest/gtest.h"
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
+#include "tests/src/reference_logits.h"
 
 namespace fot {
 namespace {
+
+using reference::LambdaReferenceLogits;
+using reference::Spec;
 
 ModelConfig SmallConfig(const std::string& type) {
   ModelConfig c;
@@ -83,133 +87,11 @@ std::vector<float> StreamLogits(const Engine& engine, ModelState* state,
   for (size_t call = 0; at < ids.size(); ++call) {
     const size_t size = std::min<size_t>(chunks[call % chunks.size()], ids.size() - at);
     const absl::Span<const int> part(ids.data() + at, size);
-    absl::Status status =
-        call == 0 ? engine.Prefill(part, engine.config().last_context_length, state,
-                                   LogitsMode::kAll, sink)
-                  : engine.Append(part, state, LogitsMode::kAll, sink);
+    absl::Status status = call == 0 ? engine.Prefill(part, engine.config().last_context_length,
+                                                     state, LogitsMode::kAll, sink)
+                                    : engine.Append(part, state, LogitsMode::kAll, sink);
     EXPECT_TRUE(status.ok()) << status;
     at += size;
-  }
-  return logits;
-}
-
-// What the reference needs to know of the attention.
-struct Spec {
-  int n_global;
-  int local_window;                 // L
-  std::set<int> memory_layers;      // layers that attend to memory
-  MemoryPositioning positioning = MemoryPositioning::kAsFirst;
-  int memory_from = 0;  // memory entries of earlier positions are filtered out
-};
-
-enum class Kind { kLocal, kGlobal, kMemory, kHidden };
-
-// The Λ mask, written out: which branch key s is in for the query at t (s ≤ t).
-Kind MaskOf(int t, int s, const Spec& spec, bool memory_layer) {
-  if (s >= t - spec.local_window + 1) return Kind::kLocal;
-  if (s < spec.n_global) return Kind::kGlobal;
-  return memory_layer && s >= spec.memory_from ? Kind::kMemory : Kind::kHidden;
-}
-
-// A float64 LLaMA forward over the whole stream in which every query sees its
-// keys through MaskOf, each kind rotated as issue 6 says: local keys at true
-// positions (query t, key s), global keys unrotated with the query at L (the
-// distance cap), memory keys unrotated with the query at min(t, L−1)
-// (as_first), L (fixed_distance) or unrotated (none). Layers that do not
-// rotate (LongLLaMA memory layers without mem_positionals) rotate nothing.
-std::vector<double> LambdaReferenceLogits(const ModelConfig& c, const ModelWeights& w,
-                                          const std::vector<int>& ids, const Spec& spec) {
-  const int n = static_cast<int>(ids.size()), hs = c.hidden_size, hd = c.head_dim();
-  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, inter = c.intermediate_size;
-  const int L = spec.local_window;
-  auto matvec = [](const float* m, const std::vector<double>& x, int out) {
-    std::vector<double> y(out);
-    for (int o = 0; o < out; ++o) {
-      for (size_t i = 0; i < x.size(); ++i) y[o] += m[o * x.size() + i] * x[i];
-    }
-    return y;
-  };
-  auto norm = [&](const std::vector<double>& x, const float* weight) {
-    double ss = 0;
-    for (double v : x) ss += v * v;
-    const double inv = 1 / std::sqrt(ss / x.size() + c.rms_norm_eps);
-    std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * weight[i];
-    return y;
-  };
-  // One head's vector (hd values at v) rotated by pos (rotate_half layout).
-  auto rotated = [&](const double* v, int pos) {
-    std::vector<double> out(v, v + hd);
-    for (int i = 0; i < hd / 2; ++i) {
-      const double angle = pos * std::pow(static_cast<double>(c.rope_theta), -2.0 * i / hd);
-      out[i] = v[i] * std::cos(angle) - v[i + hd / 2] * std::sin(angle);
-      out[i + hd / 2] = v[i + hd / 2] * std::cos(angle) + v[i] * std::sin(angle);
-    }
-    return out;
-  };
-  std::vector<std::vector<double>> x(n);
-  for (int t = 0; t < n; ++t) {
-    x[t].assign(w.embed_tokens() + size_t(ids[t]) * hs, w.embed_tokens() + size_t(ids[t] + 1) * hs);
-  }
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = w.layer(l);
-    const bool memory_layer = spec.memory_layers.count(l) > 0;
-    const bool rotates = c.mem_positionals || !c.IsMemoryLayer(l);
-    std::vector<std::vector<double>> q(n), k(n), v(n);
-    for (int t = 0; t < n; ++t) {
-      const std::vector<double> h = norm(x[t], lw.input_layernorm);
-      q[t] = matvec(lw.q_proj, h, nh * hd);
-      k[t] = matvec(lw.k_proj, h, nkv * hd);
-      v[t] = matvec(lw.v_proj, h, nkv * hd);
-    }
-    for (int t = 0; t < n; ++t) {
-      std::vector<double> attn(nh * hd);
-      for (int head = 0; head < nh; ++head) {
-        const int g = head / (nh / nkv);
-        const double* qt = &q[t][head * hd];
-        std::vector<double> score(t + 1, -INFINITY);
-        double mx = -INFINITY;
-        for (int s = 0; s <= t; ++s) {
-          const Kind kind = MaskOf(t, s, spec, memory_layer);
-          if (kind == Kind::kHidden) continue;
-          const double* ks = &k[s][g * hd];
-          std::vector<double> qr(qt, qt + hd), kr(ks, ks + hd);
-          if (rotates && kind == Kind::kLocal) {
-            qr = rotated(qt, t);
-            kr = rotated(ks, s);
-          } else if (rotates && kind == Kind::kGlobal) {
-            qr = rotated(qt, L);
-          } else if (rotates && kind == Kind::kMemory) {
-            if (spec.positioning == MemoryPositioning::kAsFirst) {
-              qr = rotated(qt, std::min(t, L - 1));
-            } else if (spec.positioning == MemoryPositioning::kFixedDistance) {
-              qr = rotated(qt, L);
-            }  // kNone: the raw query
-          }
-          double dot = 0;
-          for (int i = 0; i < hd; ++i) dot += qr[i] * kr[i];
-          score[s] = dot / std::sqrt(hd);
-          mx = std::max(mx, score[s]);
-        }
-        double sum = 0;
-        for (double& e : score) sum += (e = std::exp(e - mx));
-        for (int s = 0; s <= t; ++s) {
-          for (int i = 0; i < hd; ++i) attn[head * hd + i] += score[s] / sum * v[s][g * hd + i];
-        }
-      }
-      const std::vector<double> o = matvec(lw.o_proj, attn, hs);
-      for (int i = 0; i < hs; ++i) x[t][i] += o[i];
-      const std::vector<double> h = norm(x[t], lw.post_attention_layernorm);
-      std::vector<double> gate = matvec(lw.gate_proj, h, inter), up = matvec(lw.up_proj, h, inter);
-      for (int i = 0; i < inter; ++i) gate[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
-      const std::vector<double> down = matvec(lw.down_proj, gate, hs);
-      for (int i = 0; i < hs; ++i) x[t][i] += down[i];
-    }
-  }
-  std::vector<double> logits;
-  for (int t = 0; t < n; ++t) {
-    const std::vector<double> row = matvec(w.lm_head(), norm(x[t], w.final_norm()), c.vocab_size);
-    logits.insert(logits.end(), row.begin(), row.end());
   }
   return logits;
 }
@@ -276,8 +158,8 @@ TEST_F(LlamaLambdaTest, MoreGlobalTokensThanTheLocalWindowAndNoneAtAll) {
   const std::vector<int> ids = RandomTokens(40, 97, 4);
   for (const int n_global : {0, 11}) {
     ModelState state = NewStateOrDie(*engine_, Lambda(n_global, 6));
-    ExpectNear(StreamLogits(*engine_, &state, ids, {9, 1}), Reference(ids, {n_global, 6, {}}),
-               1e-4, "n_global " + std::to_string(n_global));
+    ExpectNear(StreamLogits(*engine_, &state, ids, {9, 1}), Reference(ids, {n_global, 6, {}}), 1e-4,
+               "n_global " + std::to_string(n_global));
   }
 }
 
@@ -387,20 +269,21 @@ TEST_F(LongLlamaLambdaTest, DocumentFilterHidesMemoryEntriesOnlyDenseAndKnn) {
   const std::vector<int> ids = RandomTokens(40, 97, 12);
   std::vector<Provenance> provenance;
   for (int i = 0; i < 40; ++i) provenance.push_back({i < 20 ? 0 : 1, i, ids[i]});
-  const std::vector<double> expected = LambdaReferenceLogits(
-      engine_->config(), engine_->transformer().weights(), ids,
-      {2, 8, {1, 2}, MemoryPositioning::kAsFirst, /*memory_from=*/20});
+  const std::vector<double> expected =
+      LambdaReferenceLogits(engine_->config(), engine_->transformer().weights(), ids,
+                            {2, 8, {1, 2}, MemoryPositioning::kAsFirst, /*memory_from=*/20});
   for (const char* retrieval : {"dense", "knn:64"}) {
     ModelState state = NewStateOrDie(*engine_, Lambda(2, 8));
     state.retrieval = *ParseRetrieval(retrieval);
     state.retrieval.filter.documents = {1};
     std::vector<float> logits;
     ASSERT_TRUE(engine_
-                    ->Prefill(ids, 8, &state, LogitsMode::kAll,
-                              [&](int64_t, int64_t rows, const float* l) {
-                                logits.insert(logits.end(), l, l + rows * 97);
-                              },
-                              provenance)
+                    ->Prefill(
+                        ids, 8, &state, LogitsMode::kAll,
+                        [&](int64_t, int64_t rows, const float* l) {
+                          logits.insert(logits.end(), l, l + rows * 97);
+                        },
+                        provenance)
                     .ok());
     ExpectNear(logits, expected, 1e-4, retrieval);
   }
