@@ -64,20 +64,24 @@ absl::Status ReplaceDirectory(const std::string& from, const std::string& to) {
   return absl::OkStatus();
 }
 
-absl::Status SaveMemory(const Transformer& model, const ModelState& state,
-                        const std::string& dir) {
-  const ModelConfig& config = model.config();
-  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir + "/MANIFEST")) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " exists and is not a saved memory; refusing to replace it"));
-  }
-  const std::string staging = dir + ".saving";
+absl::StatusOr<std::string> MakeStagingDirectory(const std::string& target) {
+  const std::string staging = target + ".saving";
   std::error_code error;
   std::filesystem::remove_all(staging, error);
   std::filesystem::create_directories(staging, error);
   if (error) {
     return absl::InternalError(absl::StrCat("cannot create ", staging, ": ", error.message()));
   }
+  return staging;
+}
+
+absl::Status SaveMemory(const Transformer& model, const ModelState& state, const std::string& dir) {
+  const ModelConfig& config = model.config();
+  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir + "/MANIFEST")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " exists and is not a saved memory; refusing to replace it"));
+  }
+  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(dir));
   for (int layer : MemoryLayers(config, state.attention)) {
     if (layer >= static_cast<int>(state.memory.size()) || state.memory[layer] == nullptr) {
       return absl::InvalidArgumentError(
@@ -86,6 +90,7 @@ absl::Status SaveMemory(const Transformer& model, const ModelState& state,
     FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer)));
   }
   if (state.attention.mode == AttentionMode::kLambda) {
+    std::error_code error;
     std::filesystem::create_directories(staging + "/lambda", error);
     if (error) {
       return absl::InternalError(

@@ -24,6 +24,11 @@ namespace fot {
 [[nodiscard]] absl::Status SaveMemory(const Transformer& model, const ModelState& state,
                                       const std::string& dir);
 
+// An empty staging directory for a save to `target` (its name: target +
+// ".saving"; what an interrupted save left there is removed). Fill it, then
+// ReplaceDirectory(staging, target).
+absl::StatusOr<std::string> MakeStagingDirectory(const std::string& target);
+
 // Puts directory `staging` at `target` in one step, replacing what was there
 // (which is removed). Used for every save that must never be half-written.
 [[nodiscard]] absl::Status ReplaceDirectory(const std::string& staging, const std::string& target);

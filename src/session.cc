@@ -370,13 +370,7 @@ IngestProgress Session::Progress() const {
 
 absl::Status Session::Save(const std::string& dir) const {
   absl::ReaderMutexLock lock(&mu_);
-  const std::string staging = dir + ".saving";
-  std::error_code error;
-  std::filesystem::remove_all(staging, error);
-  std::filesystem::create_directories(staging, error);
-  if (error) {
-    return absl::InternalError(absl::StrCat("cannot create ", staging, ": ", error.message()));
-  }
+  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(dir));
   FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory"));
   const bool lambda = options_.attention.mode == AttentionMode::kLambda;
   nlohmann::json session;
