@@ -36,13 +36,6 @@ std::string WriteModel(const std::string& name, const ModelConfig& config, uint3
   return WriteSmallModel("engine_test_" + name, config, seed);
 }
 
-std::vector<int> RandomTokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> ids(n);
-  for (int& id : ids) id = static_cast<int>(rng() % vocab);
-  return ids;
-}
-
 std::vector<float> AllLogits(const Engine& engine, const std::vector<int>& ids, int last_context,
                              ModelState* state) {
   std::vector<float> logits;

@@ -17,6 +17,7 @@
 #include "src/engine.h"
 #include "src/random_checkpoint.h"
 #include "tests/src/reference_logits.h"
+#include "tests/src/small_model.h"
 
 namespace fot {
 namespace {
@@ -24,40 +25,21 @@ namespace {
 using reference::LambdaReferenceLogits;
 using reference::Spec;
 
+// The shared small model (small_model.h) as a longllama, or as a plain llama
+// (no memory layers, L = W).
 ModelConfig SmallConfig(const std::string& type) {
-  ModelConfig c;
+  ModelConfig c = SmallModelConfig();
   c.model_type = type;
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.last_context_length = type == "llama" ? 16 : 8;
-  if (type == "longllama") c.mem_layers = {1, 2};
+  if (type != "longllama") {
+    c.mem_layers.clear();
+    c.last_context_length = c.max_position_embeddings;
+  }
   return c;
 }
 
 std::unique_ptr<Engine> LoadModel(const std::string& name, const ModelConfig& config,
                                   uint32_t seed) {
-  const std::string dir = ::testing::TempDir() + "/lambda_test_" + name;
-  std::filesystem::remove_all(dir);
-  RandomCheckpointOptions options;
-  options.seed = seed;
-  options.init_std = 0.3f;
-  absl::Status status = WriteRandomCheckpoint(dir, config, options);
-  EXPECT_TRUE(status.ok()) << status;
-  auto engine = Engine::Load(dir);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? *std::move(engine) : nullptr;
-}
-
-std::vector<int> RandomTokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> ids(n);
-  for (int& id : ids) id = static_cast<int>(rng() % vocab);
-  return ids;
+  return LoadEngine(WriteSmallModel("lambda_test_" + name, config, seed));
 }
 
 AttentionOptions Lambda(int n_global, int local_window) {

@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "src/engine.h"
@@ -41,6 +43,14 @@ inline std::string WriteSmallModel(const std::string& name, const ModelConfig& c
   absl::Status status = WriteRandomCheckpoint(dir, config, options);
   EXPECT_TRUE(status.ok()) << status;
   return dir;
+}
+
+// n token ids in [0, vocab), seeded.
+inline std::vector<int> RandomTokens(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> ids(n);
+  for (int& id : ids) id = static_cast<int>(rng() % vocab);
+  return ids;
 }
 
 // Loads a model folder; null (with a test failure) if it does not load.
