@@ -1,15 +1,21 @@
 #include "memory/ivf_scan.h"
 
 #include <cblas.h>
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/invlists/InvertedLists.h>
-#include <faiss/utils/Heap.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
+#include <cmath>
+#include <functional>
+#include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "memory/half_float.h"
@@ -18,10 +24,9 @@ namespace fot {
 namespace {
 
 using faiss_idx = faiss::Index::idx_t;
-using MinHeap = faiss::CMin<float, int64_t>;  // keeps the k largest scores
 
 // Queries scored against a list per matrix product: the block of scores
-// (64 x list size) stays in cache while it is merged into the queries' heaps.
+// (64 x list size) stays in cache while it is offered to the queries' top k.
 // (Scoring every list first and selecting after streamed a 33 MB score buffer
 // through memory twice per store: a third of a window's time at 128k keys.)
 constexpr int64_t kQueryBlock = 64;
@@ -29,7 +34,7 @@ constexpr int64_t kQueryBlock = 64;
 // sgemm packs both operands first, which was 15% of a generated token's time
 // at 1M keys.
 constexpr int64_t kMinQueriesForGemm = 4;
-// Scores a heap skips at once when none of them beats its top.
+// Scores skipped at once when none of them reaches the query's threshold.
 constexpr int64_t kOfferBlock = 32;
 
 float Dot(const float* a, const float* b, int n) {
@@ -71,57 +76,283 @@ class ListViews {
   std::vector<char> open_;
 };
 
-// Each query's top k, kept in the caller's output rows as FAISS heaps, with
-// one lock per query because the lists a query probes are scanned by
-// different threads. Candidates are compared by (score, id), the heaps' own
-// total order, so the result does not depend on the order lists are scanned.
+// A candidate in the final order: higher score first, and among equal scores
+// the higher id.
+struct Candidate {
+  float score;
+  int64_t id;
+};
+constexpr auto Better = [](const Candidate& a, const Candidate& b) {
+  return a.score > b.score || (a.score == b.score && a.id > b.id);
+};
+
+// The highest of 32 values sampled from v[0..n) that at least m of the n
+// values reach (>=), or -inf when none does. Any such value is a safe cut for
+// keeping the best m: everything below it has m better. The samples are
+// sorted and the cut found by binary search, each step one SIMD counting pass
+// (nth_element's unpredictable branches cost several times more); with the
+// samples ~n/32 ranks apart the cut lands within a few ranks of the m-th best.
+float SampledThreshold(const float* v, int64_t n, int64_t m) {
+  constexpr int kSamples = 32;
+  std::array<float, kSamples> samples;
+  for (int i = 0; i < kSamples; ++i) samples[i] = v[i * n / kSamples];
+  std::sort(samples.begin(), samples.end(), std::greater<>());  // NaN-free: see callers
+  const auto reaching = [&](float pivot) {
+    int count = 0;
+#pragma omp simd reduction(+ : count)
+    for (int64_t j = 0; j < n; ++j) count += v[j] >= pivot ? 1 : 0;
+    return count;
+  };
+  // The first (highest) sample that m values reach; counts grow along the array.
+  int lo = 0, hi = kSamples;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (reaching(samples[mid]) >= m) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo < kSamples ? samples[lo] : -std::numeric_limits<float>::infinity();
+}
+
+// Each query's top k, collected in a buffer of about 2k candidates above a
+// running threshold, with one lock per query because the lists a query
+// probes are scanned by different threads.
+//
+// Why not a heap: a query meets ~k ln(N/k) candidates that beat its current
+// k-th best (about 600 of 16k at 128k keys, k = 128), and each heap
+// replacement is a chain of unpredictable branches: 40% of a window's search
+// time. Appending to a buffer is a branch-free store; when the buffer passes
+// 2k, Shrink raises the threshold and drops what fell below it.
+//
+// The final order is (score, id), higher first: FAISS's CMin heap order, so
+// results equal an exact search's. It is a total order, so the top k does not
+// depend on the order the lists are scanned in.
 class TopK {
  public:
-  TopK(int64_t nq, int k, const faiss::IDSelector* selector, float* scores, int64_t* ids)
-      : k_(k), selector_(selector), scores_(scores), ids_(ids), locks_(new std::atomic_flag[nq]) {
-    for (int64_t q = 0; q < nq; ++q) faiss::heap_heapify<MinHeap>(k, Scores(q), Ids(q));
-  }
+  TopK(int64_t nq, int k, const faiss::IDSelector* selector)
+      : k_(k),
+        capacity_(2 * int64_t{k} + kOfferBlock),
+        selector_(selector),
+        scores_(std::make_unique_for_overwrite<float[]>(nq * capacity_)),
+        ids_(std::make_unique_for_overwrite<int64_t[]>(nq * capacity_)),
+        size_(nq, 0),
+        threshold_(nq, -std::numeric_limits<float>::infinity()),
+        locks_(new std::atomic_flag[nq]),
+        scratch_(std::make_unique_for_overwrite<Candidate[]>(omp_get_max_threads() * capacity_)),
+        key_scratch_(
+            std::make_unique_for_overwrite<uint64_t[]>(omp_get_max_threads() * capacity_)) {}
 
   // Offers scores v[0..n) of the keys `list_ids` to query q.
   void Offer(int64_t q, const float* v, const faiss_idx* list_ids, int64_t n) {
-    while (locks_[q].test_and_set(std::memory_order_acquire)) locks_[q].wait(true);
-    float* s = Scores(q);
-    int64_t* id = Ids(q);
-    float worst = s[0];  // the heap's top, the score to beat
-    for (int64_t j0 = 0; j0 < n; j0 += kOfferBlock) {
-      const int64_t end = std::min(n, j0 + kOfferBlock);
-      // Once the heap is full few scores beat it: skip whole blocks at SIMD speed.
-      float best = v[j0];
-#pragma omp simd reduction(max : best)
-      for (int64_t j = j0 + 1; j < end; ++j) best = std::max(best, v[j]);
-      if (best < worst) continue;
-      for (int64_t j = j0; j < end; ++j) {
-        if (v[j] < worst || (v[j] == worst && list_ids[j] <= id[0])) continue;
-        if (selector_ != nullptr && !selector_->is_member(list_ids[j])) continue;
-        faiss::heap_replace_top<MinHeap>(k_, s, id, v[j], list_ids[j]);
-        worst = s[0];
+    // A spin lock: two threads rarely meet on one query, and wait/notify's
+    // bookkeeping cost 5% of the scan.
+    while (locks_[q].test_and_set(std::memory_order_acquire)) {
+      while (locks_[q].test(std::memory_order_relaxed)) {
       }
     }
+    float* scores = Scores(q);
+    int64_t* ids = Ids(q);
+    int64_t size = size_[q];
+    float threshold = threshold_[q];
+    const faiss::IDSelector* const selector = selector_;  // a local: the stores cannot alias it
+    for (int64_t j0 = 0; j0 < n; j0 += kOfferBlock) {
+      const int64_t end = std::min(n, j0 + kOfferBlock);
+      // Once the threshold settles few scores reach it: skip whole blocks at SIMD speed.
+      int reaching = 0;
+#pragma omp simd reduction(+ : reaching)
+      for (int64_t j = j0; j < end; ++j) reaching += v[j] >= threshold ? 1 : 0;
+      if (reaching == 0) continue;
+      // Branch-free: which scores reach is unpredictable early in a scan.
+      // The comparison also drops NaN, which has no place in the order.
+      if (selector == nullptr) {
+        for (int64_t j = j0; j < end; ++j) {
+          scores[size] = v[j];
+          ids[size] = list_ids[j];
+          size += static_cast<int64_t>(v[j] >= threshold);
+        }
+      } else {
+        for (int64_t j = j0; j < end; ++j) {
+          if (v[j] >= threshold && selector->is_member(list_ids[j])) {
+            scores[size] = v[j];
+            ids[size++] = list_ids[j];
+          }
+        }
+      }
+      if (size > 2 * k_) threshold = Shrink(scores, ids, &size);  // room for one more block
+    }
+    size_[q] = size;
+    threshold_[q] = threshold;
     locks_[q].clear(std::memory_order_release);
-    locks_[q].notify_one();
   }
 
-  // Best first; unfilled entries get id -1.
-  void Finish(int64_t nq) {
+  // Writes each query's best k, best first, into scores/ids [nq, k]; unfilled
+  // entries get id -1 and score -inf.
+  void Finish(int64_t nq, float* out_scores, int64_t* out_ids) {
 #pragma omp parallel for schedule(static)
-    for (int64_t q = 0; q < nq; ++q) faiss::heap_reorder<MinHeap>(k_, Scores(q), Ids(q));
+    for (int64_t q = 0; q < nq; ++q) {
+      float* scores = Scores(q);
+      int64_t* ids = Ids(q);
+      int64_t size = size_[q];
+      if (size > k_) Shrink(scores, ids, &size);  // fewer to gather and select
+      uint64_t* keys = SortKeys(scores, ids, size);
+      if (keys != nullptr) {
+        const auto best = keys + std::min(size, k_);
+        std::nth_element(keys, best - 1, keys + size, std::greater<>());
+        std::sort(keys, best, std::greater<>());
+        size = best - keys;
+        for (int64_t j = 0; j < size; ++j) {
+          out_ids[q * k_ + j] = static_cast<int64_t>(keys[j] & 0xffffffffu);
+          out_scores[q * k_ + j] = OrderedToFloat(static_cast<uint32_t>(keys[j] >> 32));
+        }
+      } else {
+        Candidate* c = Gather(scores, ids, size);
+        if (size > k_) {
+          std::nth_element(c, c + k_ - 1, c + size, Better);
+          size = k_;
+        }
+        std::sort(c, c + size, Better);
+        for (int64_t j = 0; j < size; ++j) {
+          out_scores[q * k_ + j] = c[j].score;
+          out_ids[q * k_ + j] = c[j].id;
+        }
+      }
+      for (int64_t j = size; j < k_; ++j) {
+        out_scores[q * k_ + j] = -std::numeric_limits<float>::infinity();
+        out_ids[q * k_ + j] = -1;
+      }
+    }
   }
 
  private:
-  float* Scores(int64_t q) { return scores_ + q * k_; }
-  int64_t* Ids(int64_t q) { return ids_ + q * k_; }
+  // The calling thread's scratch, holding buffer entries [0, n) as 64-bit
+  // keys that order as Better does: the score's bits made monotonic above
+  // the id. Integer keys sort several times faster than the pairs. Null when
+  // an id needs more than 32 bits.
+  uint64_t* SortKeys(const float* scores, const int64_t* ids, int64_t n) const {
+    uint64_t* keys = key_scratch_.get() + omp_get_thread_num() * capacity_;
+    for (int64_t j = 0; j < n; ++j) {
+      if (static_cast<uint64_t>(ids[j]) > 0xffffffffu) return nullptr;
+      keys[j] = uint64_t{FloatToOrdered(scores[j])} << 32 | static_cast<uint64_t>(ids[j]);
+    }
+    return keys;
+  }
+  // Unsigned integers in the order of the floats (-0 counts as +0, as in
+  // float comparison). No NaN reaches the buffer.
+  static uint32_t FloatToOrdered(float f) {
+    const uint32_t bits = std::bit_cast<uint32_t>(f + 0.0f);
+    return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+  }
+  static float OrderedToFloat(uint32_t u) {
+    return std::bit_cast<float>(u & 0x80000000u ? u & 0x7fffffffu : ~u);
+  }
 
-  const int k_;
+  // Raises the threshold to a sampled cut that keeps at least k, and drops
+  // what fell below it: everything dropped has k better candidates, so the
+  // final top k is unchanged.
+  float Shrink(float* scores, int64_t* ids, int64_t* size) const {
+    const int64_t n = *size;
+    float threshold = SampledThreshold(scores, n, k_);
+    int64_t kept = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      scores[kept] = scores[j];
+      ids[kept] = ids[j];
+      kept += scores[j] >= threshold ? 1 : 0;
+    }
+    *size = kept;
+    // Many scores tied at the threshold can leave the buffer full; the
+    // caller's next block must still fit, so fall back to an exact cut.
+    if (kept > 2 * k_) {
+      Candidate* c = Gather(scores, ids, kept);
+      std::nth_element(c, c + k_ - 1, c + kept, Better);
+      for (int64_t j = 0; j < k_; ++j) {
+        scores[j] = c[j].score;
+        ids[j] = c[j].id;
+      }
+      *size = k_;
+      threshold = c[k_ - 1].score;
+    }
+    return threshold;
+  }
+
+  // The calling thread's scratch, holding buffer entries [0, n) as candidates.
+  Candidate* Gather(const float* scores, const int64_t* ids, int64_t n) const {
+    Candidate* c = scratch_.get() + omp_get_thread_num() * capacity_;
+    for (int64_t j = 0; j < n; ++j) c[j] = {scores[j], ids[j]};
+    return c;
+  }
+  float* Scores(int64_t q) { return scores_.get() + q * capacity_; }
+  int64_t* Ids(int64_t q) { return ids_.get() + q * capacity_; }
+
+  const int64_t k_;
+  const int64_t capacity_;
   const faiss::IDSelector* selector_;
-  float* scores_;
-  int64_t* ids_;
+  std::unique_ptr<float[]> scores_;
+  std::unique_ptr<int64_t[]> ids_;
+  std::vector<int64_t> size_;
+  std::vector<float> threshold_;
   std::unique_ptr<std::atomic_flag[]> locks_;
+  std::unique_ptr<Candidate[]> scratch_;     // per thread, capacity_ each
+  std::unique_ptr<uint64_t[]> key_scratch_;  // per thread, capacity_ each
 };
+
+// Writes the nprobe nearest lists (L2 to the centroids) of each query into
+// probes [nq, nprobe], in no particular order.
+//
+// Why not quantizer->search: for a window's 512 queries FAISS's flat search
+// spent ~2 ms per store in its per-query heaps, a fifth of the whole scan.
+// Here one sgemm per block of queries gives 2<q, c> - |c|^2 (higher is
+// nearer), and a sampled cut keeps the nprobe best, ties to the lower list.
+void AssignLists(const faiss::IndexIVF& index, const float* queries, int64_t nq, int nprobe,
+                 faiss_idx* probes) {
+  const auto* flat = dynamic_cast<const faiss::IndexFlat*>(index.quantizer);
+  if (flat == nullptr || flat->metric_type != faiss::METRIC_L2) {
+    std::vector<float> distances(nq * nprobe);
+    index.quantizer->search(nq, queries, nprobe, distances.data(), probes);
+    return;
+  }
+  const int d = static_cast<int>(index.d);
+  const auto nlist = static_cast<int64_t>(index.nlist);
+  const float* centroids = flat->get_xb();
+  std::vector<float> norms(nlist);
+  for (int64_t l = 0; l < nlist; ++l) {
+    norms[l] = cblas_sdot(d, centroids + l * d, 1, centroids + l * d, 1);
+  }
+  constexpr int64_t kBlock = 64;
+  const int threads = omp_get_max_threads();
+  auto nearness = std::make_unique_for_overwrite<float[]>(threads * kBlock * nlist);
+  auto candidates = std::make_unique_for_overwrite<std::pair<float, int64_t>[]>(threads * nlist);
+  const int64_t blocks = (nq + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int t = omp_get_thread_num();
+    const int64_t first = b * kBlock, rows = std::min(kBlock, nq - first);
+    float* near = nearness.get() + t * kBlock * nlist;
+    std::pair<float, int64_t>* c = candidates.get() + t * nlist;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                static_cast<int>(nlist), d, 2.0f, queries + first * d, d, centroids, d, 0.0f, near,
+                static_cast<int>(nlist));
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = near + i * nlist;
+      for (int64_t l = 0; l < nlist; ++l) {
+        row[l] -= norms[l];
+        if (std::isnan(row[l])) row[l] = -std::numeric_limits<float>::infinity();  // a NaN query
+      }
+      const float cut = SampledThreshold(row, nlist, nprobe);
+      int64_t n = 0;
+      for (int64_t l = 0; l < nlist; ++l) {
+        if (row[l] >= cut) c[n++] = {row[l], l};
+      }
+      const auto nearer = [](const auto& x, const auto& y) {
+        return x.first > y.first || (x.first == y.first && x.second < y.second);
+      };
+      if (n > nprobe) std::nth_element(c, c + nprobe - 1, c + n, nearer);
+      faiss_idx* out = probes + (first + i) * nprobe;
+      for (int64_t p = 0; p < nprobe; ++p) out[p] = p < n ? c[p].second : -1;
+    }
+  }
+}
 
 // The lists a batch probes, each with the queries probing it.
 struct ProbedLists {
@@ -168,14 +399,11 @@ void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest
              int64_t* ids) {
   const int nprobe = static_cast<int>(std::min<int64_t>(r.nprobe, index.nlist));
   std::vector<faiss_idx> probes(r.nq * nprobe);
-  {
-    std::vector<float> coarse_distances(r.nq * nprobe);
-    index.quantizer->search(r.nq, r.coarse_queries, nprobe, coarse_distances.data(), probes.data());
-  }
+  AssignLists(index, r.coarse_queries, r.nq, nprobe, probes.data());
   const ProbedLists g = GroupByList(*index.invlists, probes.data(), r.nq, nprobe);
   ListViews views(index.invlists);
   for (const ProbedLists::List& l : g.lists) views.Open(l.list);
-  TopK top(r.nq, r.k, r.selector, scores, ids);
+  TopK top(r.nq, r.k, r.selector);
 
   // Per-thread buffers, allocated here (nothing may throw inside the region)
   // and uninitialised: zeroing them cost more than the scan of one query.
@@ -236,7 +464,7 @@ void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest
       }
     }
   }
-  top.Finish(r.nq);
+  top.Finish(r.nq, scores, ids);
 }
 
 }  // namespace fot
