@@ -146,9 +146,12 @@ std::string DescribeRetrieval(const Retrieval& retrieval) {
                                                    : absl::StrCat("knn:", retrieval.top_k);
 }
 
-// Up to this many query rows per head (generation), the heads' searches run
-// side by side; a window's big batches are spread over the threads inside
-// each search instead, over its many uneven lists.
+// The heads' searches run side by side, each on one thread, for a few query
+// rows (generation) and whenever there are at least two heads per thread:
+// then no thread waits on another inside a search. With fewer heads (one kv
+// head) a window's big batch is spread over the threads inside each search,
+// over its many uneven lists. (Side by side made the mid-size model's window
+// searches ~8% faster than threads inside each: 8 kv heads, 2 threads.)
 constexpr int kMaxRowsForHeadParallelSearch = 16;
 
 absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads, const float* queries, int rows,
@@ -159,7 +162,9 @@ absl::Status SearchMemoryHeads(const KvMemory& memory, int kv_heads, const float
   // per-call allocation, since this runs for every generated token.
   absl::Status failure;
   int failed_head = kv_heads;
-#pragma omp parallel for schedule(dynamic) if (rows <= kMaxRowsForHeadParallelSearch)
+  const bool side_by_side =
+      rows <= kMaxRowsForHeadParallelSearch || kv_heads >= 2 * omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic) if (side_by_side)
   for (int g = 0; g < kv_heads; ++g) {
     absl::Status status =
         memory.Search(g, queries + static_cast<size_t>(g) * rows * head_dim, rows, head_dim, top_k,
