@@ -65,7 +65,7 @@ absl::StatusOr<int> ParseInt32(std::string_view key, std::string_view text) {
 }  // namespace
 
 int IvfListsFor(int64_t keys) {
-  const double cap = std::min(std::sqrt(static_cast<double>(std::max<int64_t>(keys, 1))),
+  const double cap = std::min(1.5 * std::sqrt(static_cast<double>(std::max<int64_t>(keys, 1))),
                               static_cast<double>(keys) / 40.0);
   int lists = 1;
   while (lists * 2.0 <= cap && lists * 2 <= kMaxNlist) lists *= 2;

@@ -570,9 +570,10 @@ TEST(KvStoreTest, IvfWithAutomaticListsRetrainsAsTheMemoryGrows) {
 TEST(KvStoreTest, IvfListsGrowLikeTheSquareRootOfTheMemory) {
   EXPECT_EQ(IvfListsFor(0), 1);
   EXPECT_EQ(IvfListsFor(100), 2);  // k-means wants ~40 keys per list
-  EXPECT_EQ(IvfListsFor(10240), 64);
-  EXPECT_EQ(IvfListsFor(131072), 256);
+  EXPECT_EQ(IvfListsFor(10240), 128);
+  EXPECT_EQ(IvfListsFor(131072), 512);
   EXPECT_EQ(IvfListsFor(1 << 20), 1024);
+  EXPECT_EQ(IvfListsFor(1 << 22), 2048);
   EXPECT_EQ(IvfListsFor(int64_t{1} << 40), 1 << 20);  // the FAISS-sane cap
   MemoryOptions o;
   ASSERT_TRUE(ParseIndexSpec("ivf", &o).ok());
