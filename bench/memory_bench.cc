@@ -636,7 +636,7 @@ void RegisterAll(Context& context) {
       if (size > KindMax(flags, kind)) continue;
       const std::string suffix = std::string(kModeNames[m]) + "/" + std::to_string(size);
       if (size <= WindowMax(flags, mode)) {
-        Register("Window/" + suffix, 1, benchmark::kSecond,
+        Register("Window/" + suffix, flags.window_runs, benchmark::kSecond,
                  [&context, mode, kind, size](benchmark::State& st) {
                    absl::StatusOr<ModelState*> state = context.Ensure(kind, size);
                    if (!state.ok()) {

@@ -36,6 +36,7 @@ std::vector<FlagSpec> FlagSpecs(Flags* flags) {
       {"flat_window_max_tokens", "largest memory for a knn-flat window", &f.flat_window_max_tokens},
       {"hnsw_window_max_tokens", "largest memory for a knn-HNSW window", &f.hnsw_window_max_tokens},
       {"ivf_window_max_tokens", "largest memory for a knn-IVF window", &f.ivf_window_max_tokens},
+      {"window_runs", "timed windows per Window run (mean reported)", nullptr, &f.window_runs},
       {"gen_tokens", "timed generated tokens per Generate run", nullptr, &f.gen_tokens},
       {"gen_tokens_large", "timed generated tokens at >= 512k tokens of memory", nullptr,
        &f.gen_tokens_large},
@@ -91,10 +92,10 @@ bool ParseFlags(int* argc, char** argv, Flags* flags) {
   }
   *argc = out;
   if (flags->holdout < 512 || flags->holdout < flags->recall_queries || flags->top_k < 1 ||
-      flags->prefix_tokens < 2 * flags->holdout + 1024) {
+      flags->prefix_tokens < 2 * flags->holdout + 1024 || flags->window_runs < 1) {
     std::fprintf(stderr,
-                 "memory_bench: need holdout >= max(512, recall_queries), top_k >= 1 and "
-                 "prefix_tokens >= 2 * holdout + 1024\n");
+                 "memory_bench: need holdout >= max(512, recall_queries), top_k >= 1, "
+                 "prefix_tokens >= 2 * holdout + 1024 and window_runs >= 1\n");
     return false;
   }
   for (const auto& [spec, kind] : {std::pair{flags->hnsw_spec, IndexKind::kHnsw},
