@@ -320,6 +320,41 @@ def memory_windows(seed, tok, W, n, p_passkey=0.15):
     return np.stack(out)
 
 
+def queried_keys(tok, ids):
+    """The keys asked for ("?KEY=") in token rows `ids` [n, T], as letter-index arrays."""
+    letter_index = {int(t): i for i, t in enumerate(tok.letter)}
+    keys = []
+    for row in np.asarray(ids):
+        for j in np.flatnonzero(row[:-5] == tok.qmark):
+            key = [letter_index.get(int(t)) for t in row[j + 1:j + 5]]
+            if None not in key and row[j + 5] == tok.eq:
+                keys.append(np.array(key))
+    return keys
+
+
+def neighbor_windows(seed, tok, W, n, keys, key_len=4, val_len=4, p_two=0.7):
+    """n memory-only windows of records whose keys differ from one of `keys` in one
+    letter or (with probability p_two) two, with random values. A 64k-token memory
+    holds ~1.4 one-letter and ~50 two-letter neighbours of every key; spread over a
+    cross-batch memory of a few thousand tokens there are almost none, so the
+    fine-tuning stage puts them there on purpose."""
+    rng = np.random.default_rng(seed)
+    rec_len = key_len + val_len + 2
+    out = []
+    for _ in range(n):
+        recs = []
+        for _ in range(W // rec_len + 2):
+            key = keys[rng.integers(len(keys))].copy()
+            changes = 2 if rng.random() < p_two else 1
+            for pos in rng.choice(key_len, changes, replace=False):
+                key[pos] = (key[pos] + 1 + rng.integers(25)) % 26  # a different letter
+            recs.append(record_tokens(tok, key, rng.integers(0, 10, val_len)))
+        stream = np.concatenate(recs)
+        phase = int(rng.integers(0, rec_len))
+        out.append(stream[phase:phase + W])
+    return np.stack(out)
+
+
 def train_batch(seed, tok, W, batch, p_passkey=0.2, p_copy=0.0, n_sparse=0, **kw):
     """A batch of `batch` two-window examples from one seed (< EVAL_SEED_BASE)."""
     assert seed < EVAL_SEED_BASE

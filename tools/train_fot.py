@@ -338,7 +338,14 @@ def cmd_train(a):
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
-    tok_path = fot_data.build_tokenizer(os.path.join(a.out, 'tokenizer'), a.vocab)
+    if a.seed * 1_000_003 + a.data_offset + a.steps + 500_000 >= fot_data.EVAL_SEED_BASE:
+        sys.exit('--seed/--data-offset/--steps would reach the evaluation seeds (>= '
+                 f'{fot_data.EVAL_SEED_BASE}); use --seed 0 and a smaller --data-offset')
+    if a.init:  # the fine-tuned model keeps its tokenizer
+        tok_path = os.path.join(a.out, 'tokenizer.model')
+        shutil.copyfile(os.path.join(a.init, 'tokenizer.model'), tok_path)
+    else:
+        tok_path = fot_data.build_tokenizer(os.path.join(a.out, 'tokenizer'), a.vocab)
     tok = fot_data.Tok(tok_path)
     fot_data.check_tokenizer(tok)
     c = Cfg(vocab_size=tok.vocab_size, hidden_size=a.hidden, intermediate_size=a.inter,
@@ -347,6 +354,14 @@ def cmd_train(a):
             last_context_length=a.last_context, mem_layers=a.mem_layers,
             rope_theta=a.rope_theta, bos_token_id=tok.bos, eos_token_id=tok.eos)
     P = init_params(c, a.seed, a.offset_init)
+    if a.init:
+        # Fine-tuning stage: an exported model's weights, fresh optimizer, full
+        # dictionaries from the first step, cross-batch d fixed at dmax.
+        c0, P0 = load_hf(a.init)
+        if c0.hf_dict() != c.hf_dict():
+            sys.exit(f'--init {a.init}: its config.json differs from this command\'s model flags')
+        for k in P:
+            P[k].data.copy_(P0[k])
     params = list(P.values())
     decay = [p for n, p in P.items() if p.dim() == 2]
     nodecay = [p for n, p in P.items() if p.dim() == 1]
@@ -359,6 +374,8 @@ def cmd_train(a):
     levels = [1, 2, 4, 8, 0] if a.sparse_curriculum else [0]  # records in window 0 (0: full)
     lvl = 0
     start = 0
+    if a.init:
+        d, lvl = a.dmax, len(levels) - 1
     if a.resume:
         ck = torch.load(a.resume)
         for k in P:
@@ -388,7 +405,8 @@ def cmd_train(a):
             d_since += 1
         else:
             d = d_schedule(step, a.steps, a.dmax)
-        xs, ms = fot_data.train_batch(a.seed * 1_000_003 + step, tok, a.window, a.batch,
+        data_seed = a.seed * 1_000_003 + a.data_offset + step
+        xs, ms = fot_data.train_batch(data_seed, tok, a.window, a.batch,
                                       p_passkey=a.p_passkey, p_copy=a.p_copy,
                                       n_sparse=levels[lvl])
         ids = torch.from_numpy(xs)
@@ -396,8 +414,15 @@ def cmd_train(a):
         W = a.window
         extra = None
         if d > a.batch:
-            extra = torch.from_numpy(fot_data.memory_windows(
-                a.seed * 1_000_003 + step + 500_000, tok, a.window, d - a.batch))
+            n_extra = d - a.batch
+            keys = fot_data.queried_keys(tok, xs[:, W:]) if a.p_neighbor > 0 else []
+            n_nb = int(round(a.p_neighbor * n_extra)) if keys else 0
+            windows = []
+            if n_extra > n_nb:
+                windows.append(fot_data.memory_windows(data_seed + 500_000, tok, W, n_extra - n_nb))
+            if n_nb:
+                windows.append(fot_data.neighbor_windows(data_seed + 500_000, tok, W, n_nb, keys))
+            extra = torch.from_numpy(np.concatenate(windows))
         logits = train_forward(c, P, ids, d, extra)
         tgt = ids[:, W + 1:]
         mk = mask[:, W + 1:]
@@ -770,6 +795,14 @@ def main():
                    help='start with 1, 2, 4, 8 records in window 0 before full dictionaries')
     t.add_argument('--p-copy', type=float, default=0.0,
                    help='share of copy examples (dense induction through memory)')
+    t.add_argument('--init', help='fine-tune: start from this exported model folder (fresh '
+                   'optimizer, full dictionaries, d = dmax throughout)')
+    t.add_argument('--data-offset', type=int, default=0,
+                   help='added to the data seeds, so a fine-tuning stage sees new documents '
+                   '(keep seed offsets + steps + 500000 below the evaluation base 1000000)')
+    t.add_argument('--p-neighbor', type=float, default=0.0,
+                   help='share of the extra memory windows (d > batch) filled with one- and '
+                   'two-letter neighbours of the batch\'s queried keys')
     t.add_argument('--resume', help='continue from this ckpt.pt')
     t.add_argument('--resume-step', type=int, help='step of a checkpoint that lacks it')
     t.add_argument('--resume-d', type=int, default=16, help='d of a checkpoint that lacks it')
