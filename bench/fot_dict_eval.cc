@@ -43,12 +43,12 @@
 // With more than one memory layer every row ingests with its own retrieval.
 //
 // Cost (2 shared cores): ingest into a flat store reads all of memory per
-// window, so it is quadratic (65 536 tokens: 11 s, 262 144: 241 s);
-// HNSW ingests only ~400-800 tokens/s (65 536: 160 s); IVF 65 536 tokens in
-// 9 s and 1 048 576 in 12 min. Hence the caps --max_dense_tokens and
+// window, so it is quadratic (65 536 tokens: 13-50 s, 262 144: 197-241 s);
+// HNSW ingests only ~200-800 tokens/s (65 536: 160-240 s); IVF 65 536 tokens
+// in 7 s and 1 048 576 in 135 s. Hence the caps --max_dense_tokens and
 // --max_hnsw_tokens (default 65536); IVF and memory off run at every size.
-// The defaults take ~25 min here, most of it the 1M IVF ingest and the 1M
-// dense questions (~1.4 s each); --passkey=N adds N ingests per store and size.
+// The defaults take ~15 min here, most of it the 1M dense questions (~1.4 s
+// each) and the HNSW ingest; --passkey=N adds N ingests per store and size.
 //
 // Progress (ingest tokens/s) goes to stderr; the tables (markdown) to stdout.
 // Not run in CI.
