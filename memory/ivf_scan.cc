@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <bit>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -140,9 +139,7 @@ class TopK {
         size_(nq, 0),
         threshold_(nq, -std::numeric_limits<float>::infinity()),
         locks_(new std::atomic_flag[nq]),
-        scratch_(std::make_unique_for_overwrite<Candidate[]>(omp_get_max_threads() * capacity_)),
-        key_scratch_(
-            std::make_unique_for_overwrite<uint64_t[]>(omp_get_max_threads() * capacity_)) {}
+        scratch_(std::make_unique_for_overwrite<Candidate[]>(omp_get_max_threads() * capacity_)) {}
 
   // Offers scores v[0..n) of the keys `list_ids` to query q.
   void Offer(int64_t q, const float* v, const faiss_idx* list_ids, int64_t n) {
@@ -196,27 +193,15 @@ class TopK {
       int64_t* ids = Ids(q);
       int64_t size = size_[q];
       if (size > k_) Shrink(scores, ids, &size);  // fewer to gather and select
-      uint64_t* keys = SortKeys(scores, ids, size);
-      if (keys != nullptr) {
-        const auto best = keys + std::min(size, k_);
-        std::nth_element(keys, best - 1, keys + size, std::greater<>());
-        std::sort(keys, best, std::greater<>());
-        size = best - keys;
-        for (int64_t j = 0; j < size; ++j) {
-          out_ids[q * k_ + j] = static_cast<int64_t>(keys[j] & 0xffffffffu);
-          out_scores[q * k_ + j] = OrderedToFloat(static_cast<uint32_t>(keys[j] >> 32));
-        }
-      } else {
-        Candidate* c = Gather(scores, ids, size);
-        if (size > k_) {
-          std::nth_element(c, c + k_ - 1, c + size, Better);
-          size = k_;
-        }
-        std::sort(c, c + size, Better);
-        for (int64_t j = 0; j < size; ++j) {
-          out_scores[q * k_ + j] = c[j].score;
-          out_ids[q * k_ + j] = c[j].id;
-        }
+      Candidate* c = Gather(scores, ids, size);
+      if (size > k_) {
+        std::nth_element(c, c + k_ - 1, c + size, Better);
+        size = k_;
+      }
+      std::sort(c, c + size, Better);
+      for (int64_t j = 0; j < size; ++j) {
+        out_scores[q * k_ + j] = c[j].score;
+        out_ids[q * k_ + j] = c[j].id;
       }
       for (int64_t j = size; j < k_; ++j) {
         out_scores[q * k_ + j] = -std::numeric_limits<float>::infinity();
@@ -226,28 +211,6 @@ class TopK {
   }
 
  private:
-  // The calling thread's scratch, holding buffer entries [0, n) as 64-bit
-  // keys that order as Better does: the score's bits made monotonic above
-  // the id. Integer keys sort several times faster than the pairs. Null when
-  // an id needs more than 32 bits.
-  uint64_t* SortKeys(const float* scores, const int64_t* ids, int64_t n) const {
-    uint64_t* keys = key_scratch_.get() + omp_get_thread_num() * capacity_;
-    for (int64_t j = 0; j < n; ++j) {
-      if (static_cast<uint64_t>(ids[j]) > 0xffffffffu) return nullptr;
-      keys[j] = uint64_t{FloatToOrdered(scores[j])} << 32 | static_cast<uint64_t>(ids[j]);
-    }
-    return keys;
-  }
-  // Unsigned integers in the order of the floats (-0 counts as +0, as in
-  // float comparison). No NaN reaches the buffer.
-  static uint32_t FloatToOrdered(float f) {
-    const uint32_t bits = std::bit_cast<uint32_t>(f + 0.0f);
-    return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
-  }
-  static float OrderedToFloat(uint32_t u) {
-    return std::bit_cast<float>(u & 0x80000000u ? u & 0x7fffffffu : ~u);
-  }
-
   // Raises the threshold to a sampled cut that keeps at least k, and drops
   // what fell below it: everything dropped has k better candidates, so the
   // final top k is unchanged.
@@ -293,8 +256,7 @@ class TopK {
   std::vector<int64_t> size_;
   std::vector<float> threshold_;
   std::unique_ptr<std::atomic_flag[]> locks_;
-  std::unique_ptr<Candidate[]> scratch_;     // per thread, capacity_ each
-  std::unique_ptr<uint64_t[]> key_scratch_;  // per thread, capacity_ each
+  std::unique_ptr<Candidate[]> scratch_;  // per thread, capacity_ each
 };
 
 // Writes the nprobe nearest lists (L2 to the centroids) of each query into
