@@ -27,6 +27,7 @@
 #include "src/random_checkpoint.h"
 #include "src/service.h"
 #include "src/session_manager.h"
+#include "tests/src/small_model.h"
 
 namespace fot::service_test {
 
@@ -78,17 +79,9 @@ class ServiceTest : public ::testing::Test {
     }
     ASSERT_TRUE(
         TrainTokenizer(*model_dir_ + "/corpus.txt", kVocab, *model_dir_ + "/tokenizer.model").ok());
-    ModelConfig c;
-    c.model_type = "longllama";
+    ModelConfig c = SmallModelConfig();
     c.vocab_size = kVocab;
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 3;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.max_position_embeddings = 16;
     c.last_context_length = kLast;
-    c.mem_layers = {1, 2};
     RandomCheckpointOptions options;
     options.init_std = 0.3f;
     ASSERT_TRUE(WriteRandomCheckpoint(*model_dir_, c, options).ok());
@@ -253,21 +246,8 @@ class ServiceTest : public ::testing::Test {
   static Answer Reference(std::vector<int> tokens, int max_tokens = 12,
                           const AttentionOptions& attention = {}) {
     for (int t : tokenizer_->Encode(kQuestion)) tokens.push_back(t);
-    ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), attention);
     Answer answer;
-    std::vector<float> last(kVocab);
-    const LogitsSink keep = [&](int64_t, int64_t rows, const float* l) {
-      std::copy(l + (rows - 1) * kVocab, l + rows * kVocab, last.begin());
-    };
-    EXPECT_TRUE(engine_->Prefill(tokens, kLast, &state, LogitsMode::kLast, keep).ok());
-    for (int i = 0; i < max_tokens; ++i) {
-      answer.logits.insert(answer.logits.end(), last.begin(), last.end());
-      const int token = ArgMax(last.data(), kVocab);
-      answer.tokens.push_back(token);
-      if (i + 1 < max_tokens) {
-        EXPECT_TRUE(engine_->Append({&token, 1}, &state, LogitsMode::kLast, keep).ok());
-      }
-    }
+    GreedyOneShot(*engine_, tokens, max_tokens, attention, &answer.tokens, &answer.logits);
     return answer;
   }
 

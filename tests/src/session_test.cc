@@ -83,21 +83,8 @@ class SessionTest : public ::testing::Test {
     std::vector<int> all;
     for (const auto& d : documents_) all.insert(all.end(), d.begin(), d.end());
     all.insert(all.end(), question_.begin(), question_.end());
-    ModelState state = *engine_->NewState(engine_->DefaultMemoryOptions(), attention);
     Answer answer;
-    std::vector<float> last(kVocab);
-    const LogitsSink keep = [&](int64_t, int64_t rows, const float* l) {
-      std::copy(l + (rows - 1) * kVocab, l + rows * kVocab, last.begin());
-    };
-    EXPECT_TRUE(engine_->Prefill(all, 8, &state, LogitsMode::kLast, keep).ok());
-    for (int i = 0; i < max_tokens; ++i) {
-      answer.logits.insert(answer.logits.end(), last.begin(), last.end());
-      const int token = ArgMax(last.data(), kVocab);
-      answer.tokens.push_back(token);
-      if (i + 1 < max_tokens) {
-        EXPECT_TRUE(engine_->Append({&token, 1}, &state, LogitsMode::kLast, keep).ok());
-      }
-    }
+    GreedyOneShot(*engine_, all, max_tokens, attention, &answer.tokens, &answer.logits);
     return answer;
   }
 

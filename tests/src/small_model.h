@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "src/engine.h"
+#include "src/kernels.h"
 #include "src/random_checkpoint.h"
 
 namespace fot {
@@ -58,6 +59,32 @@ inline std::unique_ptr<Engine> LoadEngine(const std::string& dir) {
   auto engine = Engine::Load(dir);
   EXPECT_TRUE(engine.ok()) << engine.status();
   return engine.ok() ? *std::move(engine) : nullptr;
+}
+
+// The one-shot reference that sessions must match: one Prefill over `tokens`
+// (the model's last_context_length as the local window), then `max_tokens`
+// greedy Appends. Appends the generated tokens to *generated and each one's
+// logits row to *logits.
+inline void GreedyOneShot(const Engine& engine, const std::vector<int>& tokens, int max_tokens,
+                          const AttentionOptions& attention, std::vector<int>* generated,
+                          std::vector<float>* logits) {
+  const int vocab = engine.config().vocab_size;
+  ModelState state = *engine.NewState(engine.DefaultMemoryOptions(), attention);
+  std::vector<float> last(vocab);
+  const LogitsSink keep = [&](int64_t, int64_t rows, const float* l) {
+    std::copy(l + (rows - 1) * vocab, l + rows * vocab, last.begin());
+  };
+  EXPECT_TRUE(
+      engine.Prefill(tokens, engine.config().last_context_length, &state, LogitsMode::kLast, keep)
+          .ok());
+  for (int i = 0; i < max_tokens; ++i) {
+    logits->insert(logits->end(), last.begin(), last.end());
+    const int token = ArgMax(last.data(), vocab);
+    generated->push_back(token);
+    if (i + 1 < max_tokens) {
+      EXPECT_TRUE(engine.Append({&token, 1}, &state, LogitsMode::kLast, keep).ok());
+    }
+  }
 }
 
 }  // namespace fot
