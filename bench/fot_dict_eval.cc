@@ -10,9 +10,15 @@
 // drawn uniformly among those lying wholly in memory (so outside the local
 // window of the question) and "?KEY=" is asked for each: greedy, 5 tokens,
 // exact match of "VALUE;". Accuracy is reported over all of them and, apart,
-// over the records not cut by a window boundary (a record whose key and value
-// fall in different windows of W tokens is much harder: its value's key was
-// written in a window that no longer exists).
+// over the records not cut by a window boundary.
+//
+// --layout picks how records meet the model's windows of W tokens. "stream":
+// back to back, so ~7% of records (W 128) straddle a window boundary; their
+// value lands in a window that never saw the key, and no model under DESIGN.md
+// §1 can answer them (that is what the second table leaves out). "aligned"
+// (default): a record that would straddle a boundary starts at it, the gap
+// filled with filler text, as a client that knows W would stream a dictionary.
+// Both layouts of a seed hold the same records.
 //
 // Configurations (rows), the same documents and questions for each:
 //   dense      flat store, every memory entry read (the reference semantics)
@@ -54,6 +60,7 @@
 // Not run in CI.
 //
 //   fot-dict-eval [--sizes=4096,65536,1048576] [--queries=200] [--top_k=64]
+//                 [--layout=aligned|stream]
 //                 [--configs=dense,knn,ivf,hnsw,ivf-dense,off] [--passkey=0]
 //                 [--max_dense_tokens=65536] [--max_hnsw_tokens=65536]
 //                 [--max_ivf_tokens=2^31] [--max_off_tokens=2^31] [--seed=0]
@@ -96,6 +103,9 @@ ABSL_FLAG(std::string, sizes, "4096,65536,1048576",
           "comma-separated memory sizes in tokens (multiples of W keep them exact)");
 ABSL_FLAG(int, queries, 200, "dictionary questions per size and configuration");
 ABSL_FLAG(int, top_k, 64, "K of the knn configurations (the model card's knn:64)");
+ABSL_FLAG(std::string, layout, "aligned",
+          "dictionary layout: aligned (no record straddles a window boundary) or stream "
+          "(records back to back)");
 ABSL_FLAG(std::string, configs, "dense,knn,ivf,hnsw,ivf-dense,off",
           "configurations to run, in table order: dense, knn, ivf, hnsw, ivf-dense, off");
 ABSL_FLAG(int64_t, max_dense_tokens, 65536,
@@ -152,6 +162,7 @@ struct Cell {
 struct Flags {
   std::vector<int64_t> sizes;
   int queries, top_k, passkey, seed;
+  bool aligned;  // --layout
   int64_t max_dense, max_hnsw, max_ivf, max_off;
   MemoryOptions ivf, hnsw;
   std::vector<Row> rows;
@@ -190,6 +201,12 @@ absl::StatusOr<Flags> ReadFlags() {
   f.top_k = absl::GetFlag(FLAGS_top_k);
   f.passkey = absl::GetFlag(FLAGS_passkey);
   f.seed = absl::GetFlag(FLAGS_seed);
+  const std::string layout = absl::GetFlag(FLAGS_layout);
+  if (layout != "aligned" && layout != "stream") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--layout: '", layout, "' is neither 'aligned' nor 'stream'"));
+  }
+  f.aligned = layout == "aligned";
   if (f.queries < 0) return absl::InvalidArgumentError("--queries must be >= 0");
   if (f.top_k < 1) return absl::InvalidArgumentError("--top_k must be >= 1");
   if (f.passkey < 0 || f.passkey > 20) {
@@ -331,15 +348,17 @@ absl::StatusOr<bool> Ask(Session* session, const Question& q, const Retrieval& r
 
 // The dictionary document of `size` tokens of memory and its questions
 // (chosen once the committed length is known).
-Document DictionaryDocument(const DictCorpus& corpus, const Model& model, int64_t size,
-                            uint32_t seed, std::vector<DictRecord>* records) {
-  // BOS + r records, r the fewest with 1 + 10 r >= size + L − 1: the session
-  // then commits exactly `size` tokens (for size a multiple of W), the last
-  // record is whole, and the question's last window holds only records.
-  const int64_t r = (size + model.last_context - 2 + kDictRecordTokens - 1) / kDictRecordTokens;
+Document DictionaryDocument(const DictCorpus& corpus, const Model& model, bool aligned,
+                            int64_t size, uint32_t seed, std::vector<DictRecord>* records) {
+  // The fewest records that make the document at least size + L − 1 tokens
+  // long: the session then commits exactly `size` tokens (for size a multiple
+  // of W), the last record is whole, and the question's last window holds
+  // only records.
+  const int window = aligned ? model.window : 0;
+  const int64_t r = DictCorpus::RecordsToFill(size + model.last_context - 1, window);
   Document doc;
   doc.name = "dictionary";
-  doc.tokens = corpus.Dictionary(std::max<int64_t>(r, 1), seed, records);
+  doc.tokens = corpus.Dictionary(r, seed, records, window);
   return doc;
 }
 
@@ -370,7 +389,7 @@ absl::StatusOr<int> CheckSharedIngest(const DictCorpus& corpus, const Model& mod
                                       const Retrieval& shared) {
   const int64_t size = 4096;
   std::vector<DictRecord> records;
-  Document doc = DictionaryDocument(corpus, model, size, kEvalSeedBase + 999, &records);
+  Document doc = DictionaryDocument(corpus, model, f.aligned, size, kEvalSeedBase + 999, &records);
   ChooseQuestions(corpus, model, size, records, 5, kEvalSeedBase + 999, &doc.questions);
   double seconds = 0;
   FOT_ASSIGN_OR_RETURN(
@@ -470,7 +489,7 @@ absl::Status Run(Flags f) {
     const uint32_t seed = kEvalSeedBase + 1000 * static_cast<uint32_t>(f.seed) +
                           21 * static_cast<uint32_t>(std::bit_width(static_cast<uint64_t>(size)));
     std::vector<DictRecord> records;
-    Document dict = DictionaryDocument(corpus, model, size, seed, &records);
+    Document dict = DictionaryDocument(corpus, model, f.aligned, size, seed, &records);
     std::vector<Document> passkeys;
     for (int j = 0; j < f.passkey; ++j) {
       FOT_ASSIGN_OR_RETURN(PasskeyDocument p, corpus.Passkey(size, model.last_context,
@@ -538,12 +557,13 @@ absl::Status Run(Flags f) {
   std::string layers = absl::StrJoin(config.mem_layers, ",");
   std::printf("## fot-dict-eval: %s through the C++ engine\n\n", dir.c_str());
   std::printf(
-      "W %d, L %d, memory layers [%s] of %d; %d dictionary questions per cell (records drawn "
-      "uniformly among those wholly in memory), greedy, exact match of \"VALUE;\"; seed %d "
-      "(documents from std::mt19937 seeds >= %u, never training data); knn K = %d; ivf "
-      "\"%s\", hnsw \"%s\".\n",
-      model.window, model.last_context, layers.c_str(), config.num_hidden_layers, f.queries, f.seed,
-      kEvalSeedBase, f.top_k, DescribeOptions(f.ivf).c_str(), DescribeOptions(f.hnsw).c_str());
+      "W %d, L %d, memory layers [%s] of %d; %s dictionary layout; %d dictionary questions per "
+      "cell (records drawn uniformly among those wholly in memory), greedy, exact match of "
+      "\"VALUE;\"; seed %d (documents from std::mt19937 seeds >= %u, never training data); knn "
+      "K = %d; ivf \"%s\", hnsw \"%s\".\n",
+      model.window, model.last_context, layers.c_str(), config.num_hidden_layers,
+      f.aligned ? "window-aligned" : "stream", f.queries, f.seed, kEvalSeedBase, f.top_k,
+      DescribeOptions(f.ivf).c_str(), DescribeOptions(f.hnsw).c_str());
   std::printf("Columns: tokens in memory when asked (committed:");
   for (size_t si = 0; si < f.sizes.size(); ++si) {
     std::printf(" %s", committed_at[si] > 0 ? Thousands(committed_at[si]).c_str() : "?");

@@ -105,9 +105,33 @@ std::vector<int> DictCorpus::Tokens(std::string_view text) const {
   return ids;
 }
 
+namespace {
+
+// Where a record of the layout starts when the document so far is `length`
+// tokens long.
+int64_t RecordStart(int64_t length, int window) {
+  if (window > 0 && length / window != (length + kDictRecordTokens - 1) / window) {
+    return (length / window + 1) * window;
+  }
+  return length;
+}
+
+}  // namespace
+
+int64_t DictCorpus::RecordsToFill(int64_t min_tokens, int window) {
+  int64_t records = 0, length = 1;  // BOS
+  while (records == 0 || length < min_tokens) {
+    length = RecordStart(length, window) + kDictRecordTokens;
+    ++records;
+  }
+  return records;
+}
+
 std::vector<int> DictCorpus::Dictionary(int64_t records, uint32_t seed,
-                                        std::vector<DictRecord>* out) const {
+                                        std::vector<DictRecord>* out, int window) const {
   std::mt19937 rng(seed);
+  std::mt19937 filler_rng(seed ^ 0x9e3779b9u);
+  Filler filler(tokenizer_);
   std::set<std::string> used;
   std::vector<int> doc = {tokenizer_->bos_id()};
   doc.reserve(1 + records * kDictRecordTokens);
@@ -116,7 +140,9 @@ std::vector<int> DictCorpus::Dictionary(int64_t records, uint32_t seed,
     for (int i = 0; i < 4; ++i) key += static_cast<char>('A' + rng() % 26);
     for (int i = 0; i < 4; ++i) value += static_cast<char>('0' + rng() % 10);
     if (!used.insert(key).second) continue;
-    out->push_back({key, value, static_cast<int64_t>(doc.size())});
+    const int64_t start = RecordStart(static_cast<int64_t>(doc.size()), window);
+    filler.Append(start - static_cast<int64_t>(doc.size()), filler_rng, &doc);
+    out->push_back({key, value, start});
     const std::vector<int> ids = Tokens(key + "=" + value + ";");
     doc.insert(doc.end(), ids.begin(), ids.end());
     ++made;

@@ -62,7 +62,20 @@ class DictCorpus {
   // std::mt19937(seed): per record 4 letters then 4 digits (`rng() % 26`,
   // `rng() % 10`), a repeated key being drawn again. Appends the records,
   // with their positions, to *out.
-  std::vector<int> Dictionary(int64_t records, uint32_t seed, std::vector<DictRecord>* out) const;
+  //
+  // With `window` = 0 the records follow each other back to back (the stream
+  // layout), so some straddle a boundary of the model's windows of W tokens;
+  // such a record's value lands in a window that never saw its key, and no
+  // model under DESIGN.md §1 can answer it from memory. With `window` = W the
+  // layout is window-aligned: a record that would straddle a multiple of W
+  // starts there instead, the gap filled with filler sentences from their own
+  // generator, so both layouts of one seed hold the same records.
+  std::vector<int> Dictionary(int64_t records, uint32_t seed, std::vector<DictRecord>* out,
+                              int window = 0) const;
+
+  // The fewest records (at least 1) that make Dictionary(records, seed, out,
+  // window) at least `min_tokens` tokens long, whatever the seed.
+  static int64_t RecordsToFill(int64_t min_tokens, int window);
 
   std::vector<int> Query(const DictRecord& record) const { return Tokens("?" + record.key + "="); }
   std::vector<int> Answer(const DictRecord& record) const { return Tokens(record.value + ";"); }

@@ -376,29 +376,47 @@ def train_batch(seed, tok, W, batch, p_passkey=0.2, p_copy=0.0, n_sparse=0, **kw
 
 
 # ---------------------------------------------------------------- evaluation documents
-def dict_eval_doc(seed, tok, mem_tokens, L, n_queries, key_len=4, val_len=4):
+def dict_eval_doc(seed, tok, mem_tokens, L, n_queries, key_len=4, val_len=4, window=0):
     """A dictionary document for evaluation with a fresh seed.
 
     The document is a BOS followed by records, long enough that, with a question of
     len(query) tokens appended, the first T - L tokens (what goes to memory) hold at
     least `mem_tokens` tokens. Queries ask for records lying wholly inside the memory
-    part, so the answer is not in the last window. Returns dict with 'doc' (int64
+    part, so the answer is not in the last window. With `window` = W > 0 the layout is
+    window-aligned (as tools/dict_corpus.h's): a record that would straddle a multiple
+    of W starts there instead, the gap filled with filler, since a record cut by a
+    window boundary cannot be answered from memory. Returns dict with 'doc' (int64
     array), 'queries' [(prompt, answer)], 'mem_len' (= T - L), and the record texts."""
     rng = np.random.default_rng(EVAL_SEED_BASE + seed)
     rec_len = key_len + val_len + 2
     qlen = key_len + 2
-    n_rec = (mem_tokens + L) // rec_len + 2
+
+    def start(length):
+        if window and length // window != (length + rec_len - 1) // window:
+            return (length // window + 1) * window
+        return length
+
+    min_len = 1 + ((mem_tokens + L) // rec_len + 2) * rec_len  # the stream layout's length
+    n_rec, length = 0, 1
+    while length < min_len:
+        length = start(length) + rec_len
+        n_rec += 1
     keys = distinct_keys_fast(rng, n_rec, key_len)
     vals = [rng.integers(0, 10, val_len) for _ in range(n_rec)]
-    doc = np.concatenate([[tok.bos]] + [record_tokens(tok, k, v) for k, v in zip(keys, vals)])
+    filler_rng = np.random.default_rng([EVAL_SEED_BASE + seed, 1])
+    doc, pos = [tok.bos], []
+    for k, v in zip(keys, vals):
+        doc += tok.filler(filler_rng, start(len(doc)) - len(doc))
+        pos.append(len(doc))
+        doc += list(record_tokens(tok, k, v))
     T = len(doc) + qlen
     mem_len = max(T - L, 0)
-    inside = [i for i in range(n_rec) if 1 + (i + 1) * rec_len <= mem_len]
+    inside = [i for i in range(n_rec) if pos[i] + rec_len <= mem_len]
     pick = rng.choice(len(inside), size=min(n_queries, len(inside)), replace=False)
     queries = [(query_tokens(tok, keys[inside[j]]), answer_tokens(tok, vals[inside[j]]))
                for j in pick]
-    return {'doc': doc.astype(np.int64), 'queries': queries, 'mem_len': mem_len,
-            'record_pos': [1 + inside[j] * rec_len for j in pick], 'record_len': rec_len}
+    return {'doc': np.array(doc, dtype=np.int64), 'queries': queries, 'mem_len': mem_len,
+            'record_pos': [pos[inside[j]] for j in pick], 'record_len': rec_len}
 
 
 def passkey_eval_doc(seed, tok, mem_tokens, L, depth=None):
@@ -447,11 +465,15 @@ def main():
     ap.add_argument('--last-context', type=int, default=128, help='L of the model')
     ap.add_argument('--queries', type=int, default=10)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--window', type=int, default=0,
+                    help='dict: W of the model for the window-aligned layout; 0: records '
+                         'back to back')
     ap.add_argument('--out', help='write JSON here (doc ids, queries) instead of stdout')
     a = ap.parse_args()
     tok = Tok(a.tokenizer)
     if a.task == 'dict':
-        d = dict_eval_doc(a.seed, tok, a.mem_tokens, a.last_context, a.queries)
+        d = dict_eval_doc(a.seed, tok, a.mem_tokens, a.last_context, a.queries,
+                          window=a.window)
     else:
         d = passkey_eval_doc(a.seed, tok, a.mem_tokens, a.last_context)
     out = {'task': a.task, 'seed': a.seed, 'doc_ids': d['doc'].tolist(),

@@ -648,7 +648,9 @@ def cmd_eval(a):
                 ndocs = a.docs if task == 'dict' else a.passkey_docs
                 for s in range(ndocs):
                     if task == 'dict':
-                        d = fot_data.dict_eval_doc(a.seed + s, tok, mem, L, a.queries)
+                        d = fot_data.dict_eval_doc(
+                            a.seed + s, tok, mem, L, a.queries,
+                            window=c.max_position_embeddings if a.layout == 'aligned' else 0)
                     else:
                         d = fot_data.passkey_eval_doc(a.seed + s, tok, mem, L)
                     use_mem = mode != 'off'
@@ -819,6 +821,9 @@ def main():
     e.add_argument('--passkey-docs', type=int, default=20)
     e.add_argument('--queries', type=int, default=100)
     e.add_argument('--seed', type=int, default=0)
+    e.add_argument('--layout', choices=['aligned', 'stream'], default='aligned',
+                   help='dict: no record straddles a window boundary (aligned), or records '
+                        'back to back (stream)')
     e.add_argument('--out')
     x = sub.add_parser('export')
     x.add_argument('--ckpt', required=True)
