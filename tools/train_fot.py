@@ -335,6 +335,8 @@ def d_schedule(step, steps, dmax):
 
 
 def cmd_train(a):
+    if not 0 < a.decay_frac <= 1:
+        sys.exit(f'--decay-frac {a.decay_frac}: must lie in (0, 1]')
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -392,7 +394,10 @@ def cmd_train(a):
     log = open(os.path.join(a.out, 'train_log.txt'), 'a' if a.resume else 'w')
     for step in range(start, a.steps):
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
-        lr *= 0.5 * (1 + math.cos(math.pi * min(step / a.steps, 1.0))) * 0.9 + 0.1
+        # constant, then a cosine to 10% over the last decay_frac of the steps
+        decay_start = (1.0 - a.decay_frac) * a.steps
+        t = min(max(step - decay_start, 0.0) / max(a.decay_frac * a.steps, 1.0), 1.0)
+        lr *= 0.5 * (1 + math.cos(math.pi * t)) * 0.9 + 0.1
         for gp in opt.param_groups:
             gp['lr'] = lr
         if a.d_up > 0:
@@ -790,6 +795,9 @@ def main():
     t.add_argument('--lr', type=float, default=2e-3)
     t.add_argument('--wd', type=float, default=0.01)
     t.add_argument('--warmup', type=int, default=100)
+    t.add_argument('--decay-frac', type=float, default=0.1,
+                   help='the learning rate stays at --lr after warmup, then falls by a cosine '
+                        'to 10%% over this last fraction of the steps (1: cosine throughout)')
     t.add_argument('--p-passkey', type=float, default=0.15)
     t.add_argument('--offset-init', type=float, default=16.0,
                    help='initial peak score of the offset heads below the memory layer (0: off)')
