@@ -392,11 +392,12 @@ def cmd_train(a):
         print(f'resumed from {a.resume} at step {start} (optimizer state '
               f'{"restored" if ck.get("opt") is not None else "fresh"}), d {d}')
     log = open(os.path.join(a.out, 'train_log.txt'), 'a' if a.resume else 'w')
+    # lr: warmup, constant, then a cosine to 10% over the last decay_frac of the steps
+    decay_start = (1.0 - a.decay_frac) * a.steps
+    decay_len = max(a.decay_frac * a.steps, 1.0)
     for step in range(start, a.steps):
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
-        # constant, then a cosine to 10% over the last decay_frac of the steps
-        decay_start = (1.0 - a.decay_frac) * a.steps
-        t = min(max(step - decay_start, 0.0) / max(a.decay_frac * a.steps, 1.0), 1.0)
+        t = min(max(step - decay_start, 0.0) / decay_len, 1.0)
         lr *= 0.5 * (1 + math.cos(math.pi * t)) * 0.9 + 0.1
         for gp in opt.param_groups:
             gp['lr'] = lr
@@ -643,6 +644,7 @@ def cmd_eval(a):
     c, P = load_ckpt(a.ckpt)
     tok = fot_data.Tok(a.tokenizer or os.path.join(os.path.dirname(a.ckpt), 'tokenizer.model'))
     L = c.last_context_length
+    dict_window = c.max_position_embeddings if a.layout == 'aligned' else 0
     rows = []
     for task in a.tasks.split(','):
         for mem in [int(x) for x in a.mem.split(',')]:
@@ -653,9 +655,8 @@ def cmd_eval(a):
                 ndocs = a.docs if task == 'dict' else a.passkey_docs
                 for s in range(ndocs):
                     if task == 'dict':
-                        d = fot_data.dict_eval_doc(
-                            a.seed + s, tok, mem, L, a.queries,
-                            window=c.max_position_embeddings if a.layout == 'aligned' else 0)
+                        d = fot_data.dict_eval_doc(a.seed + s, tok, mem, L, a.queries,
+                                                   window=dict_window)
                     else:
                         d = fot_data.passkey_eval_doc(a.seed + s, tok, mem, L)
                     use_mem = mode != 'off'

@@ -3,31 +3,18 @@
 // tools/fot_data.py writes them) streams into a session, and "?KEY=" is asked
 // for records that lie in memory, far outside the local window. With memory
 // the value comes back; with the memory layers switched off it cannot.
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "src/session.h"
-#include "src/tokenizer.h"
-#include "tools/dict_corpus.h"
+#include "tests/tools/dict_corpus_fixture.h"
 
 namespace fot {
 namespace {
 
-const std::string kModel = std::string(FOT_SOURCE_DIR) + "/models/fot-dict";
-
-class FotDictTest : public ::testing::Test {
+class FotDictTest : public FotDictCorpusTest {
  protected:
-  void SetUp() override {
-    auto tokenizer = Tokenizer::Load(kModel + "/tokenizer.model");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    auto corpus = DictCorpus::Create(tokenizer_.get());
-    ASSERT_TRUE(corpus.ok()) << corpus.status();
-    corpus_.emplace(*std::move(corpus));
-  }
-
   std::vector<int> Tokens(const std::string& text) { return corpus_->Tokens(text); }
 
   // Exact-match accuracy over queries for records of a fresh dictionary
@@ -57,13 +44,10 @@ class FotDictTest : public ::testing::Test {
     }
     return *asked == 0 ? 0 : static_cast<double>(correct) / *asked;
   }
-
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::optional<DictCorpus> corpus_;  // tools/dict_corpus.h: fot_data.py's formats
 };
 
 TEST_F(FotDictTest, AnswersFromMemoryWithDenseAndKnnRetrieval) {
-  auto engine = Engine::Load(kModel);
+  auto engine = Engine::Load(kFotDictModel);
   ASSERT_TRUE(engine.ok()) << engine.status();
   for (const char* mode : {"dense", "knn:64"}) {
     SessionOptions options;
@@ -79,10 +63,10 @@ TEST_F(FotDictTest, AnswersFromMemoryWithDenseAndKnnRetrieval) {
 }
 
 TEST_F(FotDictTest, WithMemoryLayersOffItCannotAnswer) {
-  auto config = ModelConfig::FromFile(kModel + "/config.json");
+  auto config = ModelConfig::FromFile(kFotDictModel + "/config.json");
   ASSERT_TRUE(config.ok());
   config->mem_layers.clear();
-  auto weights = ModelWeights::Load(kModel, *config);
+  auto weights = ModelWeights::Load(kFotDictModel, *config);
   ASSERT_TRUE(weights.ok()) << weights.status();
   Engine no_memory(Transformer(*config, *std::move(weights)));
   SessionOptions options;

@@ -4,33 +4,16 @@
 #include "tools/dict_corpus.h"
 
 #include <algorithm>
-#include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/tokenizer.h"
+#include "tests/tools/dict_corpus_fixture.h"
 
 namespace fot {
 namespace {
 
-const std::string kModel = std::string(FOT_SOURCE_DIR) + "/models/fot-dict";
-
-class DictCorpusTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto tokenizer = Tokenizer::Load(kModel + "/tokenizer.model");
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = *std::move(tokenizer);
-    auto corpus = DictCorpus::Create(tokenizer_.get());
-    ASSERT_TRUE(corpus.ok()) << corpus.status();
-    corpus_.emplace(*std::move(corpus));
-  }
-
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::optional<DictCorpus> corpus_;
-};
+using DictCorpusTest = FotDictCorpusTest;
 
 TEST_F(DictCorpusTest, StreamLayoutWritesRecordsBackToBack) {
   std::vector<DictRecord> records;
