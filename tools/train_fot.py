@@ -178,6 +178,75 @@ def rotate(x, cos, sin):
     return x * cos + rh * sin
 
 
+class MemoryAttention(torch.autograd.Function):
+    """softmax([q k^T causal | q mem_k^T] / sqrt(hd)) [v; mem_v], in blocks of query rows.
+
+    The plain form materialises the scores of every query against every memory key
+    and keeps them for backward: with FoT's cross-batch memory at d = 128 that is
+    16 x 512 x 16384 floats per tensor, and the step's time went to allocating,
+    concatenating and re-reading them. Here a block of rows is done whole (row max,
+    then exp in place, a few MB that stay in cache), only the output and the
+    log-sum-exp are kept, and backward recomputes a block's probabilities.
+
+    q [B, nkv, R, hd] (R = heads of the group x Tq, head-major); k, v [B or 1, nkv,
+    Tk, hd]; mem_k, mem_v [B or 1, nkv, M, hd]; row r is query position q_pos0 + r % Tq.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, mem_k, mem_v, q_pos0, Tq, block=None):
+        B, nkv, R, hd = q.shape
+        qs = q * (1.0 / math.sqrt(hd))
+        hidden = torch.arange(k.shape[2])[None, :] > (torch.arange(R) % Tq)[:, None] + q_pos0
+        if block is None:  # ~16 MB of scores per block, whole multiples of 64 rows
+            block = max(64, ((1 << 22) // (k.shape[2] + mem_k.shape[2]) + 32) // 64 * 64)
+        o = torch.empty_like(q)
+        lse = torch.empty(B, nkv, R, dtype=q.dtype)
+        for b, bk, bm, h, r0, r1 in _blocks(B, k.shape[0], mem_k.shape[0], nkv, R, block):
+            qb = qs[b, h, r0:r1]
+            sl = (qb @ k[bk, h].T).masked_fill_(hidden[r0:r1], float('-inf'))
+            sm = qb @ mem_k[bm, h].T
+            m = torch.maximum(sl.amax(-1), sm.amax(-1))[:, None]
+            sl.sub_(m).exp_()
+            sm.sub_(m).exp_()
+            l = sl.sum(-1) + sm.sum(-1)
+            o[b, h, r0:r1] = (sl @ v[bk, h] + sm @ mem_v[bm, h]) / l[:, None]
+            lse[b, h, r0:r1] = m[:, 0] + l.log()
+        ctx.save_for_backward(qs, k, v, mem_k, mem_v, o, lse, hidden)
+        ctx.block = block
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        qs, k, v, mem_k, mem_v, o, lse, hidden = ctx.saved_tensors
+        B, nkv, R, hd = qs.shape
+        scale = 1.0 / math.sqrt(hd)
+        do = do.contiguous()
+        delta = (do * o).sum(-1, keepdim=True)
+        dq = torch.empty_like(qs)
+        dk, dv, dmk, dmv = (torch.zeros_like(t) for t in (k, v, mem_k, mem_v))
+        for b, bk, bm, h, r0, r1 in _blocks(B, k.shape[0], mem_k.shape[0], nkv, R, ctx.block):
+            qb, dob = qs[b, h, r0:r1], do[b, h, r0:r1]
+            lb, db = lse[b, h, r0:r1, None], delta[b, h, r0:r1]
+            pl = (qb @ k[bk, h].T).masked_fill_(hidden[r0:r1], float('-inf')).sub_(lb).exp_()
+            pm = (qb @ mem_k[bm, h].T).sub_(lb).exp_()
+            dv[bk, h] += pl.T @ dob
+            dmv[bm, h] += pm.T @ dob
+            dsl = (dob @ v[bk, h].T).sub_(db).mul_(pl)
+            dsm = (dob @ mem_v[bm, h].T).sub_(db).mul_(pm)
+            dq[b, h, r0:r1] = (dsl @ k[bk, h] + dsm @ mem_k[bm, h]) * scale
+            dk[bk, h] += dsl.T @ qb
+            dmk[bm, h] += dsm.T @ qb
+        return dq, dk, dv, dmk, dmv, None, None, None
+
+
+def _blocks(B, Bk, Bm, nkv, R, block):
+    """(batch row, its local-key row, its memory row, kv head, first, end) per block."""
+    for b in range(B):
+        for h in range(nkv):
+            for r0 in range(0, R, block):
+                yield b, b if Bk > 1 else 0, b if Bm > 1 else 0, h, r0, min(r0 + block, R)
+
+
 def attention(q, k, v, q_pos0, mem_k=None, mem_v=None, topk=None):
     """One softmax over local (causal) and memory keys.
 
@@ -188,8 +257,11 @@ def attention(q, k, v, q_pos0, mem_k=None, mem_v=None, topk=None):
     B, nh, Tq, hd = q.shape
     nkv = k.shape[1]
     g = nh // nkv
-    scale = 1.0 / math.sqrt(hd)
     qg = q.reshape(B, nkv, g * Tq, hd)                     # heads of a kv group together
+    if mem_k is not None and mem_k.shape[2] > 0 and (topk is None or topk >= mem_k.shape[2]):
+        out = MemoryAttention.apply(qg, k, v, mem_k, mem_v, q_pos0, Tq)
+        return out.reshape(B, nh, Tq, hd)
+    scale = 1.0 / math.sqrt(hd)
     s_loc = torch.matmul(qg, k.transpose(-1, -2)) * scale  # [B, nkv, g*Tq, Tk]
     Tk = k.shape[2]
     qi = torch.arange(Tq).repeat(g)[:, None] + q_pos0
@@ -200,9 +272,8 @@ def attention(q, k, v, q_pos0, mem_k=None, mem_v=None, topk=None):
         out = torch.matmul(p, v)
     else:
         s_mem = torch.matmul(qg, mem_k.transpose(-1, -2)) * scale
-        if topk is not None and topk < s_mem.shape[-1]:
-            thr = torch.topk(s_mem, topk, dim=-1).values[..., -1:]
-            s_mem = s_mem.masked_fill(s_mem < thr, float('-inf'))
+        thr = torch.topk(s_mem, topk, dim=-1).values[..., -1:]
+        s_mem = s_mem.masked_fill(s_mem < thr, float('-inf'))
         s = torch.cat([s_loc, s_mem], dim=-1)
         p = torch.softmax(s, dim=-1)
         out = torch.matmul(p[..., :Tk], v) + torch.matmul(p[..., Tk:], mem_v)
@@ -339,6 +410,9 @@ def cmd_train(a):
         sys.exit(f'--decay-frac {a.decay_frac}: must lie in (0, 1]')
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
+    # Sharp attention over a large memory leaves most probabilities below 2^-126;
+    # subnormal arithmetic made a d = 128 step twice as slow, and they add nothing.
+    torch.set_flush_denormal(True)
     os.makedirs(a.out, exist_ok=True)
     if a.seed * 1_000_003 + a.data_offset + a.steps + 500_000 >= fot_data.EVAL_SEED_BASE:
         sys.exit('--seed/--data-offset/--steps would reach the evaluation seeds (>= '
@@ -737,7 +811,34 @@ def cmd_export(a):
     print('export ok, round-trip max diff', float((l1 - l2).abs().max()))
 
 
+def check_memory_attention():
+    """MemoryAttention's output and gradients, in blocks of 16 rows, against autograd
+    through one plain softmax, in float64, for a shared and a per-document memory."""
+    g = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for Bm in (1, 3):
+        B, R, Tq, Tk, M, q_pos0 = 3, 40, 10, 14, 300, 4
+        ins = [torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
+               for s in ((B, 1, R, 32), (B, 1, Tk, 32), (B, 1, Tk, 32), (Bm, 1, M, 32),
+                         (Bm, 1, M, 32))]
+        q, k, v, mk, mv = ins
+        s_loc = q @ k.transpose(-1, -2) / math.sqrt(32)
+        causal = torch.arange(Tk)[None, :] <= (torch.arange(R) % Tq)[:, None] + q_pos0
+        s_loc = s_loc.masked_fill(~causal, float('-inf'))
+        p = torch.softmax(torch.cat([s_loc, q @ mk.transpose(-1, -2) / math.sqrt(32)], -1), -1)
+        ref = p[..., :Tk] @ v + p[..., Tk:] @ mv
+        out = MemoryAttention.apply(q, k, v, mk, mv, q_pos0, Tq, 16)  # 3 blocks per row set
+        dout = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+        for x, y in zip([ref, *torch.autograd.grad(ref, ins, dout)],
+                        [out, *torch.autograd.grad(out, ins, dout)]):
+            worst = max(worst, float((x - y).abs().max()))
+    print(f'blocked memory attention: output and gradients max|diff| {worst:.2e}')
+    if worst > 1e-10:
+        sys.exit('blocked memory attention disagrees with the plain softmax')
+
+
 def cmd_golden(a):
+    check_memory_attention()
     root = a.golden
     worst = 0.0
     for name in sorted(os.listdir(root)):

@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # The whole training recipe of models/fot-dict in one command, from scratch:
-# stage 1 (curriculum up to d = 32), then three stage-2 fine-tuning runs with
-# near-duplicate keys in memory, each on documents no earlier run saw. Seeded,
+# stage 1 (curriculum up to d = 32), then STAGE2_RUNS (default 9) short
+# fine-tuning runs with d = 128 and near-duplicate keys in memory, each on
+# documents no earlier run saw. Seeded,
 # so a rerun gives the same weights on the same machine and torch build.
 # It prints the wall time of every stage: the issue's budget is 60 minutes on
 # 2 CPU cores. Not run in CI.
 #
-#   tools/train_fot_dict.sh WORK_DIR [MODEL_DIR]
+#   tools/train_fot_dict.sh WORK_DIR [MODEL_DIR [STAGE2_RUNS]]
 #
-# WORK_DIR receives the checkpoints and logs of the four runs; MODEL_DIR
+# WORK_DIR receives the checkpoints, logs and exports of every run; MODEL_DIR
 # (default WORK_DIR/model) the exported model. To replace the shipped model,
 # pass models/fot-dict and append WORK_DIR/*/train_log.txt to its train_log.txt.
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 ]]; then
-  echo "usage: $0 WORK_DIR [MODEL_DIR]" >&2
+if [[ $# -lt 1 || $# -gt 3 ]]; then
+  echo "usage: $0 WORK_DIR [MODEL_DIR [STAGE2_RUNS]]" >&2
   exit 2
 fi
 work=$1
 model=${2:-$work/model}
+stage2_runs=${3:-9}
+# run 40's data seeds end below the evaluation seeds (fot_data.EVAL_SEED_BASE)
+if ! [[ $stage2_runs =~ ^[0-9]+$ ]] || ((stage2_runs < 1 || stage2_runs > 40)); then
+  echo "$0: STAGE2_RUNS must be a number from 1 to 40, got '$stage2_runs'" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 # Debian's python3 has python3-torch and python3-sentencepiece; a pyenv or
 # virtualenv python3 earlier on PATH does not.
@@ -38,13 +45,14 @@ stage "stage 1" train --out "$work/stage1" --threads 2
 stage "stage 1 export" export --ckpt "$work/stage1/ckpt.pt" --out "$work/stage1-model"
 fine_tune=(--threads 2 --dmax 128 --p-neighbor 0.5 --steps 90 --warmup 10 --lr 3e-4
            --decay-frac 1 --save-every 30)
-# Three stage-2 runs, each from the previous output on documents no earlier run saw.
+# Stage-2 runs, each from the previous output on documents no earlier run saw
+# (run r reads data seeds r * 10000 + step; stage 1 reads 0 .. steps - 1).
 from=$work/stage1-model
-for run in 1 2 3; do
+for ((run = 1; run <= stage2_runs; run++)); do
   name=stage2-$run
   stage "$name" train --out "$work/$name" --init "$from" "${fine_tune[@]}" \
-    --data-offset $((run * 100000))
-  if ((run < 3)); then out=$work/$name-model; else out=$model; fi
+    --data-offset $((run * 10000))
+  if ((run < stage2_runs)); then out=$work/$name-model; else out=$model; fi
   stage "$name export" export --ckpt "$work/$name/ckpt.pt" --out "$out"
   from=$out
 done
