@@ -341,7 +341,9 @@ def first_window_kv(c, P, x):
     """Run token ids x [n, W] as first windows (no memory) up to the top memory layer;
     return {memory layer: (k, v)} with raw keys [n, nkv, W, hd]."""
     top = max(c.mem_layers)
-    h = P['model.embed_tokens.weight'][x]
+    # F.embedding, not indexing: indexing's backward adds rows in a thread-dependent
+    # order, and those last-bit differences made two runs of one seed diverge.
+    h = F.embedding(x, P['model.embed_tokens.weight'])
     out = {}
     for i in range(top + 1):
         if i == top:
@@ -386,7 +388,7 @@ def train_forward(c, P, ids, d, extra=None):
                 t = t.view(B // d, d, nkv, W, hd).transpose(1, 2).reshape(B // d, nkv, d * W, hd)
                 return t.repeat_interleave(d, dim=0)
             mems[i] = (grp(k), grp(v))
-    x = P['model.embed_tokens.weight'][ids[:, W:]]
+    x = F.embedding(ids[:, W:], P['model.embed_tokens.weight'])
     for i in range(c.num_hidden_layers):
         x, _, _ = layer_forward(c, P, i, x, mem=mems.get(i))
     return lm_logits(c, P, x)
@@ -572,7 +574,7 @@ class Inference:
         """Run token ids [B, T] after `cache` (list per layer of (k, v)) through
         layers 0..upto. Returns (hidden, new per-layer (k, v))."""
         c, P = self.c, self.P
-        x = P['model.embed_tokens.weight'][ids]
+        x = F.embedding(ids, P['model.embed_tokens.weight'])
         n = c.num_hidden_layers if upto is None else upto + 1
         kv = []
         for i in range(n):
