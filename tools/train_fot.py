@@ -196,7 +196,7 @@ class MemoryAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, mem_k, mem_v, q_pos0, Tq, block=None):
         B, nkv, R, hd = q.shape
         qs = q * (1.0 / math.sqrt(hd))
-        hidden = torch.arange(k.shape[2])[None, :] > (torch.arange(R) % Tq)[:, None] + q_pos0
+        hidden = hidden_keys(k.shape[2], R, Tq, q_pos0)
         if block is None:  # ~16 MB of scores per block, whole multiples of 64 rows
             block = max(64, ((1 << 22) // (k.shape[2] + mem_k.shape[2]) + 32) // 64 * 64)
         o = torch.empty_like(q)
@@ -239,6 +239,12 @@ class MemoryAttention(torch.autograd.Function):
         return dq, dk, dv, dmk, dmv, None, None, None
 
 
+def hidden_keys(Tk, R, Tq, q_pos0):
+    """[R, Tk] True where a local key lies in the future of query row r (position
+    q_pos0 + r % Tq: the heads of a kv group are stacked row-wise)."""
+    return torch.arange(Tk)[None, :] > (torch.arange(R) % Tq)[:, None] + q_pos0
+
+
 def _blocks(B, Bk, Bm, nkv, R, block):
     """(batch row, its local-key row, its memory row, kv head, first, end) per block."""
     for b in range(B):
@@ -256,28 +262,31 @@ def attention(q, k, v, q_pos0, mem_k=None, mem_v=None, topk=None):
     """
     B, nh, Tq, hd = q.shape
     nkv = k.shape[1]
-    g = nh // nkv
-    qg = q.reshape(B, nkv, g * Tq, hd)                     # heads of a kv group together
-    if mem_k is not None and mem_k.shape[2] > 0 and (topk is None or topk >= mem_k.shape[2]):
+    qg = q.reshape(B, nkv, nh // nkv * Tq, hd)             # heads of a kv group together
+    if mem_k is not None and mem_k.shape[2] == 0:
+        mem_k = mem_v = None
+    if mem_k is not None and (topk is None or topk >= mem_k.shape[2]):
         out = MemoryAttention.apply(qg, k, v, mem_k, mem_v, q_pos0, Tq)
-        return out.reshape(B, nh, Tq, hd)
-    scale = 1.0 / math.sqrt(hd)
-    s_loc = torch.matmul(qg, k.transpose(-1, -2)) * scale  # [B, nkv, g*Tq, Tk]
-    Tk = k.shape[2]
-    qi = torch.arange(Tq).repeat(g)[:, None] + q_pos0
-    causal = torch.arange(Tk)[None, :] <= qi               # [g*Tq, Tk]
-    s_loc = s_loc.masked_fill(~causal, float('-inf'))
-    if mem_k is None or mem_k.shape[2] == 0:
-        p = torch.softmax(s_loc, dim=-1)
-        out = torch.matmul(p, v)
     else:
-        s_mem = torch.matmul(qg, mem_k.transpose(-1, -2)) * scale
+        out = plain_attention(qg, k, v, q_pos0, Tq, mem_k, mem_v, topk)
+    return out.reshape(B, nh, Tq, hd)
+
+
+def plain_attention(qg, k, v, q_pos0, Tq, mem_k=None, mem_v=None, topk=None):
+    """MemoryAttention's result from materialised scores, which knn's top-k needs;
+    also the reference that check_memory_attention holds the blocked form to."""
+    scale = 1.0 / math.sqrt(qg.shape[-1])
+    s_loc = torch.matmul(qg, k.transpose(-1, -2)) * scale  # [B, nkv, g*Tq, Tk]
+    s_loc = s_loc.masked_fill(hidden_keys(k.shape[2], qg.shape[2], Tq, q_pos0), float('-inf'))
+    if mem_k is None:
+        return torch.matmul(torch.softmax(s_loc, dim=-1), v)
+    s_mem = torch.matmul(qg, mem_k.transpose(-1, -2)) * scale
+    if topk is not None and topk < s_mem.shape[-1]:
         thr = torch.topk(s_mem, topk, dim=-1).values[..., -1:]
         s_mem = s_mem.masked_fill(s_mem < thr, float('-inf'))
-        s = torch.cat([s_loc, s_mem], dim=-1)
-        p = torch.softmax(s, dim=-1)
-        out = torch.matmul(p[..., :Tk], v) + torch.matmul(p[..., Tk:], mem_v)
-    return out.reshape(B, nh, Tq, hd)
+    p = torch.softmax(torch.cat([s_loc, s_mem], dim=-1), dim=-1)
+    Tk = k.shape[2]
+    return torch.matmul(p[..., :Tk], v) + torch.matmul(p[..., Tk:], mem_v)
 
 
 def layer_forward(c, P, i, x, cache_k=None, cache_v=None, mem=None, topk=None,
@@ -815,7 +824,7 @@ def cmd_export(a):
 
 def check_memory_attention():
     """MemoryAttention's output and gradients, in blocks of 16 rows, against autograd
-    through one plain softmax, in float64, for a shared and a per-document memory."""
+    through plain_attention, in float64, for a shared and a per-document memory."""
     g = torch.Generator().manual_seed(0)
     worst = 0.0
     for Bm in (1, 3):
@@ -824,11 +833,7 @@ def check_memory_attention():
                for s in ((B, 1, R, 32), (B, 1, Tk, 32), (B, 1, Tk, 32), (Bm, 1, M, 32),
                          (Bm, 1, M, 32))]
         q, k, v, mk, mv = ins
-        s_loc = q @ k.transpose(-1, -2) / math.sqrt(32)
-        causal = torch.arange(Tk)[None, :] <= (torch.arange(R) % Tq)[:, None] + q_pos0
-        s_loc = s_loc.masked_fill(~causal, float('-inf'))
-        p = torch.softmax(torch.cat([s_loc, q @ mk.transpose(-1, -2) / math.sqrt(32)], -1), -1)
-        ref = p[..., :Tk] @ v + p[..., Tk:] @ mv
+        ref = plain_attention(q, k, v, q_pos0, Tq, mk, mv)
         out = MemoryAttention.apply(q, k, v, mk, mv, q_pos0, Tq, 16)  # 3 blocks per row set
         dout = torch.randn(ref.shape, generator=g, dtype=torch.float64)
         for x, y in zip([ref, *torch.autograd.grad(ref, ins, dout)],

@@ -11,7 +11,8 @@
 #
 # WORK_DIR receives the checkpoints, logs and exports of every run; MODEL_DIR
 # (default WORK_DIR/model) the exported model. To replace the shipped model,
-# pass models/fot-dict and append WORK_DIR/*/train_log.txt to its train_log.txt.
+# pass models/fot-dict and replace its train_log.txt with the logs of WORK_DIR/stage1
+# and WORK_DIR/stage2-*, in order.
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 3 ]]; then
