@@ -2,6 +2,7 @@
 // in ../shared/golden (see its README.md): logits with and without the cache,
 // with memory disabled, and a greedy continuation long enough to flush the
 // local cache into memory.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -54,11 +55,12 @@ std::vector<float> AllLogits(const Engine& engine, const std::vector<int>& ids, 
   ModelState state = NewStateOrDie(engine);
   std::vector<float> logits;
   const int vocab = engine.config().vocab_size;
-  absl::Status status = engine.Prefill(
-      ids, last_context, &state, LogitsMode::kAll, [&](int64_t first, int64_t rows, const float* l) {
-        EXPECT_EQ(first * vocab, static_cast<int64_t>(logits.size()));
-        logits.insert(logits.end(), l, l + rows * vocab);
-      });
+  absl::Status status =
+      engine.Prefill(ids, last_context, &state, LogitsMode::kAll,
+                     [&](int64_t first, int64_t rows, const float* l) {
+                       EXPECT_EQ(first * vocab, static_cast<int64_t>(logits.size()));
+                       logits.insert(logits.end(), l, l + rows * vocab);
+                     });
   EXPECT_TRUE(status.ok()) << status;
   return logits;
 }
@@ -116,7 +118,13 @@ TEST_P(GoldenTest, KnnWithKAtLeastTheMemorySizeEqualsDense) {
                   .ok());
   const std::vector<float> dense =
       AllLogits(*engine_, ids_, meta_["last_context_length_nocache"].get<int>());
-  EXPECT_LE(MaxAbsDifference(knn, dense), 1e-5);
+  // knn folds the retrieved entries in score order, dense folds memory in id
+  // order: float32 rounding of two summation orders, which scales with the
+  // logits (up to 2.2e-6 x max |logit| measured with OpenBLAS's AVX-512
+  // kernels, on the "tied" folder's equal keys).
+  float scale = 1;
+  for (float x : dense) scale = std::max(scale, std::fabs(x));
+  EXPECT_LE(MaxAbsDifference(knn, dense), 5e-6 * scale);
 }
 
 TEST_P(GoldenTest, LogitsWithCacheWindowSplitMatchReference) {
@@ -176,8 +184,7 @@ TEST_P(GoldenTest, GreedyContinuationPastTheWindowMatchesReference) {
   EXPECT_LE(worst, kTolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllFolders, GoldenTest,
-                         ::testing::Values("tiny", "gqa", "tied", "deep"),
+INSTANTIATE_TEST_SUITE_P(AllFolders, GoldenTest, ::testing::Values("tiny", "gqa", "tied", "deep"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
