@@ -25,12 +25,29 @@
 //   knn        flat store, exact top-K (--top_k) per query and head
 //   ivf        IVF store (--ivf spec, default options), top-K
 //   hnsw       HNSW store (--hnsw spec), top-K
+//   ivf-exact  exact top-K over the IVF session's keys (knn:K:exact): the
+//              reference for ivf at every size, without a flat store's
+//              quadratic ingest
 //   ivf-dense  dense retrieval over the IVF session's memory (dense reads
 //              every entry whatever the index), at sizes above
 //              --max_dense_tokens, where the flat-store rows do not run
 //   off        the model with its memory layers removed: it must be near
 //              chance (1e-4 for four random digits), which shows that the
 //              answers come from memory
+// --ivf_scans=0.01,0.02,... adds one ivf row per share of keys a query may
+// scan (SearchFilter::max_scan), all over the same IVF ingest.
+//
+// Retrieval on the model's own queries (--retrieval_stats, default on): for
+// every ivf row, each question is also asked with exact search over the same
+// memory, both traced with K entries per head, and for every answer token
+// up to the first one where the two answers differ, per memory layer and
+// head: recall@K (share of the exact top K retrieved) and attention-mass
+// recall (share of the exact top K's softmax mass that the retrieved set
+// carries). The store's search counters give the keys scanned per query,
+// as a share of the store, and the list bounds evaluated (each ~2 keys of
+// work). These are the queries that decide the answer: the last question
+// token's and each generated token's.
+//
 // With --passkey=N, N passkey documents per size (fot_data.py's format, the
 // passkey at evenly spaced depths of the memory) are asked too.
 //
@@ -61,7 +78,8 @@
 //
 //   fot-dict-eval [--sizes=4096,65536,1048576] [--queries=200] [--top_k=64]
 //                 [--layout=aligned|stream]
-//                 [--configs=dense,knn,ivf,hnsw,ivf-dense,off] [--passkey=0]
+//                 [--configs=dense,knn,ivf,ivf-exact,hnsw,ivf-dense,off]
+//                 [--ivf_scans=F,F,...] [--retrieval_stats] [--csv=FILE] [--passkey=0]
 //                 [--max_dense_tokens=65536] [--max_hnsw_tokens=65536]
 //                 [--max_ivf_tokens=2^31] [--max_off_tokens=2^31] [--seed=0]
 //                 [--model=models/fot-dict] [--ivf=ivf] [--hnsw=hnsw]
@@ -107,7 +125,14 @@ ABSL_FLAG(std::string, layout, "aligned",
           "dictionary layout: aligned (no record straddles a window boundary) or stream "
           "(records back to back)");
 ABSL_FLAG(std::string, configs, "dense,knn,ivf,hnsw,ivf-dense,off",
-          "configurations to run, in table order: dense, knn, ivf, hnsw, ivf-dense, off");
+          "configurations to run, in table order: dense, knn, ivf, ivf-exact, hnsw, ivf-dense, "
+          "off");
+ABSL_FLAG(std::string, ivf_scans, "",
+          "extra ivf rows, one per share of keys a query may scan (e.g. 0.01,0.02,0.05)");
+ABSL_FLAG(bool, retrieval_stats, true,
+          "for ivf rows, compare what each answer token retrieved with exact search over the "
+          "same memory (recall@K, attention-mass recall, keys scanned)");
+ABSL_FLAG(std::string, csv, "", "also write one line per cell to this CSV file");
 ABSL_FLAG(int64_t, max_dense_tokens, 65536,
           "largest size for the flat-store rows (dense, knn); their ingest is quadratic");
 ABSL_FLAG(int64_t, max_hnsw_tokens, 65536, "largest size for hnsw (slow to add keys)");
@@ -141,6 +166,21 @@ struct Row {
   std::string label;  // its table label
   Store store;
   Retrieval retrieval;  // of its questions
+  // An approximate search over the IVF store: compared with exact search.
+  bool approximate() const {
+    return store == Store::kIvf && retrieval.mode == Retrieval::Mode::kKnn &&
+           !retrieval.filter.exact;
+  }
+};
+
+// What an approximate row retrieved against exact search over the same
+// memory, summed over (question, answer token, memory layer, head).
+struct RetrievalStats {
+  int64_t compared = 0;
+  double recall = 0, mass = 0;
+  int64_t below_half = 0;  // compared queries that kept less than half the mass
+  SearchCounters search;   // of the row's own questions
+  int64_t store_size = 0;  // entries per store when asked
 };
 
 struct Tally {
@@ -155,6 +195,7 @@ struct Tally {
 struct Cell {
   bool ran = false;
   Tally all, uncut, passkey;
+  RetrievalStats retrieval;
   double ingest_s = 0, ask_s = 0;
   bool shared_ingest = false;  // ingest_s also counts for another row
 };
@@ -167,6 +208,8 @@ struct Flags {
   MemoryOptions ivf, hnsw;
   std::vector<Row> rows;
   bool check_shared_ingest;
+  bool retrieval_stats;
+  std::string csv;
 };
 
 absl::StatusOr<Retrieval> Knn(int k) { return ParseRetrieval(absl::StrCat("knn:", k)); }
@@ -231,11 +274,14 @@ absl::StatusOr<Flags> ReadFlags() {
 
   FOT_ASSIGN_OR_RETURN(const Retrieval knn, Knn(f.top_k));
   const std::string k = absl::StrCat("knn:", f.top_k);
+  Retrieval knn_exact = knn;
+  knn_exact.filter.exact = true;
   const Retrieval dense;
   const std::vector<Row> all = {
       {"dense", "dense (flat)", Store::kFlat, dense},
       {"knn", k + " exact (flat)", Store::kFlat, knn},
       {"ivf", k + " IVF", Store::kIvf, knn},
+      {"ivf-exact", k + " exact over the IVF store", Store::kIvf, knn_exact},
       {"hnsw", k + " HNSW", Store::kHnsw, knn},
       {"ivf-dense", "dense over the IVF session's memory", Store::kIvf, dense},
       {"off", "memory off", Store::kOff, dense},
@@ -244,11 +290,25 @@ absl::StatusOr<Flags> ReadFlags() {
        absl::StrSplit(absl::GetFlag(FLAGS_configs), ',', absl::SkipEmpty())) {
     auto it = std::find_if(all.begin(), all.end(), [&](const Row& r) { return r.id == id; });
     if (it == all.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("--configs: unknown configuration '", id,
-                                                     "' (dense, knn, ivf, hnsw, ivf-dense, off)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--configs: unknown configuration '", id,
+                       "' (dense, knn, ivf, ivf-exact, hnsw, ivf-dense, off)"));
     }
     f.rows.push_back(*it);
   }
+  for (absl::string_view v :
+       absl::StrSplit(absl::GetFlag(FLAGS_ivf_scans), ',', absl::SkipEmpty())) {
+    double share = 0;
+    if (!absl::SimpleAtod(v, &share) || !(share > 0 && share <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ivf_scans: '", v, "' is not a share of keys in (0, 1]"));
+    }
+    Row row{"ivf", absl::StrCat(k, " IVF max_scan=", v), Store::kIvf, knn};
+    row.retrieval.filter.max_scan = share;
+    f.rows.push_back(row);
+  }
+  f.retrieval_stats = absl::GetFlag(FLAGS_retrieval_stats);
+  f.csv = absl::GetFlag(FLAGS_csv);
   if (f.rows.empty()) return absl::InvalidArgumentError("--configs lists no configuration");
   return f;
 }
@@ -270,7 +330,7 @@ absl::Status IndexOptions(const MemoryOptions& defaults, int head_dim, Flags* f)
 bool RowRunsAt(const Flags& f, const Row& row, int64_t size) {
   if (row.id == "dense" || row.id == "knn") return size <= f.max_dense;
   if (row.id == "hnsw") return size <= f.max_hnsw;
-  if (row.id == "ivf") return size <= f.max_ivf;
+  if (row.id == "ivf" || row.id == "ivf-exact") return size <= f.max_ivf;
   if (row.id == "ivf-dense") return size <= f.max_ivf && size > f.max_dense;
   return size <= f.max_off;  // off
 }
@@ -328,22 +388,80 @@ absl::StatusOr<std::unique_ptr<Session>> Ingest(const Model& model, const Flags&
   return session;
 }
 
+// What one answer retrieved: per generated token, per (memory layer, head),
+// the entries its query attended to in memory.
+struct Answer {
+  std::vector<int> tokens;
+  std::vector<std::vector<std::vector<TracedEntry>>> retrieved;
+};
+
 // Asks q with `retrieval`; true on an exact match. With `logits`, appends
-// every generated token's row of `vocab` logits to it.
+// every generated token's row of `vocab` logits to it; with `answer`, traces
+// `top` entries per head into it.
 absl::StatusOr<bool> Ask(Session* session, const Question& q, const Retrieval& retrieval,
-                         int vocab = 0, std::vector<float>* logits = nullptr) {
+                         int vocab = 0, std::vector<float>* logits = nullptr,
+                         Answer* answer = nullptr, int top = 0) {
   QueryOptions options;
   options.max_tokens = static_cast<int>(q.answer.size());
   options.stop_at_eos = false;
   options.retrieval = retrieval;
-  if (logits != nullptr) {
-    options.on_token = [logits, vocab](const GeneratedToken&, const float* row) {
-      logits->insert(logits->end(), row, row + vocab);
+  options.trace = answer != nullptr;
+  options.trace_top = std::max(top, 1);
+  if (logits != nullptr || answer != nullptr) {
+    options.on_token = [logits, vocab, answer](const GeneratedToken& token, const float* row) {
+      if (logits != nullptr) logits->insert(logits->end(), row, row + vocab);
+      if (answer != nullptr) {
+        answer->tokens.push_back(token.token);
+        std::vector<std::vector<TracedEntry>>& heads = answer->retrieved.emplace_back();
+        for (const AttentionTrace& layer : token.traces) {
+          heads.insert(heads.end(), layer.heads.begin(), layer.heads.end());
+        }
+      }
       return true;
     };
   }
   FOT_ASSIGN_OR_RETURN(QueryResult result, session->Generate(q.prompt, options));
   return result.tokens == q.answer;
+}
+
+// Adds `got` against the exact `want` into *stats, token by token until
+// the answers part (later queries differ).
+void Compare(const Answer& want, const Answer& got, RetrievalStats* stats) {
+  for (size_t t = 0; t < want.retrieved.size() && t < got.retrieved.size(); ++t) {
+    for (size_t h = 0; h < want.retrieved[t].size() && h < got.retrieved[t].size(); ++h) {
+      const std::vector<TracedEntry>& exact = want.retrieved[t][h];
+      if (exact.empty()) continue;
+      double mass = 0, kept = 0;
+      int found = 0;
+      for (const TracedEntry& e : exact) {
+        mass += e.attention_share;
+        const auto& g = got.retrieved[t][h];
+        if (std::any_of(g.begin(), g.end(), [&](const TracedEntry& x) { return x.id == e.id; })) {
+          ++found;
+          kept += e.attention_share;
+        }
+      }
+      ++stats->compared;
+      stats->recall += static_cast<double>(found) / exact.size();
+      const double share = mass > 0 ? kept / mass : 1.0;
+      stats->mass += share;
+      stats->below_half += share < 0.5;
+    }
+    if (want.tokens[t] != got.tokens[t]) break;
+  }
+}
+
+SearchCounters Counters(const Session& session, int64_t* store_size) {
+  SearchCounters sum;
+  for (const LayerStats& layer : session.Stats().layers) {
+    for (const HeadStats& head : layer.heads) {
+      sum.queries += head.search.queries;
+      sum.keys_scored += head.search.keys_scored;
+      sum.lists_bounded += head.search.lists_bounded;
+      *store_size = head.entries;
+    }
+  }
+  return sum;
 }
 
 // The dictionary document of `size` tokens of memory and its questions
@@ -468,6 +586,8 @@ absl::Status Run(Flags f) {
       config.mem_layers.size() == 1};
   FOT_RETURN_IF_ERROR(IndexOptions(engine->DefaultMemoryOptions(), config.head_dim(), &f));
   FOT_ASSIGN_OR_RETURN(const Retrieval knn1, Knn(1));
+  FOT_ASSIGN_OR_RETURN(Retrieval knn_exact, Knn(f.top_k));
+  knn_exact.filter.exact = true;
 
   std::vector<std::vector<Cell>> cells(f.rows.size(), std::vector<Cell>(f.sizes.size()));
   std::vector<int64_t> committed_at(f.sizes.size(), 0);
@@ -523,18 +643,36 @@ absl::Status Run(Flags f) {
       } else if (committed != committed_at[si] && f.queries > 0) {
         return absl::InternalError("sessions of one document committed different lengths");
       }
+      std::vector<Answer> exact_answers(dict.questions.size());
       for (size_t r : rows) {
         Cell& cell = cells[r][si];
         cell.ran = true;
         cell.ingest_s = ingest_s;
         cell.shared_ingest = rows.size() > 1;
-        const auto start = Clock::now();
-        for (const Question& q : dict.questions) {
-          FOT_ASSIGN_OR_RETURN(const bool ok, Ask(session.get(), q, f.rows[r].retrieval));
+        const bool stats = f.retrieval_stats && f.rows[r].approximate();
+        double ask_s = 0;
+        for (size_t qi = 0; qi < dict.questions.size(); ++qi) {
+          const Question& q = dict.questions[qi];
+          Answer got;
+          if (stats && exact_answers[qi].tokens.empty()) {  // once per question for all rows
+            FOT_RETURN_IF_ERROR(
+                Ask(session.get(), q, knn_exact, 0, nullptr, &exact_answers[qi], f.top_k).status());
+          }
+          const Answer& exact = exact_answers[qi];
+          const SearchCounters before = Counters(*session, &cell.retrieval.store_size);
+          const auto start = Clock::now();
+          FOT_ASSIGN_OR_RETURN(const bool ok, Ask(session.get(), q, f.rows[r].retrieval, 0, nullptr,
+                                                  stats ? &got : nullptr, f.top_k));
+          ask_s += Seconds(start);
+          const SearchCounters after = Counters(*session, &cell.retrieval.store_size);
+          cell.retrieval.search.queries += after.queries - before.queries;
+          cell.retrieval.search.keys_scored += after.keys_scored - before.keys_scored;
+          cell.retrieval.search.lists_bounded += after.lists_bounded - before.lists_bounded;
+          if (stats) Compare(exact, got, &cell.retrieval);
           cell.all.Add(ok);
           if (q.uncut) cell.uncut.Add(ok);
         }
-        cell.ask_s = Seconds(start);
+        cell.ask_s = ask_s;
         std::fprintf(stderr, "  [%s] %s: %s, uncut %s, %.1f s to ask\n", group.c_str(),
                      f.rows[r].label.c_str(), Percent(cell.all).c_str(),
                      Percent(cell.uncut).c_str(), cell.ask_s);
@@ -581,6 +719,55 @@ absl::Status Run(Flags f) {
         return absl::StrFormat("ingest %.1f s%s + ask %.1f s", c.ingest_s,
                                c.shared_ingest ? " (shared)" : "", c.ask_s);
       });
+  const auto scanned = [](const Cell& c) {
+    const double per = static_cast<double>(c.retrieval.search.queries) * c.retrieval.store_size;
+    return std::pair<double, double>{per > 0 ? c.retrieval.search.keys_scored / per : 0,
+                                     per > 0 ? 2.0 * c.retrieval.search.lists_bounded / per : 0};
+  };
+  const auto mean = [](const Cell& c, double sum) {
+    return c.retrieval.compared > 0 ? sum / c.retrieval.compared : 0.0;
+  };
+  if (f.retrieval_stats) {
+    PrintTable(absl::StrCat("Retrieval on the model's own queries against exact search over the "
+                            "same memory: recall@",
+                            f.top_k,
+                            ", attention-mass recall, queries keeping < half the mass; keys "
+                            "scanned per query (+ list bounds, ~2 keys each), share of the store"),
+               f, cells, [&](const Cell& c) {
+                 const auto [keys, bounds] = scanned(c);
+                 if (c.retrieval.compared == 0) {
+                   return absl::StrFormat("scanned %.2f%%", 100 * keys);
+                 }
+                 return absl::StrFormat(
+                     "recall %.3f, mass %.4f, <½ %.1f%%; scanned %.2f%% (+%.2f%%)",
+                     mean(c, c.retrieval.recall), mean(c, c.retrieval.mass),
+                     100.0 * c.retrieval.below_half / c.retrieval.compared, 100 * keys,
+                     100 * bounds);
+               });
+  }
+  if (!f.csv.empty()) {
+    FILE* csv = std::fopen(f.csv.c_str(), "w");
+    if (csv == nullptr) return absl::NotFoundError(absl::StrCat("cannot write --csv ", f.csv));
+    std::fprintf(csv,
+                 "tokens,configuration,accuracy,recall,mass_recall,below_half,keys_scanned,"
+                 "bounds,ingest_s,ask_s\n");
+    for (size_t r = 0; r < f.rows.size(); ++r) {
+      for (size_t si = 0; si < f.sizes.size(); ++si) {
+        const Cell& c = cells[r][si];
+        if (!c.ran || c.all.asked == 0) continue;
+        const auto [keys, bounds] = scanned(c);
+        std::fprintf(csv, "%lld,%s,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f,%.1f,%.1f\n",
+                     static_cast<long long>(committed_at[si]), f.rows[r].label.c_str(),
+                     static_cast<double>(c.all.correct) / c.all.asked, mean(c, c.retrieval.recall),
+                     mean(c, c.retrieval.mass),
+                     c.retrieval.compared > 0
+                         ? static_cast<double>(c.retrieval.below_half) / c.retrieval.compared
+                         : 0.0,
+                     keys, bounds, c.ingest_s, c.ask_s);
+      }
+    }
+    std::fclose(csv);
+  }
   if (f.passkey > 0) {
     PrintTable(absl::StrCat("Passkey, ", f.passkey, " documents per size (exact match)"), f, cells,
                [](const Cell& c) { return Percent(c.passkey); });

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "memory/half_float.h"
+#include "memory/ivf_bounds.h"
 
 namespace fot {
 namespace {
@@ -259,61 +260,92 @@ class TopK {
   std::unique_ptr<Candidate[]> scratch_;  // per thread, capacity_ each
 };
 
-// Writes the nprobe nearest lists (L2 to the centroids) of each query into
-// probes [nq, nprobe], in no particular order.
+// Each query's probe plan, into probes [nq, width] (padded with -1): lists
+// in decreasing order of their bound (ties to the lower list), until the
+// plan holds request.max_keys keys or request.max_lists lists. Returns width,
+// and the keys the plans hold in *planned_keys.
 //
-// Why not quantizer->search: for a window's 512 queries FAISS's flat search
-// spent ~2 ms per store in its per-query heaps, a fifth of the whole scan.
-// Here one sgemm per block of queries gives 2<q, c> - |c|^2 (higher is
-// nearer), and a sampled cut keeps the nprobe best, ties to the lower list.
-void AssignLists(const faiss::IndexIVF& index, const float* queries, int64_t nq, int nprobe,
-                 faiss_idx* probes) {
-  const auto* flat = dynamic_cast<const faiss::IndexFlat*>(index.quantizer);
-  if (flat == nullptr || flat->metric_type != faiss::METRIC_L2) {
-    std::vector<float> distances(nq * nprobe);
-    index.quantizer->search(nq, queries, nprobe, distances.data(), probes);
-    return;
-  }
-  const int d = static_cast<int>(index.d);
+// Why a key budget and not a list count: lists with wide boxes (the large
+// ones) rank high, so a fixed count of lists scans a varying share of keys.
+int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
+               std::vector<faiss_idx>* probes, int64_t* planned_keys) {
   const auto nlist = static_cast<int64_t>(index.nlist);
-  const float* centroids = flat->get_xb();
-  std::vector<float> norms(nlist);
+  const int64_t max_lists = std::clamp<int64_t>(r.max_lists, 1, nlist);
+  std::vector<int64_t> sizes(nlist);
+  int64_t total = 0;
   for (int64_t l = 0; l < nlist; ++l) {
-    norms[l] = cblas_sdot(d, centroids + l * d, 1, centroids + l * d, 1);
+    sizes[l] = static_cast<int64_t>(index.invlists->list_size(l));
+    total += sizes[l];
   }
+  // A first guess of the lists a plan needs: twice the budget's share of
+  // average lists, widened for the queries that need more.
+  const int64_t mean = std::max<int64_t>(1, total / std::max<int64_t>(1, nlist));
+  const int64_t guess = std::min(max_lists, 2 * (r.max_keys / mean) + 8);
   constexpr int64_t kBlock = 64;
+  const int64_t blocks = (r.nq + kBlock - 1) / kBlock;
+  std::vector<std::vector<int64_t>> plans(r.nq);
+  std::vector<int64_t> planned(r.nq, 0);
+  std::atomic<bool> failed = false;
   const int threads = omp_get_max_threads();
-  auto nearness = std::make_unique_for_overwrite<float[]>(threads * kBlock * nlist);
-  auto candidates = std::make_unique_for_overwrite<std::pair<float, int64_t>[]>(threads * nlist);
-  const int64_t blocks = (nq + kBlock - 1) / kBlock;
+  auto bounds = std::make_unique_for_overwrite<float[]>(threads * kBlock * nlist);
+  auto order = std::make_unique_for_overwrite<int64_t[]>(threads * nlist);
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int t = omp_get_thread_num();
-    const int64_t first = b * kBlock, rows = std::min(kBlock, nq - first);
-    float* near = nearness.get() + t * kBlock * nlist;
-    std::pair<float, int64_t>* c = candidates.get() + t * nlist;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                static_cast<int>(nlist), d, 2.0f, queries + first * d, d, centroids, d, 0.0f, near,
-                static_cast<int>(nlist));
-    for (int64_t i = 0; i < rows; ++i) {
-      float* row = near + i * nlist;
-      for (int64_t l = 0; l < nlist; ++l) {
-        row[l] -= norms[l];
-        if (std::isnan(row[l])) row[l] = -std::numeric_limits<float>::infinity();  // a NaN query
-      }
-      const float cut = SampledThreshold(row, nlist, nprobe);
-      int64_t n = 0;
-      for (int64_t l = 0; l < nlist; ++l) {
-        if (row[l] >= cut) c[n++] = {row[l], l};
-      }
-      const auto nearer = [](const auto& x, const auto& y) {
-        return x.first > y.first || (x.first == y.first && x.second < y.second);
+    const int64_t first = b * kBlock, rows = std::min(kBlock, r.nq - first);
+    float* block = bounds.get() + t * kBlock * nlist;
+    int64_t* o = order.get() + t * nlist;
+    try {  // nothing may throw out of the parallel region
+      r.bounds->Score(r.queries + first * r.dim, rows, block);
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+    for (int64_t i = 0; i < rows && !failed.load(std::memory_order_relaxed); ++i) {
+      const float* row = block + i * nlist;
+      const auto higher = [row](int64_t x, int64_t y) {
+        return row[x] > row[y] || (row[x] == row[y] && x < y);
       };
-      if (n > nprobe) std::nth_element(c, c + nprobe - 1, c + n, nearer);
-      faiss_idx* out = probes + (first + i) * nprobe;
-      for (int64_t p = 0; p < nprobe; ++p) out[p] = p < n ? c[p].second : -1;
+      std::vector<int64_t>& plan = plans[first + i];
+      try {
+        for (int64_t width = guess;; width = std::min(max_lists, 2 * width)) {
+          // The `width` best lists: those reaching a sampled cut (a few more
+          // than width), sorted. A comparison sort of all lists cost a fifth
+          // of a window's time at 4096 lists.
+          const float cut = SampledThreshold(row, nlist, width);
+          int64_t m = 0;
+          for (int64_t l = 0; l < nlist; ++l) {
+            if (row[l] >= cut) o[m++] = l;
+          }
+          std::sort(o, o + m, higher);
+          m = std::min(m, width);
+          plan.clear();
+          int64_t keys = 0;
+          for (int64_t p = 0; p < m && keys < r.max_keys; ++p) {
+            if (row[o[p]] == -std::numeric_limits<float>::infinity()) break;  // empty lists
+            plan.push_back(o[p]);
+            keys += sizes[o[p]];
+          }
+          planned[first + i] = keys;
+          if (keys >= r.max_keys || width == max_lists || static_cast<int64_t>(plan.size()) < m ||
+              m < width) {
+            break;
+          }
+        }
+      } catch (const std::bad_alloc&) {
+        failed = true;
+      }
     }
   }
+  if (failed) throw std::bad_alloc();
+  size_t width = 1;
+  for (const auto& plan : plans) width = std::max(width, plan.size());
+  probes->assign(r.nq * width, -1);
+  *planned_keys = 0;
+  for (int64_t q = 0; q < r.nq; ++q) {
+    std::copy(plans[q].begin(), plans[q].end(), probes->begin() + q * width);
+    *planned_keys += planned[q];
+  }
+  return static_cast<int>(width);
 }
 
 // The lists a batch probes, each with the queries probing it.
@@ -359,9 +391,10 @@ ProbedLists GroupByList(const faiss::InvertedLists& invlists, const faiss_idx* p
 
 void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest& r, float* scores,
              int64_t* ids) {
-  const int nprobe = static_cast<int>(std::min<int64_t>(r.nprobe, index.nlist));
-  std::vector<faiss_idx> probes(r.nq * nprobe);
-  AssignLists(index, r.coarse_queries, r.nq, nprobe, probes.data());
+  std::vector<faiss_idx> probes;
+  int64_t planned_keys = 0;
+  const int nprobe = PlanProbes(index, r, &probes, &planned_keys);
+  if (r.keys_scanned != nullptr) *r.keys_scanned = planned_keys;
   const ProbedLists g = GroupByList(*index.invlists, probes.data(), r.nq, nprobe);
   ListViews views(index.invlists);
   for (const ProbedLists::List& l : g.lists) views.Open(l.list);

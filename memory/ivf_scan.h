@@ -9,12 +9,16 @@
 // bench/memory_bench.cc). Grouping by list turns the scan into BLAS sgemm and
 // decodes each list once per batch instead of once per query.
 //
+// Which lists a query probes: those with the highest estimates of its best
+// inner product (memory/ivf_bounds.h), in that order, until they hold
+// max_keys keys or max_lists lists. (Not the lists of the nearest centroids:
+// for the memory layers' queries that misses most of what exact search finds.)
+//
 // Scores are inner products of the queries with the first `dim` coordinates of
 // the stored codes: exact for the stored keys, so no re-scoring is needed.
 // Codes must be plain floats: IndexIVFFlat (f32) or IndexIVFScalarQuantizer
-// with QT_fp16 and no residual encoding. The coarse assignment uses the
-// index's own quantizer on `coarse_queries` (the queries in the quantizer's
-// space, which may have more coordinates than `dim`).
+// with QT_fp16 and no residual encoding. With max_lists >= nlist and max_keys
+// >= the index's size every list is probed and the result is exact.
 //
 // Thread safety: reads the index only; the caller keeps it unchanged for the
 // duration (kv_store.cc holds its read lock). Parallel over lists with
@@ -31,14 +35,18 @@ struct IDSelector;
 
 namespace fot {
 
+class IvfBounds;
+
 struct IvfScanRequest {
-  const float* queries = nullptr;         // [nq, dim]
-  const float* coarse_queries = nullptr;  // [nq, index.d]
+  const float* queries = nullptr;  // [nq, dim]
   int64_t nq = 0;
-  int dim = 0;     // coordinates scored (<= index.d)
-  int nprobe = 1;  // lists probed per query (capped at nlist)
+  int dim = 0;                        // coordinates scored (<= index.d)
+  const IvfBounds* bounds = nullptr;  // of this index (required)
+  int64_t max_lists = 1;              // lists probed per query at most (capped at nlist)
+  int64_t max_keys = 1;               // keys per query at most: lists stop once they hold this many
   int k = 1;
   const faiss::IDSelector* selector = nullptr;  // null: every id
+  int64_t* keys_scanned = nullptr;              // if set: keys in all queries' probed lists
 };
 
 // Writes the k best (largest inner product) ids and scores per query, best

@@ -17,6 +17,7 @@
 #include <tuple>
 #include <utility>
 
+#include "memory/ivf_quantizer.h"
 #include "memory/ivf_scan.h"
 #include "memory/kv_store_internal.h"
 
@@ -44,7 +45,16 @@ constexpr int kPqRerankFactor = 8;                       // IVF-PQ fetches 8k ca
 // k-means of a (re)training sees at most this many keys per list: enough for
 // stable centroids (FAISS itself samples 256 per list) at a fraction of the
 // cost when a large memory is retrained.
-constexpr int64_t kTrainKeysPerList = 64;
+constexpr int64_t kTrainKeysPerList = 32;
+// Up to this many lists, an IVF quantizer is one flat k-means; above, two
+// levels (ivf_quantizer.h).
+constexpr int kMaxFlatQuantizerLists = 512;
+
+// Lists an IVF-PQ search probes (FAISS's own search, by centroid distance).
+int PqProbes(const MemoryOptions& o, int nlist) {
+  if (o.ivf_nprobe > 0) return std::min(o.ivf_nprobe, nlist);
+  return std::clamp(static_cast<int>(std::ceil(o.ivf_max_scan * nlist)), 1, nlist);
+}
 
 // Exact inner-product index over raw keys: the flat kind, and the staging index
 // of approximate kinds until their build.
@@ -140,7 +150,23 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
     h->add(n, aug);
     return h;
   }
-  auto quantizer = std::make_unique<faiss::IndexFlatL2>(s.aug);
+  const int64_t train_n =
+      std::min<int64_t>(n, std::max<int64_t>(o.ivf_train_size, kTrainKeysPerList * nlist));
+  std::vector<float> sample;
+  const float* train = aug;
+  if (train_n < n) {
+    sample.resize(train_n * s.aug);
+    for (int64_t i = 0; i < train_n; ++i) {
+      std::copy_n(aug + (i * n / train_n) * s.aug, s.aug, &sample[i * s.aug]);
+    }
+    train = sample.data();
+  }
+  std::unique_ptr<faiss::Index> quantizer;
+  if (!o.ivf_pq && nlist > kMaxFlatQuantizerLists) {
+    quantizer = TrainTwoLevelQuantizer(s.aug, nlist, train, train_n);
+  } else {
+    quantizer = std::make_unique<faiss::IndexFlatL2>(s.aug);
+  }
   std::unique_ptr<faiss::IndexIVF> ivf;
   if (o.ivf_pq) {
     ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer.get(), s.aug, nlist, o.ivf_pq_m, 8);
@@ -153,18 +179,9 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
   }
   quantizer.release();
   ivf->own_fields = true;
-  ivf->nprobe = std::min(o.ivf_nprobe, nlist);
-  const int64_t train_n =
-      std::min<int64_t>(n, std::max<int64_t>(o.ivf_train_size, kTrainKeysPerList * nlist));
-  if (train_n == n) {
-    ivf->train(n, aug);
-  } else {
-    std::vector<float> sample(train_n * s.aug);
-    for (int64_t i = 0; i < train_n; ++i) {
-      std::copy_n(aug + (i * n / train_n) * s.aug, s.aug, &sample[i * s.aug]);
-    }
-    ivf->train(train_n, sample.data());
-  }
+  ivf->nprobe = PqProbes(o, nlist);
+  ivf->cp.niter = kIvfKmeansIterations;
+  ivf->train(train_n, train);  // a trained two-level quantizer is kept as it is
   ivf->make_direct_map(true);  // reconstruct(id) for ReadKeys and re-scoring
   ivf->add(n, aug);
   return ivf;
@@ -329,6 +346,21 @@ int64_t IndexBytes(const faiss::Index* index) {
   return index->ntotal * index->sa_code_size();
 }
 
+// Whether a built IVF store of these options orders its probes by list estimates (ivf_bounds.h):
+// every IVF but PQ, whose lossy codes FAISS searches itself.
+bool UsesBounds(const MemoryOptions& o) { return o.index_kind == IndexKind::kIvf && !o.ivf_pq; }
+
+// Widens the bounds of the lists that keys [n, d] (ids first..) went to, as
+// the codes store them. Caller holds mu_ exclusively.
+void ExtendBounds(const Shape& s, StoreState& st, int64_t first, const float* keys, int64_t n) {
+  const auto& ivf = dynamic_cast<const faiss::IndexIVF&>(*st.index);
+  std::vector<float> stored(keys, keys + n * s.d);
+  for (float& x : stored) x = Stored(s, x);
+  std::vector<int64_t> lists(n);
+  for (int64_t i = 0; i < n; ++i) lists[i] = faiss::lo_listno(ivf.direct_map.get(first + i));
+  st.bounds->Extend(stored.data(), lists.data(), n);
+}
+
 // Whether an IVF index with automatic lists is due for a retraining at `keys`
 // keys: when twice its lists would fit (memory_options.h).
 bool NeedsMoreLists(const MemoryOptions& o, const StoreState& st, int64_t keys) {
@@ -392,7 +424,8 @@ void SearchAndRescore(const Shape& s, const StoreState& st, const MemoryOptions&
   faiss::SearchParameters* params = &hnsw_params;
   hnsw_params.efSearch = o.hnsw_ef_search;
   if (o.index_kind == IndexKind::kIvf) {
-    ivf_params.nprobe = o.ivf_nprobe;
+    ivf_params.nprobe =
+        PqProbes(o, static_cast<int>(dynamic_cast<const faiss::IndexIVF&>(*st.index).nlist));
     params = &ivf_params;
   }
   params->sel = const_cast<faiss::IDSelector*>(selector);  // 1.7.3: non-const, only read
@@ -527,6 +560,7 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
   const int64_t old_size = st.size;
   try {
     std::unique_ptr<faiss::Index> built;  // the approximate index, built now
+    std::unique_ptr<IvfBounds> built_bounds;
     double bound_sq = st.bound_sq;
     std::vector<float> aug;
     std::vector<uint8_t> overflow;
@@ -544,6 +578,10 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
         aug = Augment(s, all.data(), old_size + n, bound_sq, &overflow);
         const int nlist = options_.ivf_nlist > 0 ? options_.ivf_nlist : IvfListsFor(old_size + n);
         built = BuildApproximate(s, options_, nlist, aug.data(), old_size + n);
+        if (UsesBounds(options_)) {
+          built_bounds = std::make_unique<IvfBounds>(IvfBounds::Build(
+              dynamic_cast<const faiss::IndexIVF&>(*built), s.fp16_keys, head_dim_));
+        }
         overflow.assign(n, 0);
       } else if (st.built) {
         aug = Augment(s, k.data(), n, st.bound_sq, &overflow);
@@ -555,6 +593,7 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
     GrowFor(&st.values_16, encoded.size());
     if (built != nullptr) {
       st.index.swap(built);  // the old index is freed after unlocking
+      st.bounds.swap(built_bounds);
       st.built = true;
       st.bound_sq = bound_sq;
       std::fill(st.overflow_bits.begin(), st.overflow_bits.end(), 0);
@@ -565,6 +604,7 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
       CopyMappedListsToMemory(&st);
       ReserveIndex(st.index.get(), n);
       st.index->add(n, aug.empty() ? k.data() : aug.data());
+      if (st.bounds != nullptr) ExtendBounds(s, st, old_size, k.data(), n);
     }
     // The index holds the new keys; the rest cannot fail but for bad_alloc.
     if (options_.dtype == StorageType::kFloat32) {
@@ -626,16 +666,23 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
   if (kk == 0) return absl::OkStatus();
   std::vector<float> d(nq * kk);
   std::vector<int64_t> r(nq * kk);
-  const bool approximate = st.built && options_.index_kind != IndexKind::kFlat;
+  int64_t scanned = 0, bounded = 0;  // for search_counters()
+  const bool approximate =
+      st.built && options_.index_kind != IndexKind::kFlat && (filter == nullptr || !filter->exact);
   const bool small = sel.restricts && sel.selected_live * 8 <= st.size;
   try {
-    if (!approximate && !sel.restricts && !s.fp16_keys) {
+    // The exact index itself (flat, or an approximate kind before its build)
+    // searches with BLAS; a built approximate index holds reduced keys.
+    const bool exact_index = !st.built || options_.index_kind == IndexKind::kFlat;
+    if (!approximate && exact_index && !sel.restricts && !s.fp16_keys) {
       st.index->search(nq, q.data(), kk, d.data(),
                        r.data());  // IndexFlatIP: BLAS
+      scanned = nq * st.size;
     } else if (!approximate || small || sel.selected_live <= 2 * int64_t{kk}) {
       std::vector<int64_t> members;
       if (sel.restricts) members = sel.Members();
       ExactSearch(s, st, q.data(), nq, kk, sel.restricts ? &members : nullptr, d.data(), r.data());
+      scanned = nq * (sel.restricts ? static_cast<int64_t>(members.size()) : st.size);
     } else {
       Selection ann(st, filter);
       ann.exclude_overflow = true;
@@ -645,16 +692,23 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
         std::memcpy(&qa[i * s.aug], &q[i * head_dim_], head_dim_ * sizeof(float));
       }
       if (options_.index_kind == IndexKind::kIvf && !options_.ivf_pq) {
+        const auto& ivf = dynamic_cast<const faiss::IndexIVF&>(*st.index);
         IvfScanRequest request;
         request.queries = q.data();
-        request.coarse_queries = qa.data();
         request.nq = nq;
         request.dim = head_dim_;
-        request.nprobe = options_.ivf_nprobe;
+        request.bounds = st.bounds.get();
+        request.max_lists = options_.ivf_nprobe > 0 ? options_.ivf_nprobe : ivf.nlist;
+        MemoryOptions budget = options_;
+        if (filter != nullptr && filter->max_scan > 0 && filter->max_scan <= 1) {
+          budget.ivf_max_scan = filter->max_scan;
+        }
+        request.max_keys = IvfScanBudget(budget, st.size);
         request.k = kk;
         request.selector = ann.restricts ? &ann : nullptr;
-        IvfScan(dynamic_cast<const faiss::IndexIVF&>(*st.index), s.fp16_keys, request, d.data(),
-                r.data());
+        request.keys_scanned = &scanned;
+        IvfScan(ivf, s.fp16_keys, request, d.data(), r.data());
+        bounded = nq * static_cast<int64_t>(ivf.nlist);
       } else {
         SearchAndRescore(s, st, options_, q.data(), qa.data(), nq, kk, sel.selected_live,
                          ann.restricts ? &ann : nullptr, d.data(), r.data());
@@ -664,6 +718,7 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
         std::vector<float> od(nq * kk);
         std::vector<int64_t> orow(nq * kk);
         ExactSearch(s, st, q.data(), nq, kk, &extra, od.data(), orow.data());
+        scanned += nq * static_cast<int64_t>(extra.size());
         for (int64_t i = 0; i < nq; ++i) {
           MergeRow(kk, &d[i * kk], &r[i * kk], &od[i * kk], &orow[i * kk]);
         }
@@ -678,7 +733,16 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
       if (r[i * kk + j] >= 0) scores[i * k + j] = d[i * kk + j];
     }
   }
+  searched_queries_.fetch_add(nq, std::memory_order_relaxed);
+  scored_keys_.fetch_add(scanned, std::memory_order_relaxed);
+  bounded_lists_.fetch_add(bounded, std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+SearchCounters KvStore::search_counters() const {
+  return {searched_queries_.load(std::memory_order_relaxed),
+          scored_keys_.load(std::memory_order_relaxed),
+          bounded_lists_.load(std::memory_order_relaxed)};
 }
 
 namespace {
@@ -790,8 +854,9 @@ std::vector<int64_t> KvStore::Documents() const {
 int64_t KvStore::bytes() const {
   ReadLock l(&mu_);
   const StoreState& st = *state_;
-  return IndexBytes(st.index.get()) + VectorBytes(st.values_f32) + VectorBytes(st.values_16) +
-         VectorBytes(st.provenance) + VectorBytes(st.deleted_bits) + VectorBytes(st.overflow_bits) +
+  return IndexBytes(st.index.get()) + (st.bounds != nullptr ? st.bounds->bytes() : 0) +
+         VectorBytes(st.values_f32) + VectorBytes(st.values_16) + VectorBytes(st.provenance) +
+         VectorBytes(st.deleted_bits) + VectorBytes(st.overflow_bits) +
          VectorBytes(st.overflow_ids) +
          static_cast<int64_t>(st.live_per_document.size()) * 48;  // map node, approx.
 }

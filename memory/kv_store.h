@@ -31,9 +31,14 @@
 //          codes is searched list-major (ivf_scan.h), one matrix product per
 //          probed list, which scores the stored keys directly; HNSW results are
 //          re-scored from the stored keys. Both are merged with the overflow.
-//          IVF with automatic lists (the default) is retrained on all its keys
-//          whenever twice its lists fit (the memory grew ~4x), with a new
-//          bound B, so overflow entries only live until the next retraining.
+//          IVF probes the lists with the highest estimates of the query's
+//          best inner product (ivf_bounds.h), until they hold ivf_max_scan of
+//          the keys, not the lists nearest in the reduced space: the memory
+//          layers' queries are not distributed like the keys. With automatic
+//          lists (the default) a list holds ~64 keys, and the index is
+//          retrained on all its keys whenever twice its lists fit (the memory
+//          doubled), with a new bound B, so overflow entries only live until
+//          the next retraining.
 //          IVF-PQ keys are PQ codes, which blur the extra coordinates: it
 //          fetches 8k candidates and re-ranks them by the inner product with
 //          the reconstructed keys (its scores use the reconstruction too).
@@ -60,6 +65,7 @@
 #ifndef FOTSERVE_MEMORY_KV_STORE_H_
 #define FOTSERVE_MEMORY_KV_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -84,8 +90,24 @@ struct Provenance {
   bool operator==(const Provenance&) const = default;
 };
 
+// Which entries a search considers, and whether it may approximate.
 struct SearchFilter {
   std::vector<int64_t> documents;  // only entries of these documents; empty: all
+  // Score every selected key, whatever the index: exact search over the same
+  // memory, the reference an approximate index is measured against.
+  bool exact = false;
+  // IVF: when in (0, 1], the share of keys a query may scan, instead of the
+  // store's ivf_max_scan (to measure one memory at several budgets).
+  double max_scan = 0;
+};
+
+// What searches have cost so far (KvStore::search_counters), for measuring
+// an index on real traffic.
+struct SearchCounters {
+  int64_t queries = 0;        // query rows searched (that found at least one entry)
+  int64_t keys_scored = 0;    // inner products with stored keys; exact and IVF
+                              // searches only (HNSW and IVF-PQ are not counted)
+  int64_t lists_bounded = 0;  // IVF list bounds evaluated, ~2 keys' work each
 };
 
 class KvStore {
@@ -152,6 +174,9 @@ class KvStore {
   // corrupt one (checksums are verified before anything is parsed).
   static absl::StatusOr<std::unique_ptr<KvStore>> Load(const std::string& dir);
 
+  // Totals over every Search since the store was created or loaded.
+  SearchCounters search_counters() const;
+
   // Bytes held: index (codes, graph, lists, centroids; allocated capacity,
   // memory-mapped lists included), values, provenance, tombstones.
   int64_t bytes() const;
@@ -182,6 +207,7 @@ class KvStore {
   absl::Mutex write_mu_;
   mutable absl::Mutex mu_;
   std::unique_ptr<kv_internal::StoreState> state_;
+  mutable std::atomic<int64_t> searched_queries_{0}, scored_keys_{0}, bounded_lists_{0};
 };
 
 }  // namespace fot

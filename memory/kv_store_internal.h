@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "memory/ivf_bounds.h"
 #include "memory/kv_store.h"
 #include "memory/memory_options.h"
 
@@ -34,6 +35,8 @@ struct StoreState {
   // approximate index over reduced keys (kv_store.h).
   std::unique_ptr<faiss::Index> index;
   bool built = false;
+  // Built IVF with float codes: the bounds that order its probes.
+  std::unique_ptr<IvfBounds> bounds;
   double bound_sq = 0;  // B^2 of the reduction
   int64_t size = 0;
   int64_t deleted = 0;

@@ -26,6 +26,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "memory/ivf_bounds.h"
 #include "memory/kv_store.h"
 #include "memory/kv_store_internal.h"
 
@@ -445,6 +446,14 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
                    ", ntotal=" + std::to_string(index->ntotal) + ") than MANIFEST describes (" +
                    DescribeOptions(o) + ", d=" + std::to_string(want_dim) +
                    ", size=" + std::to_string(size) + ")");
+  }
+  if (ivf && !o.ivf_pq) {
+    try {  // derived from the index alone, so equal to what was saved with
+      st.bounds = std::make_unique<IvfBounds>(IvfBounds::Build(
+          dynamic_cast<const faiss::IndexIVF&>(*index), shape.fp16_keys, head_dim));
+    } catch (const std::exception& e) {
+      return absl::DataLossError("Load: cannot read the lists of " + index_path + ": " + e.what());
+    }
   }
   return store;
 }

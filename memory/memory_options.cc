@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -62,14 +63,25 @@ absl::StatusOr<int> ParseInt32(std::string_view key, std::string_view text) {
   return static_cast<int>(*v);
 }
 
+// "0.05", not "0.050000".
+std::string ShortDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 }  // namespace
 
 int IvfListsFor(int64_t keys) {
-  const double cap = std::min(1.5 * std::sqrt(static_cast<double>(std::max<int64_t>(keys, 1))),
-                              static_cast<double>(keys) / 40.0);
+  const double cap = static_cast<double>(std::max<int64_t>(keys, 1)) / kIvfKeysPerList;
   int lists = 1;
   while (lists * 2.0 <= cap && lists * 2 <= kMaxNlist) lists *= 2;
   return lists;
+}
+
+int64_t IvfScanBudget(const MemoryOptions& o, int64_t keys) {
+  const auto share = static_cast<int64_t>(std::ceil(o.ivf_max_scan * static_cast<double>(keys)));
+  return std::max(share, kIvfMinScanKeys);
 }
 
 absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
@@ -102,10 +114,16 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
                .ok()) {
         return s;
       }
-      if (!(s = CheckRange("ivf_nprobe", o.ivf_nprobe, 1, o.ivf_nlist > 0 ? o.ivf_nlist : kMaxNlist,
-                           "nprobe counts probed lists, at most ivf_nlist"))
+      if (!(s = CheckRange("ivf_nprobe", o.ivf_nprobe, 0, o.ivf_nlist > 0 ? o.ivf_nlist : kMaxNlist,
+                           "nprobe caps the probed lists, at most ivf_nlist; 0 (auto) leaves "
+                           "it to ivf_max_scan"))
                .ok()) {
         return s;
+      }
+      if (!(o.ivf_max_scan > 0.0 && o.ivf_max_scan <= 1.0)) {
+        return absl::InvalidArgumentError(
+            "memory option ivf_max_scan=" + std::to_string(o.ivf_max_scan) +
+            " is out of range (0, 1]: the share of keys a query may scan");
       }
       if (o.ivf_pq && o.ivf_pq_m != 0 &&
           !(s = CheckRange("ivf_pq_m", o.ivf_pq_m, 1, head_dim + 2,
@@ -247,7 +265,20 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
         status = set_int(&o.ivf_nlist);
       }
     } else if (o.index_kind == IndexKind::kIvf && key == "nprobe") {
-      status = set_int(&o.ivf_nprobe);
+      if (value == "auto") {
+        o.ivf_nprobe = 0;
+      } else {
+        status = set_int(&o.ivf_nprobe);
+      }
+    } else if (o.index_kind == IndexKind::kIvf && key == "max_scan") {
+      double v = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec == std::errc() && end == value.data() + value.size() && std::isfinite(v)) {
+        o.ivf_max_scan = v;
+      } else {
+        status = absl::InvalidArgumentError("index spec parameter 'max_scan' value " + Str(value) +
+                                            " is not a number");
+      }
     } else if (o.index_kind == IndexKind::kIvf && key == "train_size") {
       absl::StatusOr<int64_t> v = ParseInt(key, value);
       if (v.ok()) o.ivf_train_size = *v;
@@ -262,7 +293,9 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
     } else {
       std::string expected = "dtype";
       if (o.index_kind == IndexKind::kHnsw) expected += ", m, ef_construction, ef_search";
-      if (o.index_kind == IndexKind::kIvf) expected += ", nlist, nprobe, train_size, pq, pq_m";
+      if (o.index_kind == IndexKind::kIvf) {
+        expected += ", nlist, nprobe, max_scan, train_size, pq, pq_m";
+      }
       return bad("unknown parameter '" + Str(key) + "' for index kind " +
                  Str(IndexKindName(o.index_kind)) + "; expected one of " + expected);
     }
@@ -270,7 +303,7 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
     if (comma == std::string_view::npos) break;
     rest = rest.substr(comma + 1);
   }
-  if (seen.count("nlist") && !seen.count("nprobe") && o.ivf_nlist > 0) {
+  if (seen.count("nlist") && !seen.count("nprobe") && o.ivf_nlist > 0 && o.ivf_nprobe > 0) {
     o.ivf_nprobe = std::min(o.ivf_nprobe, o.ivf_nlist);  // "ivf:nlist=16" just works
   }
   if (explicit_pq == 0) {
@@ -296,7 +329,8 @@ std::string DescribeOptions(const MemoryOptions& o) {
       break;
     case IndexKind::kIvf:
       s += "nlist=" + (o.ivf_nlist > 0 ? std::to_string(o.ivf_nlist) : "auto") +
-           ",nprobe=" + std::to_string(o.ivf_nprobe) +
+           ",nprobe=" + (o.ivf_nprobe > 0 ? std::to_string(o.ivf_nprobe) : "auto") +
+           ",max_scan=" + ShortDouble(o.ivf_max_scan) +
            ",train_size=" + std::to_string(o.ivf_train_size) + ",pq=" + (o.ivf_pq ? "1" : "0") +
            ",";
       if (o.ivf_pq) s += "pq_m=" + std::to_string(o.ivf_pq_m) + ",";

@@ -46,12 +46,23 @@ inline constexpr int64_t kHnswBuildSize = 1024;
 // IVF with automatic lists (ivf_nlist 0) is first trained at this many keys.
 inline constexpr int64_t kIvfAutoTrainSize = 10240;
 
+// Automatic IVF lists hold about this many keys (256 to 512). Small lists have
+// tight bounds (memory/ivf_bounds.h), so a query finds its best keys in fewer
+// keys scanned; the bounds themselves cost 2 key-sized products per list, 0.8%
+// of the keys at 256 per list.
+inline constexpr int64_t kIvfKeysPerList = 64;
+
+// A query may always scan this many keys, whatever ivf_max_scan says: small
+// memories are cheap to scan, and 5% of them is too few to be found reliably.
+inline constexpr int64_t kIvfMinScanKeys = 4096;
+
 // The number of lists an automatic IVF index over `keys` keys is trained
-// with: the largest power of two <= min(1.5 sqrt(keys), keys / 40), at least
-// 1 (k-means wants ~40 keys per centroid). The factor 1.5 was measured: at
-// 128k keys 512 lists probed 32 at a time give recall@128 0.958-0.961 and a
-// window 1.2x faster than 256 lists (0.981); 2048 lists at 1M keys give 0.947.
+// with: the largest power of two <= keys / kIvfKeysPerList, at least 1.
 int IvfListsFor(int64_t keys);
+
+struct MemoryOptions;
+// Keys a query of an IVF store of `keys` keys may scan (ivf_max_scan).
+int64_t IvfScanBudget(const MemoryOptions& options, int64_t keys);
 
 struct MemoryOptions {
   IndexKind index_kind = IndexKind::kFlat;
@@ -69,16 +80,21 @@ struct MemoryOptions {
 
   // IVF. ivf_nlist 0 (the default) lets the number of lists follow the memory:
   // IvfListsFor(keys) lists when trained, and the index is retrained whenever
-  // the memory has grown enough for twice as many lists, so lists hold about
-  // 0.7 sqrt(keys) to 1.3 sqrt(keys) entries at every size and a probe's cost
-  // grows like sqrt(keys). A fixed ivf_nlist > 0 trains once. ivf_train_size 0 means 40 *
-  // ivf_nlist keys (at least 40 * 256 with PQ, whose codebooks have 256
-  // entries), and kIvfAutoTrainSize with automatic lists. nprobe lists are
-  // probed per query (capped at nlist). Measured on the mid-size model's keys
-  // (bench/memory_bench.cc): recall@128 with nprobe 32 is 0.968 at 32k keys,
-  // 0.958 at 128k and 0.962 at 1M.
+  // the memory has grown enough for twice as many lists, so lists hold
+  // kIvfKeysPerList to twice that at every size. A fixed ivf_nlist > 0 trains
+  // once. ivf_train_size 0 means 40 * ivf_nlist keys (at least 40 * 256 with
+  // PQ, whose codebooks have 256 entries), and kIvfAutoTrainSize with
+  // automatic lists.
+  //
+  // A query probes the lists with the highest bounds of its inner products
+  // (ivf_scan.h), until they hold ivf_max_scan of the store's keys (at least
+  // kIvfMinScanKeys) or ivf_nprobe lists (0, auto: no list cap). Measured
+  // with the queries models/fot-dict issues while answering, at 262k keys:
+  // 5% of the keys recover 0.999 of the exact top-64's attention mass.
+  // max_scan=1 (or nprobe=nlist with max_scan=1) probes every list: exact.
   int ivf_nlist = 0;
-  int ivf_nprobe = 32;
+  int ivf_nprobe = 0;
+  double ivf_max_scan = 0.05;
   int64_t ivf_train_size = 0;
   // PQ codes instead of float/fp16 codes: ~8x smaller keys, but lossy. Measured
   // recall@10 on key-like data is only ~0.6 (pq_m auto) to ~0.8 (2 dims per
@@ -113,16 +129,17 @@ std::string_view StorageTypeName(StorageType type);
 // so callers start from MemoryOptions{} (or a session's options). Keys:
 //   any kind: dtype=f32|f16|bf16
 //   hnsw:     m, ef_construction, ef_search
-//   ivf:      nlist (a number, or auto = 0), nprobe, train_size, pq=0|1, pq_m
+//   ivf:      nlist (a number, or auto = 0), nprobe (a number, or auto = 0),
+//             max_scan (a share of keys in (0, 1]), train_size, pq=0|1, pq_m
 //             (pq_m > 0 implies pq=1)
 // e.g. "hnsw:m=32,ef_search=64", "ivf:nlist=1024,nprobe=32,pq_m=16".
 // Syntax errors are InvalidArgument; *options is unchanged on error. Values are
 // range-checked by ValidateMemoryOptions, not here (the head_dim is unknown),
-// except that an nlist given without nprobe lowers nprobe to at most nlist.
+// except that an nlist given without nprobe lowers a set nprobe to at most nlist.
 [[nodiscard]] absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options);
 
 // The canonical spec of `options`, e.g.
-// "ivf:nlist=auto,nprobe=32,train_size=10240,pq=0,dtype=f16".
+// "ivf:nlist=auto,nprobe=auto,max_scan=0.05,train_size=10240,pq=0,dtype=f16".
 // ParseIndexSpec(DescribeOptions(o), &p) from any p gives p == o for the fields
 // of o.index_kind and dtype.
 std::string DescribeOptions(const MemoryOptions& options);

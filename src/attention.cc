@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "src/kernels.h"
 #include "src/status_macros.h"
 
@@ -111,7 +112,7 @@ absl::Status TraceRow(const float* query, int kv_head, int head_dim, float scale
                       std::vector<TracedEntry>* entries) {
   std::vector<int64_t> ids(top);
   std::vector<float> scores(top);
-  const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
+  const SearchFilter* filter = &retrieval.filter;
   absl::Status status =
       memory.Search(kv_head, query, 1, head_dim, top, filter, ids.data(), scores.data());
   if (!status.ok()) return status;
@@ -132,18 +133,21 @@ absl::StatusOr<Retrieval> ParseRetrieval(const std::string& spec) {
   Retrieval retrieval;
   if (spec == "dense") return retrieval;
   int k = 0;
-  if (absl::StartsWith(spec, "knn:") && absl::SimpleAtoi(spec.substr(4), &k) && k >= 1) {
+  absl::string_view rest = spec;
+  const bool exact = absl::ConsumeSuffix(&rest, ":exact");
+  if (absl::ConsumePrefix(&rest, "knn:") && absl::SimpleAtoi(rest, &k) && k >= 1) {
     retrieval.mode = Retrieval::Mode::kKnn;
     retrieval.top_k = k;
+    retrieval.filter.exact = exact;
     return retrieval;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("retrieval mode '", spec, "' is not 'dense' or 'knn:K' with K >= 1"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "retrieval mode '", spec, "' is not 'dense', 'knn:K' or 'knn:K:exact' with K >= 1"));
 }
 
 std::string DescribeRetrieval(const Retrieval& retrieval) {
-  return retrieval.mode == Retrieval::Mode::kDense ? "dense"
-                                                   : absl::StrCat("knn:", retrieval.top_k);
+  if (retrieval.mode == Retrieval::Mode::kDense) return "dense";
+  return absl::StrCat("knn:", retrieval.top_k, retrieval.filter.exact ? ":exact" : "");
 }
 
 // The heads' searches run side by side, each on one thread, for a few query
@@ -208,7 +212,7 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
         std::copy(src, src + hd, &scratch->search_queries[g * head_queries + row * hd]);
       }
     }
-    const SearchFilter* filter = retrieval.filter.documents.empty() ? nullptr : &retrieval.filter;
+    const SearchFilter* filter = &retrieval.filter;
     FOT_RETURN_IF_ERROR(SearchMemoryHeads(*memory, dims.num_kv_heads,
                                           scratch->search_queries.data(), total_rows, hd, top_k,
                                           filter, scratch->ids.data(), scratch->scores.data()));

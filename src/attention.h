@@ -34,10 +34,11 @@ struct Retrieval {
   enum class Mode { kDense, kKnn };
   Mode mode = Mode::kDense;
   int top_k = 0;        // knn: entries per query and head (>= 1)
-  SearchFilter filter;  // only these documents' entries; empty: all
+  SearchFilter filter;  // only these documents' entries (empty: all); exact search
 };
 
-// "dense" or "knn:K".
+// "dense", "knn:K", or "knn:K:exact": the K best by exact search over every
+// key, whatever the store's index (the reference for approximate indexes).
 absl::StatusOr<Retrieval> ParseRetrieval(const std::string& spec);
 std::string DescribeRetrieval(const Retrieval& retrieval);
 

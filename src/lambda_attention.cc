@@ -174,9 +174,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
       }
     }
     FOT_RETURN_IF_ERROR(SearchMemoryHeads(*memory, kv_heads, scratch->search_queries.data(),
-                                          total_rows, hd, top_k,
-                                          filter.documents.empty() ? nullptr : &filter,
-                                          scratch->ids.data(), scratch->search_scores.data()));
+                                          total_rows, hd, top_k, &filter, scratch->ids.data(),
+                                          scratch->search_scores.data()));
   }
 
   const int tile_rows = std::min(kTileRows, total_rows);
@@ -382,9 +381,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
           if (memory_size > 0) {
             std::vector<int64_t> ids(top);
             std::vector<float> scores(top);
-            status = memory->Search(g, query.data(), 1, hd, top,
-                                    filter.documents.empty() ? nullptr : &filter, ids.data(),
-                                    scores.data());
+            status =
+                memory->Search(g, query.data(), 1, hd, top, &filter, ids.data(), scores.data());
             for (int j = 0; j < top && status.ok() && ids[j] >= 0; ++j) {
               Provenance where;
               status = memory->ReadProvenance(ids[j], 1, &where);

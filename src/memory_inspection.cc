@@ -33,7 +33,8 @@ MemoryStats GetMemoryStats(const ModelState& state) {
     LayerStats layer{l, DescribeOptions(memory->options()), {}};
     for (int h = 0; h < memory->num_kv_heads(); ++h) {
       const KvStore& store = memory->store(h);
-      layer.heads.push_back({h, store.size(), store.live_size(), store.bytes()});
+      layer.heads.push_back(
+          {h, store.size(), store.live_size(), store.bytes(), store.search_counters()});
       stats.bytes += store.bytes();
       for (int64_t d : store.Documents()) documents.insert(d);
     }
@@ -85,8 +86,8 @@ absl::StatusOr<std::vector<RetrievedEntry>> SearchMemory(const ModelState& state
                                                          int kv_head, const float* query, int k) {
   FOT_ASSIGN_OR_RETURN(const KvMemory* memory, MemoryOf(state, layer));
   if (kv_head < 0 || kv_head >= memory->num_kv_heads()) {
-    return absl::InvalidArgumentError(absl::StrCat("kv head ", kv_head, " out of range [0, ",
-                                                   memory->num_kv_heads(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv head ", kv_head, " out of range [0, ", memory->num_kv_heads(), ")"));
   }
   if (k < 1) return absl::InvalidArgumentError("k must be at least 1");
   const KvStore& store = memory->store(kv_head);

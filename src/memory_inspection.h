@@ -17,9 +17,10 @@ namespace fot {
 
 struct HeadStats {
   int kv_head;
-  int64_t entries;       // appended, deleted included
-  int64_t live_entries;  // searchable
-  int64_t bytes;         // keys, values, provenance and index
+  int64_t entries;        // appended, deleted included
+  int64_t live_entries;   // searchable
+  int64_t bytes;          // keys, values, provenance and index
+  SearchCounters search;  // what searches of this store have cost so far
 };
 
 struct LayerStats {

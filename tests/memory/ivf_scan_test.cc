@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "memory/ivf_bounds.h"
 
 namespace fot {
 namespace {
@@ -85,12 +86,14 @@ std::unique_ptr<faiss::IndexIVF> MakeIndex(const std::vector<float>& keys, int n
 Result Scan(const faiss::IndexIVF& index, bool fp16, const std::vector<float>& queries, int k,
             const faiss::IDSelector* selector) {
   const int64_t nq = static_cast<int64_t>(queries.size()) / kDim;
+  const IvfBounds bounds = IvfBounds::Build(index, fp16, kDim);
   IvfScanRequest request;
   request.queries = queries.data();
-  request.coarse_queries = queries.data();
   request.nq = nq;
   request.dim = kDim;
-  request.nprobe = static_cast<int>(index.nlist);  // every list: exact
+  request.bounds = &bounds;
+  request.max_lists = static_cast<int64_t>(index.nlist);  // every list: exact
+  request.max_keys = index.ntotal;
   request.k = k;
   request.selector = selector;
   Result r{std::vector<float>(nq * k), std::vector<int64_t>(nq * k)};

@@ -186,6 +186,7 @@ TEST(MemoryOptionsTest, RejectsBadSpecsAndOptionsWithClearMessages) {
         Case{"hnsw:m=abc", "'m' expects an integer"},
         Case{"hnsw:nlist=4", "unknown parameter 'nlist' for index kind hnsw"},
         Case{"ivf:nlist=8,nlist=9", "given twice"}, Case{"ivf:pq=0,pq_m=8", "contradicts"},
+        Case{"ivf:max_scan=abc", "'max_scan' value abc is not a number"},
         Case{"flat:dtype=f8", "unknown storage type 'f8'"}}) {
     MemoryOptions o;
     const MemoryOptions before = o;
@@ -199,10 +200,12 @@ TEST(MemoryOptionsTest, RejectsBadSpecsAndOptionsWithClearMessages) {
     int head_dim;
     const char* field;
   };
-  for (const Bad& b : {Bad{"hnsw:m=1", 64, "hnsw_m"}, Bad{"hnsw:ef_search=0", 64, "ef_search"},
-                       Bad{"ivf:nlist=16,nprobe=32", 64, "ivf_nprobe"},
-                       Bad{"ivf:nlist=64,train_size=100", 64, "ivf_train_size"},
-                       Bad{"ivf:pq_m=100", 64, "ivf_pq_m"}, Bad{"flat", 0, "head_dim"}}) {
+  for (const Bad& b :
+       {Bad{"hnsw:m=1", 64, "hnsw_m"}, Bad{"hnsw:ef_search=0", 64, "ef_search"},
+        Bad{"ivf:nlist=16,nprobe=32", 64, "ivf_nprobe"}, Bad{"ivf:max_scan=0", 64, "ivf_max_scan"},
+        Bad{"ivf:max_scan=1.5", 64, "ivf_max_scan"},
+        Bad{"ivf:nlist=64,train_size=100", 64, "ivf_train_size"},
+        Bad{"ivf:pq_m=100", 64, "ivf_pq_m"}, Bad{"flat", 0, "head_dim"}}) {
     MemoryOptions o;
     ASSERT_TRUE(ParseIndexSpec(b.spec, &o).ok()) << b.spec;
     absl::Status s = ValidateMemoryOptions(o, b.head_dim);
@@ -535,8 +538,8 @@ void ExpectSameStore(const KvStore& a, const KvStore& b, const std::vector<float
 }
 
 TEST(KvStoreTest, IvfWithAutomaticListsRetrainsAsTheMemoryGrows) {
-  // nprobe covers every list, so whatever the lists, results must be exact.
-  auto store = MakeStore(16, "ivf:nprobe=4096,train_size=2048");
+  // max_scan=1 probes every list, so whatever the lists, results must be exact.
+  auto store = MakeStore(16, "ivf:max_scan=1,train_size=2048");
   const std::vector<float> q = MakeData(Data::kGaussian, 40, 16, 31);
   Fill(store.get(), MakeData(Data::kGaussian, 2048, 16, 32));
   EXPECT_EQ(store->index_lists(), IvfListsFor(2048));
@@ -567,20 +570,24 @@ TEST(KvStoreTest, IvfWithAutomaticListsRetrainsAsTheMemoryGrows) {
   ExpectSameResults(Search(**loaded, q, 30), BruteForce(**loaded, q, 30, live), 1e-5f);
 }
 
-TEST(KvStoreTest, IvfListsGrowLikeTheSquareRootOfTheMemory) {
+TEST(KvStoreTest, IvfListsHoldAFixedNumberOfKeysAsTheMemoryGrows) {
   EXPECT_EQ(IvfListsFor(0), 1);
-  EXPECT_EQ(IvfListsFor(100), 2);  // k-means wants ~40 keys per list
-  EXPECT_EQ(IvfListsFor(10240), 128);
-  EXPECT_EQ(IvfListsFor(131072), 512);
-  EXPECT_EQ(IvfListsFor(1 << 20), 1024);
-  EXPECT_EQ(IvfListsFor(1 << 22), 2048);
+  EXPECT_EQ(IvfListsFor(100), 1);
+  EXPECT_EQ(IvfListsFor(10240), 128);  // 80 keys per list
+  EXPECT_EQ(IvfListsFor(131072), 2048);
+  EXPECT_EQ(IvfListsFor(1 << 20), 16384);
   EXPECT_EQ(IvfListsFor(int64_t{1} << 40), 1 << 20);  // the FAISS-sane cap
   MemoryOptions o;
   ASSERT_TRUE(ParseIndexSpec("ivf", &o).ok());
   EXPECT_EQ(DescribeOptions(ResolveMemoryOptions(o, 64)),
-            "ivf:nlist=auto,nprobe=32,train_size=10240,pq=0,dtype=f16");
-  ASSERT_TRUE(ParseIndexSpec("ivf:nlist=64", &o).ok());
-  EXPECT_EQ(o.ivf_nprobe, 32);
+            "ivf:nlist=auto,nprobe=auto,max_scan=0.05,train_size=10240,pq=0,dtype=f16");
+  EXPECT_EQ(IvfScanBudget(o, 1 << 20), 52429);          // 5% of 1M keys
+  EXPECT_EQ(IvfScanBudget(o, 10000), kIvfMinScanKeys);  // small memories: a fixed floor
+  ASSERT_TRUE(ParseIndexSpec("ivf:nlist=64,nprobe=8,max_scan=0.25", &o).ok());
+  EXPECT_EQ(o.ivf_nprobe, 8);
+  EXPECT_EQ(o.ivf_max_scan, 0.25);
+  ASSERT_TRUE(ParseIndexSpec("ivf:nprobe=auto", &o).ok());
+  EXPECT_EQ(o.ivf_nprobe, 0);
   ASSERT_TRUE(ParseIndexSpec("ivf:nlist=auto", &o).ok());
   EXPECT_EQ(o.ivf_nlist, 0);
 }
@@ -700,6 +707,84 @@ TEST(KvStoreTest, FlatF16BytesPerEntryWithin30PercentOfFourHeadDim) {
     EXPECT_LE(per_entry, 1.3 * 4.0 * d) << "d=" << d;
     RecordProperty("flat_f16_bytes_per_entry_d" + std::to_string(d), std::to_string(per_entry));
   }
+}
+
+// ---------------------------------------------------------------------------
+// IVF with many small lists (a two-level quantizer above 512 lists), probed by
+// list estimates within a share of the keys (ivf_bounds.h, ivf_scan.h)
+
+constexpr int64_t kManyListKeys = 70000;  // IvfListsFor: 1024 lists
+
+TEST(KvStoreTest, IvfWithManyListsAndEveryListProbedEqualsExactSearch) {
+  const std::vector<float> q = MakeData(Data::kKeyLike, 20, 16, 41);
+  for (const char* spec : {"ivf:max_scan=1", "ivf:max_scan=1,dtype=f32"}) {
+    SCOPED_TRACE(spec);
+    auto store = MakeStore(16, spec);
+    Fill(store.get(), MakeData(Data::kKeyLike, kManyListKeys, 16, 40));
+    EXPECT_EQ(store->index_lists(), IvfListsFor(kManyListKeys));
+    ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30), 1e-5f);
+    ASSERT_TRUE(store->DeleteDocument(7).ok());
+    ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30), 1e-5f);
+  }
+}
+
+TEST(KvStoreTest, ExactFilterAndFullScanOverrideSearchEveryKeyOfADefaultIvfStore) {
+  const std::vector<float> q = MakeData(Data::kKeyLike, 20, 16, 43);
+  auto store = MakeStore(16, "ivf");
+  Fill(store.get(), MakeData(Data::kKeyLike, kManyListKeys, 16, 42));
+  const Results truth = BruteForce(*store, q, 30);
+  SearchFilter exact;
+  exact.exact = true;
+  ExpectSameResults(Search(*store, q, 30, &exact), truth, 1e-5f);
+  SearchFilter full;
+  full.max_scan = 1;
+  ExpectSameResults(Search(*store, q, 30, &full), truth, 1e-5f);
+}
+
+TEST(KvStoreTest, IvfPartialScanIsDeterministicAcrossStoresSavesAndLaterAppends) {
+  const std::vector<float> q = MakeData(Data::kKeyLike, 40, 16, 45);
+  const std::vector<float> first = MakeData(Data::kKeyLike, kManyListKeys, 16, 44);
+  const std::vector<float> more = MakeData(Data::kKeyLike, 5000, 16, 46);
+  auto a = MakeStore(16, "ivf"), b = MakeStore(16, "ivf");
+  Fill(a.get(), first);
+  Fill(b.get(), first);
+  const Results ra = Search(*a, q, 30);
+  ExpectSameResults(ra, Search(*b, q, 30), 0.0f);
+  // Scanning 5% is not exact; it is close on these keys.
+  EXPECT_GE(Recall(ra, BruteForce(*a, q, 30), 40, 30), 0.9);
+
+  const std::string dir = TempDir("ivf_partial");
+  ASSERT_TRUE(a->Save(dir).ok());
+  absl::StatusOr<std::unique_ptr<KvStore>> loaded = KvStore::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ExpectSameResults(Search(**loaded, q, 30), ra, 0.0f);
+  // The loaded store's estimates, rebuilt from its lists, grow with appends
+  // exactly as the original's.
+  Fill(a.get(), more);
+  Fill(loaded->get(), more);
+  ExpectSameResults(Search(**loaded, q, 30), Search(*a, q, 30), 0.0f);
+}
+
+TEST(KvStoreTest, SearchCountersCountQueriesKeysScoredAndListsBounded) {
+  const std::vector<float> q = MakeData(Data::kGaussian, 5, 16, 48);
+  auto flat = MakeStore(16, "flat");
+  Fill(flat.get(), MakeData(Data::kGaussian, 1000, 16, 47));
+  Search(*flat, q, 10);
+  SearchCounters c = flat->search_counters();
+  EXPECT_EQ(c.queries, 5);
+  EXPECT_EQ(c.keys_scored, 5 * 1000);
+  EXPECT_EQ(c.lists_bounded, 0);
+
+  auto ivf = MakeStore(16, "ivf");
+  Fill(ivf.get(), MakeData(Data::kKeyLike, kManyListKeys, 16, 49));
+  Search(*ivf, q, 10);
+  c = ivf->search_counters();
+  EXPECT_EQ(c.queries, 5);
+  EXPECT_EQ(c.lists_bounded, 5 * ivf->index_lists());
+  // Lists are taken until they hold the budget: at least it, at most one list more.
+  const int64_t budget = IvfScanBudget(ivf->options(), kManyListKeys);
+  EXPECT_GE(c.keys_scored, 5 * budget);
+  EXPECT_LT(c.keys_scored, 5 * (budget + kManyListKeys / 8));
 }
 
 }  // namespace

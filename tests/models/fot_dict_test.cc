@@ -62,6 +62,47 @@ TEST_F(FotDictTest, AnswersFromMemoryWithDenseAndKnnRetrieval) {
   }
 }
 
+TEST_F(FotDictTest, DefaultApproximateIndexAnswersWhatExactSearchAnswersAt32kTokens) {
+  // DESIGN.md §3: an approximate index is judged on the model's own queries
+  // and its answers, against exact search over the same memory.
+  auto engine = Engine::Load(kFotDictModel);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const int window = (*engine)->config().max_position_embeddings;
+  SessionOptions options;
+  options.memory = (*engine)->DefaultMemoryOptions();
+  ASSERT_TRUE(ParseIndexSpec("ivf", &options.memory).ok());
+  options.retrieval = *ParseRetrieval("knn:64");
+  std::vector<DictRecord> records;
+  const std::vector<int> doc = corpus_->Dictionary(3000, 20261202, &records, window);
+  auto session = Session::Create(engine->get(), options);
+  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_TRUE((*session)->StartDocument("dictionary").ok());
+  ASSERT_TRUE((*session)->AppendToDocument("dictionary", doc).ok());
+  const int64_t in_memory = (*session)->Progress().committed_tokens;
+  ASSERT_GE(in_memory, 30000);
+  ASSERT_TRUE((*session)->Stats().layers.front().heads.front().entries > kIvfAutoTrainSize);
+  int asked = 0, exact_correct = 0, ivf_correct = 0;
+  for (size_t i = 0; i < records.size() && asked < 40; i += 71) {
+    const DictRecord& r = records[i];
+    if (r.position + kDictRecordTokens > in_memory - window) continue;
+    QueryOptions query;
+    query.max_tokens = 5;
+    query.stop_at_eos = false;
+    auto ivf = (*session)->Generate(Tokens("?" + r.key + "="), query);
+    query.retrieval = *ParseRetrieval("knn:64:exact");
+    auto exact = (*session)->Generate(Tokens("?" + r.key + "="), query);
+    ASSERT_TRUE(ivf.ok() && exact.ok());
+    EXPECT_EQ(ivf->tokens, exact->tokens) << "record " << i << " (" << r.key << ")";
+    ++asked;
+    exact_correct += exact->tokens == Tokens(r.value + ";");
+    ivf_correct += ivf->tokens == Tokens(r.value + ";");
+  }
+  std::printf("fot-dict, %lld tokens of memory: ivf %d/%d, exact %d/%d\n",
+              static_cast<long long>(in_memory), ivf_correct, asked, exact_correct, asked);
+  EXPECT_GE(asked, 30);
+  EXPECT_GE(exact_correct, 0.9 * asked);  // the model does answer: the comparison means something
+}
+
 TEST_F(FotDictTest, WithMemoryLayersOffItCannotAnswer) {
   auto config = ModelConfig::FromFile(kFotDictModel + "/config.json");
   ASSERT_TRUE(config.ok());

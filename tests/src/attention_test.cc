@@ -232,7 +232,14 @@ TEST(RetrievalTest, ParsesDenseAndKnnAndRejectsTheRest) {
   EXPECT_EQ(knn->mode, Retrieval::Mode::kKnn);
   EXPECT_EQ(knn->top_k, 32);
   EXPECT_EQ(DescribeRetrieval(*knn), "knn:32");
-  for (const char* bad : {"", "knn", "knn:", "knn:0", "knn:-3", "knn:x", "sparse"}) {
+  EXPECT_FALSE(knn->filter.exact);
+  auto exact = ParseRetrieval("knn:8:exact");
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->top_k, 8);
+  EXPECT_TRUE(exact->filter.exact);
+  EXPECT_EQ(DescribeRetrieval(*exact), "knn:8:exact");
+  for (const char* bad : {"", "knn", "knn:", "knn:0", "knn:-3", "knn:x", "sparse", "dense:exact",
+                          "knn:exact", "knn:8:exact:exact", "knn:8:approx"}) {
     EXPECT_EQ(ParseRetrieval(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
 }
