@@ -524,7 +524,10 @@ void RunOverhead(benchmark::State& st, Context& context, Kind kind, int64_t size
     // IVF: as many lists as the store has now, trained like its last training
     // (64 keys per list at most, or the training size), bound over all keys.
     const int nlist = static_cast<int>(store.index_lists());
-    const int nprobe = std::min(o.ivf_nprobe, std::max(nlist, 1));
+    // The share of lists the store's key budget covers (its lists are ~equal).
+    const int nprobe = std::clamp(
+        static_cast<int>(std::ceil(static_cast<double>(IvfScanBudget(o, size)) / size * nlist)), 1,
+        std::max(nlist, 1));
     const int64_t build_n =
         kind == kHnsw
             ? kHnswBuildSize

@@ -31,7 +31,7 @@ struct Flags {
   int64_t dense_window_max_tokens = 131072;
   int64_t flat_window_max_tokens = 32768;
   int64_t hnsw_window_max_tokens = 32768;
-  int64_t ivf_window_max_tokens = 131072;
+  int64_t ivf_window_max_tokens = 1 << 20;
   int window_runs = 3;      // timed windows per Window run (the mean is reported)
   int gen_tokens = 16;       // timed single-token Appends per Generate run
   int gen_tokens_large = 4;  // ... when the memory holds >= 512k tokens

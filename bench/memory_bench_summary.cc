@@ -116,8 +116,9 @@ void PrintSummary(const Flags& flags, const Figures& f, const ModelConfig& confi
   }
 
   std::printf(
-      "\nrecall@%d against exact top-%d over the same stored keys (%d held-out real "
-      "keys per store x %zu stores; tie-aware: result's exact score >= the exact K-th)\n",
+      "\nkey-as-query recall@%d against exact top-%d over the same stored keys (%d held-out "
+      "real keys per store x %zu stores; tie-aware: result's exact score >= the exact K-th). "
+      "Keys are not the memory layers' queries: fot-dict-eval measures recall on those\n",
       flags.top_k, flags.top_k, flags.recall_queries,
       config.mem_layers.size() * config.num_key_value_heads);
   double worst_recall = 2;
@@ -225,19 +226,19 @@ void PrintSummary(const Flags& flags, const Figures& f, const ModelConfig& confi
   std::printf("  recall only up to %s; sizes above %lld hold perturbed repeats of the real rows\n",
               SizeName(flags.recall_max_tokens).c_str(), static_cast<long long>(f.source_rows));
 
-  std::printf("\n== targets (issue 3) ==\n");
-  {
+  std::printf("\n== targets (issues 3 and 13) ==\n");
+  for (const int64_t size : {int64_t{131072}, int64_t{1} << 20}) {
     bool ex_ivf = false, ex_dense = false;
-    const double ivf = WindowRate(f, kKnnIvf, 131072, &ex_ivf);
-    const double dense = WindowRate(f, kDense, 131072, &ex_dense);
+    const double ivf = WindowRate(f, kKnnIvf, size, &ex_ivf);
+    const double dense = WindowRate(f, kDense, size, &ex_dense);
     if (ivf > 0 && dense > 0) {
       std::printf(
-          "processing at 128k tokens of memory: knn ivf %.1f vs dense %.1f tokens/s = "
+          "processing at %s tokens of memory: knn ivf %.1f vs dense %.1f tokens/s = "
           "%.2fx%s   (target >= 5x: %s)\n",
-          ivf, dense, ivf / dense, ex_ivf || ex_dense ? " (partly extrapolated)" : "",
-          ivf / dense >= 5 ? "met" : "NOT met");
+          SizeName(size).c_str(), ivf, dense, ivf / dense,
+          ex_ivf || ex_dense ? " (partly extrapolated)" : "", ivf / dense >= 5 ? "met" : "NOT met");
     } else {
-      std::printf("processing at 128k: not measured in this run\n");
+      std::printf("processing at %s: not measured in this run\n", SizeName(size).c_str());
     }
   }
   for (Mode m : {kKnnIvf, kKnnHnsw}) {
@@ -246,15 +247,15 @@ void PrintSummary(const Flags& flags, const Figures& f, const ModelConfig& confi
     const double ratio = f.gen_ms[m].at(size) / f.gen_empty_ms.at(size);
     std::printf(
         "generation with %s tokens of memory (%s): %.2f ms vs %.2f ms empty = %.2fx   "
-        "(target <= 2x at 1M: %s)\n",
+        "(target <= 1.5x at 1M: %s)\n",
         SizeName(size).c_str(), kModeNames[m], f.gen_ms[m].at(size), f.gen_empty_ms.at(size), ratio,
         size < 1048576 ? "not measured at 1M"
-        : ratio <= 2   ? "met"
+        : ratio <= 1.5 ? "met"
                        : "NOT met");
   }
   if (worst_recall <= 1) {
     std::printf(
-        "recall@%d, default index parameters, worst over built indexes: %.4f   "
+        "key-as-query recall@%d, default index parameters, worst over built indexes: %.4f   "
         "(target >= 0.95: %s)\n",
         flags.top_k, worst_recall, worst_recall >= 0.95 ? "met" : "NOT met");
   }

@@ -181,6 +181,7 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
   ivf->own_fields = true;
   ivf->nprobe = PqProbes(o, nlist);
   ivf->cp.niter = kIvfKmeansIterations;
+  ivf->cp.min_points_per_centroid = 1;  // kTrainKeysPerList per list is deliberate: no warning
   ivf->train(train_n, train);  // a trained two-level quantizer is kept as it is
   ivf->make_direct_map(true);  // reconstruct(id) for ReadKeys and re-scoring
   ivf->add(n, aug);
