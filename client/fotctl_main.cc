@@ -34,7 +34,7 @@ ABSL_FLAG(std::string, memory_positioning, "",
 ABSL_FLAG(std::string, memory_layers, "",
           "lambda: memory layers, e.g. 1,3, or none (default: the model's)");
 // sessions create, ask, score, memory search
-ABSL_FLAG(std::string, retrieval, "", "memory retrieval: dense or knn:K");
+ABSL_FLAG(std::string, retrieval, "", "memory retrieval: dense, knn:K or knn:K:exact");
 // ingest
 ABSL_FLAG(std::string, doc_id, "", "document id (required for stdin; default: the file name)");
 ABSL_FLAG(bool, resume, false, "continue documents from where the server has them");

@@ -260,10 +260,69 @@ class TopK {
   std::unique_ptr<Candidate[]> scratch_;  // per thread, capacity_ each
 };
 
-// Each query's probe plan, into probes [nq, width] (padded with -1): lists
-// in decreasing order of their bound (ties to the lower list), until the
-// plan holds request.max_keys keys or request.max_lists lists. Returns width,
-// and the keys the plans hold in *planned_keys.
+// Keys in lists whose estimate reaches `cut`.
+int64_t KeysReaching(const float* row, const int64_t* sizes, int64_t nlist, float cut) {
+  int64_t keys = 0;
+#pragma omp simd reduction(+ : keys)
+  for (int64_t l = 0; l < nlist; ++l) keys += row[l] >= cut ? sizes[l] : 0;
+  return keys;
+}
+
+// One query's plan into plan[0..n), returned n: the lists of highest
+// estimate (ties to the lower list) until they hold `budget` keys, or every
+// list with keys; at most max_lists of them. `order` is scratch [nlist].
+//
+// No sort of all lists: a cut between two of 64 sampled estimates is found
+// by binary search, each step one SIMD pass summing the keys of the lists
+// reaching it (a comparison sort of 16384 lists per query was most of a
+// window's search at 1M keys); only the lists between the two cuts are
+// sorted to end the plan exactly at the budget.
+int64_t PlanQuery(const float* row, const int64_t* sizes, int64_t nlist, int64_t budget,
+                  int64_t max_lists, int64_t* plan, int64_t* order) {
+  constexpr float kNone = -std::numeric_limits<float>::infinity();
+  constexpr int kSamples = 64;
+  std::array<float, kSamples> samples;
+  for (int i = 0; i < kSamples; ++i) samples[i] = row[i * nlist / kSamples];
+  std::sort(samples.begin(), samples.end(), std::greater<>());
+  // The first (highest) sample whose reaching lists hold the budget.
+  int lo = 0, hi = kSamples;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (KeysReaching(row, sizes, nlist, samples[mid]) >= budget) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const float above = lo == 0 ? std::numeric_limits<float>::infinity() : samples[lo - 1];
+  const float below = lo < kSamples ? samples[lo] : kNone;
+  int64_t n = 0, m = 0, keys = 0;
+  for (int64_t l = 0; l < nlist; ++l) {
+    if (row[l] == kNone || sizes[l] == 0) continue;  // empty lists
+    if (row[l] >= above) {
+      plan[n++] = l;
+      keys += sizes[l];
+    } else if (row[l] >= below) {
+      order[m++] = l;
+    }
+  }
+  const auto higher = [row](int64_t x, int64_t y) {
+    return row[x] > row[y] || (row[x] == row[y] && x < y);
+  };
+  std::sort(order, order + m, higher);
+  for (int64_t i = 0; i < m && keys < budget; ++i) {
+    plan[n++] = order[i];
+    keys += sizes[order[i]];
+  }
+  if (n > max_lists) {
+    std::nth_element(plan, plan + max_lists - 1, plan + n, higher);
+    n = max_lists;
+  }
+  return n;
+}
+
+// Each query's probe plan (PlanQuery), into probes [nq, width] padded with
+// -1. Returns width, and the keys all plans hold in *planned_keys.
 //
 // Why a key budget and not a list count: lists with wide boxes (the large
 // ones) rank high, so a fixed count of lists scans a varying share of keys.
@@ -272,68 +331,29 @@ int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
   const auto nlist = static_cast<int64_t>(index.nlist);
   const int64_t max_lists = std::clamp<int64_t>(r.max_lists, 1, nlist);
   std::vector<int64_t> sizes(nlist);
-  int64_t total = 0;
-  for (int64_t l = 0; l < nlist; ++l) {
-    sizes[l] = static_cast<int64_t>(index.invlists->list_size(l));
-    total += sizes[l];
-  }
-  // A first guess of the lists a plan needs: twice the budget's share of
-  // average lists, widened for the queries that need more.
-  const int64_t mean = std::max<int64_t>(1, total / std::max<int64_t>(1, nlist));
-  const int64_t guess = std::min(max_lists, 2 * (r.max_keys / mean) + 8);
+  for (int64_t l = 0; l < nlist; ++l) sizes[l] = static_cast<int64_t>(index.invlists->list_size(l));
   constexpr int64_t kBlock = 64;
   const int64_t blocks = (r.nq + kBlock - 1) / kBlock;
   std::vector<std::vector<int64_t>> plans(r.nq);
-  std::vector<int64_t> planned(r.nq, 0);
-  std::atomic<bool> failed = false;
   const int threads = omp_get_max_threads();
-  auto bounds = std::make_unique_for_overwrite<float[]>(threads * kBlock * nlist);
-  auto order = std::make_unique_for_overwrite<int64_t[]>(threads * nlist);
+  auto estimates = std::make_unique_for_overwrite<float[]>(threads * kBlock * nlist);
+  auto scratch = std::make_unique_for_overwrite<int64_t[]>(threads * 2 * nlist);
+  std::atomic<bool> failed = false;
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int t = omp_get_thread_num();
     const int64_t first = b * kBlock, rows = std::min(kBlock, r.nq - first);
-    float* block = bounds.get() + t * kBlock * nlist;
-    int64_t* o = order.get() + t * nlist;
+    float* block = estimates.get() + t * kBlock * nlist;
+    int64_t* plan = scratch.get() + t * 2 * nlist;
     try {  // nothing may throw out of the parallel region
       r.bounds->Score(r.queries + first * r.dim, rows, block);
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t n = PlanQuery(block + i * nlist, sizes.data(), nlist, r.max_keys, max_lists,
+                                    plan, plan + nlist);
+        plans[first + i].assign(plan, plan + n);
+      }
     } catch (const std::bad_alloc&) {
       failed = true;
-    }
-    for (int64_t i = 0; i < rows && !failed.load(std::memory_order_relaxed); ++i) {
-      const float* row = block + i * nlist;
-      const auto higher = [row](int64_t x, int64_t y) {
-        return row[x] > row[y] || (row[x] == row[y] && x < y);
-      };
-      std::vector<int64_t>& plan = plans[first + i];
-      try {
-        for (int64_t width = guess;; width = std::min(max_lists, 2 * width)) {
-          // The `width` best lists: those reaching a sampled cut (a few more
-          // than width), sorted. A comparison sort of all lists cost a fifth
-          // of a window's time at 4096 lists.
-          const float cut = SampledThreshold(row, nlist, width);
-          int64_t m = 0;
-          for (int64_t l = 0; l < nlist; ++l) {
-            if (row[l] >= cut) o[m++] = l;
-          }
-          std::sort(o, o + m, higher);
-          m = std::min(m, width);
-          plan.clear();
-          int64_t keys = 0;
-          for (int64_t p = 0; p < m && keys < r.max_keys; ++p) {
-            if (row[o[p]] == -std::numeric_limits<float>::infinity()) break;  // empty lists
-            plan.push_back(o[p]);
-            keys += sizes[o[p]];
-          }
-          planned[first + i] = keys;
-          if (keys >= r.max_keys || width == max_lists || static_cast<int64_t>(plan.size()) < m ||
-              m < width) {
-            break;
-          }
-        }
-      } catch (const std::bad_alloc&) {
-        failed = true;
-      }
     }
   }
   if (failed) throw std::bad_alloc();
@@ -342,8 +362,10 @@ int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
   probes->assign(r.nq * width, -1);
   *planned_keys = 0;
   for (int64_t q = 0; q < r.nq; ++q) {
-    std::copy(plans[q].begin(), plans[q].end(), probes->begin() + q * width);
-    *planned_keys += planned[q];
+    for (size_t p = 0; p < plans[q].size(); ++p) {
+      (*probes)[q * width + p] = plans[q][p];
+      *planned_keys += sizes[plans[q][p]];
+    }
   }
   return static_cast<int>(width);
 }

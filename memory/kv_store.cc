@@ -182,8 +182,8 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
   ivf->nprobe = PqProbes(o, nlist);
   ivf->cp.niter = kIvfKmeansIterations;
   ivf->cp.min_points_per_centroid = 1;  // kTrainKeysPerList per list is deliberate: no warning
-  ivf->train(train_n, train);  // a trained two-level quantizer is kept as it is
-  ivf->make_direct_map(true);  // reconstruct(id) for ReadKeys and re-scoring
+  ivf->train(train_n, train);           // a trained two-level quantizer is kept as it is
+  ivf->make_direct_map(true);           // reconstruct(id) for ReadKeys and re-scoring
   ivf->add(n, aug);
   return ivf;
 }
@@ -668,8 +668,11 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
   std::vector<float> d(nq * kk);
   std::vector<int64_t> r(nq * kk);
   int64_t scanned = 0, bounded = 0;  // for search_counters()
+  // Exact search over a built IVF with float codes probes every list: the
+  // list-major products read the codes in place, without decoding each key.
+  const bool exact = filter != nullptr && filter->exact;
   const bool approximate =
-      st.built && options_.index_kind != IndexKind::kFlat && (filter == nullptr || !filter->exact);
+      st.built && options_.index_kind != IndexKind::kFlat && (!exact || UsesBounds(options_));
   const bool small = sel.restricts && sel.selected_live * 8 <= st.size;
   try {
     // The exact index itself (flat, or an approximate kind before its build)
@@ -699,12 +702,12 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
         request.nq = nq;
         request.dim = head_dim_;
         request.bounds = st.bounds.get();
-        request.max_lists = options_.ivf_nprobe > 0 ? options_.ivf_nprobe : ivf.nlist;
+        request.max_lists = options_.ivf_nprobe > 0 && !exact ? options_.ivf_nprobe : ivf.nlist;
         MemoryOptions budget = options_;
         if (filter != nullptr && filter->max_scan > 0 && filter->max_scan <= 1) {
           budget.ivf_max_scan = filter->max_scan;
         }
-        request.max_keys = IvfScanBudget(budget, st.size);
+        request.max_keys = exact ? st.size : IvfScanBudget(budget, st.size);
         request.k = kk;
         request.selector = ann.restricts ? &ann : nullptr;
         request.keys_scanned = &scanned;

@@ -46,10 +46,11 @@ ABSL_FLAG(float, top_p, 1.0f, "Nucleus sampling mass, in (0, 1]");
 ABSL_FLAG(uint64_t, seed, 0, "Sampling seed");
 ABSL_FLAG(std::string, memory, "dense",
           "How memory layers read memory: 'dense' (every entry, the reference's behaviour) or "
-          "'knn:K' (the K entries with the largest inner product, per query and head)");
+          "'knn:K' (the K entries with the largest inner product, per query and head, as the "
+          "index finds them) or 'knn:K:exact' (found by exact search whatever the index)");
 ABSL_FLAG(std::string, index, "flat",
           "FAISS index of the memory: flat, hnsw or ivf, with parameters as in "
-          "'hnsw:m=32,ef_search=1024' or 'ivf:nprobe=32' (ivf lists grow with the memory unless "
+          "'hnsw:m=32,ef_search=1024' or 'ivf:max_scan=0.1' (ivf lists grow with the memory unless "
           "nlist=N fixes them)");
 ABSL_FLAG(std::string, memory_dtype, "",
           "Storage of memory keys and values: f32, f16 or bf16 (default: the config's mem_dtype)");

@@ -29,10 +29,10 @@ ABSL_FLAG(std::string, data_dir, "",
           "Folder for saved sessions and snapshots (created if missing); without it sessions "
           "live in memory only");
 ABSL_FLAG(std::string, default_retrieval, "dense",
-          "Retrieval of sessions that do not choose: 'dense' or 'knn:K'");
+          "Retrieval of sessions that do not choose: 'dense', 'knn:K' or 'knn:K:exact'");
 ABSL_FLAG(std::string, default_index, "flat",
           "Memory index of sessions that do not choose: flat, hnsw or ivf, with parameters as in "
-          "'hnsw:m=32' or 'ivf:nprobe=32' (dtype defaults to the config's mem_dtype)");
+          "'hnsw:m=32' or 'ivf:max_scan=0.1' (dtype defaults to the config's mem_dtype)");
 ABSL_FLAG(int, max_sessions, 64, "Most sessions held at once");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted, in bytes");
 ABSL_FLAG(int, threads, 0,
