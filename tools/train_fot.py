@@ -19,7 +19,7 @@ Subcommands:
   train   train (builds tokenizer.model first), write a checkpoint (.pt)
   eval    exact-match accuracy on fresh documents with the DESIGN §1 inference
   export  config.json + model.safetensors + tokenizer.model in a Hugging Face folder
-  golden  check the inference against ../shared/golden (the reference's outputs)
+  golden  check the inference against tests/golden (the reference's outputs)
 """
 import argparse
 import json
@@ -948,7 +948,7 @@ def main():
     x.add_argument('--out', required=True)
     g = sub.add_parser('golden')
     g.add_argument('--golden', default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                    '..', '..', 'shared', 'golden'))
+                                                    '..', 'tests', 'golden'))
     a = ap.parse_args()
     {'train': cmd_train, 'eval': cmd_eval, 'export': cmd_export, 'golden': cmd_golden}[a.cmd](a)
 

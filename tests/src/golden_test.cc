@@ -1,5 +1,5 @@
 // Parity with the published LongLLaMA implementation on the reference outputs
-// in ../shared/golden (see its README.md): logits with and without the cache,
+// in tests/golden (see its README.md): logits with and without the cache,
 // with memory disabled, and a greedy continuation long enough to flush the
 // local cache into memory.
 #include <algorithm>
@@ -82,7 +82,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     const std::string dir = std::string(FOT_GOLDEN_DIR) + "/" + GetParam();
     std::ifstream probe(dir + "/config.json");
     ASSERT_TRUE(probe.good()) << "golden folder " << dir
-                              << " is missing; configure with -DFOT_GOLDEN_DIR=<shared/golden>";
+                              << " is missing; configure with -DFOT_GOLDEN_DIR=<a copy of tests/golden>";
     auto engine = Engine::Load(dir);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
