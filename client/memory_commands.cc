@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
 #include "client/progress.h"
@@ -35,14 +36,20 @@ absl::Status MemoryStats(const Connection& c, const Output& out, const std::stri
               GroupThousands(stats.committed_tokens()).c_str(), HumanBytes(stats.bytes()).c_str());
   std::printf("documents with live entries: %s\n",
               stats.documents().empty() ? "none" : absl::StrJoin(stats.documents(), ", ").c_str());
-  Table table({"layer", "index", "kv head", "entries", "live", "bytes"});
-  table.AlignRight(0).AlignRight(2).AlignRight(3).AlignRight(4).AlignRight(5);
+  // The share of its store a query scanned, over the searches so far.
+  const auto scanned = [](const fot::v1::HeadStats& h) -> std::string {
+    if (h.searched_queries() == 0 || h.entries() == 0 || h.keys_scored() == 0) return "-";
+    const double share = static_cast<double>(h.keys_scored()) / h.searched_queries() / h.entries();
+    return absl::StrFormat("%.2f%%", 100 * std::min(share, 1.0));
+  };
+  Table table({"layer", "index", "kv head", "entries", "live", "bytes", "scanned/query"});
+  table.AlignRight(0).AlignRight(2).AlignRight(3).AlignRight(4).AlignRight(5).AlignRight(6);
   for (const auto& layer : stats.layers()) {
     bool first = true;
     for (const auto& h : layer.heads()) {
       table.AddRow({first ? std::to_string(layer.layer()) : "", first ? layer.index() : "",
                     std::to_string(h.kv_head()), GroupThousands(h.entries()),
-                    GroupThousands(h.live_entries()), HumanBytes(h.bytes())});
+                    GroupThousands(h.live_entries()), HumanBytes(h.bytes()), scanned(h)});
       first = false;
     }
   }
@@ -180,13 +187,14 @@ absl::Status MemorySearch(const Connection& c, const Output& out, const std::str
   EntryContextCache contexts(&c, session, /*radius=*/6);
   Table table({"layer", "head", "document", "pos", "context", "share"});
   table.AlignRight(0).AlignRight(1).AlignRight(3).AlignRight(5);
-  for (const auto& layer : response.layers()) AddTraceRows(table, {}, TopEntries(layer, top), contexts);
+  for (const auto& layer : response.layers())
+    AddTraceRows(table, {}, TopEntries(layer, top), contexts);
   if (table.empty()) {
     std::printf("memory is empty\n");
     return absl::OkStatus();
   }
-  std::printf("what the memory layers retrieve for the last token of the text (top %d per layer):\n",
-              top);
+  std::printf(
+      "what the memory layers retrieve for the last token of the text (top %d per layer):\n", top);
   std::fputs(table.Render().c_str(), stdout);
   return absl::OkStatus();
 }

@@ -53,8 +53,8 @@ constexpr int kMaxRadius = 4096;
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const int code = static_cast<int>(status.code());
-  const auto grpc_code = code >= 1 && code <= 16 ? static_cast<grpc::StatusCode>(code)
-                                                 : grpc::StatusCode::UNKNOWN;
+  const auto grpc_code =
+      code >= 1 && code <= 16 ? static_cast<grpc::StatusCode>(code) : grpc::StatusCode::UNKNOWN;
   std::string message(status.message());
   if (message.size() > 4096) message.resize(4096);
   return grpc::Status(grpc_code, message);
@@ -140,7 +140,8 @@ absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std
                                            const google::protobuf::RepeatedField<int32_t>& ids,
                                            const char* what, bool required) {
   if (!text.empty() && !ids.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("give ", what, " as text or as token ids, not both"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("give ", what, " as text or as token ids, not both"));
   }
   std::vector<int> out;
   if (!text.empty()) {
@@ -270,7 +271,8 @@ class FotService final : public pb::Fot::Service {
                             pb::ListSessionsResponse* out) override {
     return Handle("ListSessions", *request, [&]() -> absl::Status {
       if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
-      for (const auto& session : manager_->List()) FillSessionInfo(*session, false, out->add_sessions());
+      for (const auto& session : manager_->List())
+        FillSessionInfo(*session, false, out->add_sessions());
       for (const std::string& name : manager_->Snapshots()) out->add_snapshots(name);
       return absl::OkStatus();
     });
@@ -281,9 +283,9 @@ class FotService final : public pb::Fot::Service {
     return Handle("DeleteSession", *request, [&] { return manager_->Delete(request->session()); });
   }
 
-  grpc::Status Ingest(grpc::ServerContext* context,
-                      grpc::ServerReaderWriter<pb::IngestResponse, pb::IngestRequest>* stream)
-      override {
+  grpc::Status Ingest(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<pb::IngestResponse, pb::IngestRequest>* stream) override {
     return Guard("Ingest", [&]() -> absl::Status {
       pb::IngestRequest request;
       if (!stream->Read(&request)) return absl::OkStatus();  // nothing sent
@@ -357,9 +359,9 @@ class FotService final : public pb::Fot::Service {
       FOT_RETURN_IF_ERROR(ValidateSamplingOptions(options.sampling));
       options.max_tokens = request->max_tokens() == 0 ? kDefaultMaxTokens : request->max_tokens();
       if (options.max_tokens < 0 || options.max_tokens > kMaxTokensLimit) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("max_tokens ", request->max_tokens(), " must lie in [1, ",
-                         kMaxTokensLimit, "] (0: ", kDefaultMaxTokens, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request->max_tokens(),
+                                                       " must lie in [1, ", kMaxTokensLimit,
+                                                       "] (0: ", kDefaultMaxTokens, ")"));
       }
       std::vector<std::string> stops(request->stop().begin(), request->stop().end());
       if (stops.size() > kMaxStops) {
@@ -488,6 +490,8 @@ class FotService final : public pb::Fot::Service {
           head->set_entries(h.entries);
           head->set_live_entries(h.live_entries);
           head->set_bytes(h.bytes);
+          head->set_searched_queries(h.search.queries);
+          head->set_keys_scored(h.search.keys_scored);
         }
       }
       const std::vector<DocumentInfo> documents = session.Documents();
@@ -610,9 +614,9 @@ class FotService final : public pb::Fot::Service {
   grpc::Status SaveSession(grpc::ServerContext*, const pb::SaveSessionRequest* request,
                            pb::SaveSessionResponse* out) override {
     return Handle("SaveSession", *request, [&]() -> absl::Status {
-      FOT_ASSIGN_OR_RETURN(int64_t bytes, manager_->SaveSnapshot(request->session(),
-                                                                 request->snapshot(),
-                                                                 request->overwrite()));
+      FOT_ASSIGN_OR_RETURN(
+          int64_t bytes,
+          manager_->SaveSnapshot(request->session(), request->snapshot(), request->overwrite()));
       out->set_bytes(bytes);
       return absl::OkStatus();
     });
