@@ -46,10 +46,11 @@ inline constexpr int64_t kHnswBuildSize = 1024;
 // IVF with automatic lists (ivf_nlist 0) is first trained at this many keys.
 inline constexpr int64_t kIvfAutoTrainSize = 10240;
 
-// Automatic IVF lists hold about this many keys (256 to 512). Small lists have
-// tight bounds (memory/ivf_bounds.h), so a query finds its best keys in fewer
-// keys scanned; the bounds themselves cost 2 key-sized products per list, 0.8%
-// of the keys at 256 per list.
+// Automatic IVF lists hold this many keys to twice as many. Small lists have
+// tight boxes (memory/ivf_bounds.h), so a query finds its best keys in fewer
+// keys scanned: on fot-dict at 262k keys and 5% scanned, 256 keys per list
+// answered 96.0%, 64 per list 96.5% (exact search 96.5%). The estimates cost 2
+// key-sized products per list: 3.1% of the keys' work at 64 per list.
 inline constexpr int64_t kIvfKeysPerList = 64;
 
 // A query may always scan this many keys, whatever ivf_max_scan says: small
