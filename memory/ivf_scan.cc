@@ -86,6 +86,27 @@ constexpr auto Better = [](const Candidate& a, const Candidate& b) {
   return a.score > b.score || (a.score == b.score && a.id > b.id);
 };
 
+// Samples kSamples values of v[0..n) into *samples, highest first, and
+// returns the index of the first (highest) sample for which enough(sample)
+// holds, or kSamples when none does; enough must hold for every lower value
+// once it holds. Binary search: one call of enough (a SIMD pass) per step.
+template <int kSamples, typename Enough>
+int FirstSampleWith(const float* v, int64_t n, Enough enough,
+                    std::array<float, kSamples>* samples) {
+  for (int i = 0; i < kSamples; ++i) (*samples)[i] = v[i * n / kSamples];
+  std::sort(samples->begin(), samples->end(), std::greater<>());  // NaN-free: see callers
+  int lo = 0, hi = kSamples;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (enough((*samples)[mid])) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
 // The highest of 32 values sampled from v[0..n) that at least m of the n
 // values reach (>=), or -inf when none does. Any such value is a safe cut for
 // keeping the best m: everything below it has m better. The samples are
@@ -95,25 +116,16 @@ constexpr auto Better = [](const Candidate& a, const Candidate& b) {
 float SampledThreshold(const float* v, int64_t n, int64_t m) {
   constexpr int kSamples = 32;
   std::array<float, kSamples> samples;
-  for (int i = 0; i < kSamples; ++i) samples[i] = v[i * n / kSamples];
-  std::sort(samples.begin(), samples.end(), std::greater<>());  // NaN-free: see callers
-  const auto reaching = [&](float pivot) {
-    int count = 0;
+  const int first = FirstSampleWith<kSamples>(
+      v, n,
+      [&](float pivot) {
+        int64_t count = 0;
 #pragma omp simd reduction(+ : count)
-    for (int64_t j = 0; j < n; ++j) count += v[j] >= pivot ? 1 : 0;
-    return count;
-  };
-  // The first (highest) sample that m values reach; counts grow along the array.
-  int lo = 0, hi = kSamples;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (reaching(samples[mid]) >= m) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  return lo < kSamples ? samples[lo] : -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < n; ++j) count += v[j] >= pivot ? 1 : 0;
+        return count >= m;
+      },
+      &samples);
+  return first < kSamples ? samples[first] : -std::numeric_limits<float>::infinity();
 }
 
 // Each query's top k, collected in a buffer of about 2k candidates above a
@@ -282,18 +294,10 @@ int64_t PlanQuery(const float* row, const int64_t* sizes, int64_t nlist, int64_t
   constexpr float kNone = -std::numeric_limits<float>::infinity();
   constexpr int kSamples = 64;
   std::array<float, kSamples> samples;
-  for (int i = 0; i < kSamples; ++i) samples[i] = row[i * nlist / kSamples];
-  std::sort(samples.begin(), samples.end(), std::greater<>());
   // The first (highest) sample whose reaching lists hold the budget.
-  int lo = 0, hi = kSamples;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (KeysReaching(row, sizes, nlist, samples[mid]) >= budget) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
+  const int lo = FirstSampleWith<kSamples>(
+      row, nlist, [&](float cut) { return KeysReaching(row, sizes, nlist, cut) >= budget; },
+      &samples);
   const float above = lo == 0 ? std::numeric_limits<float>::infinity() : samples[lo - 1];
   const float below = lo < kSamples ? samples[lo] : kNone;
   int64_t n = 0, m = 0, keys = 0;
@@ -332,18 +336,19 @@ int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
   const int64_t max_lists = std::clamp<int64_t>(r.max_lists, 1, nlist);
   std::vector<int64_t> sizes(nlist);
   for (int64_t l = 0; l < nlist; ++l) sizes[l] = static_cast<int64_t>(index.invlists->list_size(l));
-  constexpr int64_t kBlock = 64;
-  const int64_t blocks = (r.nq + kBlock - 1) / kBlock;
+  // A generated token is one query: its buffer is one row, not kBlock.
+  const int64_t block_rows = std::min<int64_t>(64, r.nq);
+  const int64_t blocks = (r.nq + block_rows - 1) / block_rows;
   std::vector<std::vector<int64_t>> plans(r.nq);
   const int threads = omp_get_max_threads();
-  auto estimates = std::make_unique_for_overwrite<float[]>(threads * kBlock * nlist);
+  auto estimates = std::make_unique_for_overwrite<float[]>(threads * block_rows * nlist);
   auto scratch = std::make_unique_for_overwrite<int64_t[]>(threads * 2 * nlist);
   std::atomic<bool> failed = false;
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int t = omp_get_thread_num();
-    const int64_t first = b * kBlock, rows = std::min(kBlock, r.nq - first);
-    float* block = estimates.get() + t * kBlock * nlist;
+    const int64_t first = b * block_rows, rows = std::min(block_rows, r.nq - first);
+    float* block = estimates.get() + t * block_rows * nlist;
     int64_t* plan = scratch.get() + t * 2 * nlist;
     try {  // nothing may throw out of the parallel region
       r.bounds->Score(r.queries + first * r.dim, rows, block);

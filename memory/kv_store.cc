@@ -691,10 +691,6 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
       Selection ann(st, filter);
       ann.exclude_overflow = true;
       ann.restricts = ann.restricts || !st.overflow_ids.empty();
-      std::vector<float> qa(nq * s.aug, 0.0f);
-      for (int64_t i = 0; i < nq; ++i) {
-        std::memcpy(&qa[i * s.aug], &q[i * head_dim_], head_dim_ * sizeof(float));
-      }
       if (options_.index_kind == IndexKind::kIvf && !options_.ivf_pq) {
         const auto& ivf = dynamic_cast<const faiss::IndexIVF&>(*st.index);
         IvfScanRequest request;
@@ -714,6 +710,11 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
         IvfScan(ivf, s.fp16_keys, request, d.data(), r.data());
         bounded = nq * static_cast<int64_t>(ivf.nlist);
       } else {
+        // FAISS searches the reduced space: queries become (q, 0, 0).
+        std::vector<float> qa(nq * s.aug, 0.0f);
+        for (int64_t i = 0; i < nq; ++i) {
+          std::memcpy(&qa[i * s.aug], &q[i * head_dim_], head_dim_ * sizeof(float));
+        }
         SearchAndRescore(s, st, options_, q.data(), qa.data(), nq, kk, sel.selected_live,
                          ann.restricts ? &ann : nullptr, d.data(), r.data());
       }
