@@ -134,6 +134,16 @@ TEST_F(ServiceTest, ErrorsGetTheRightStatus) {
   request = Question("s");
   request.set_retrieval("knn:-1");
   EXPECT_EQ(code(Generate(stub, request).status), StatusCode::INVALID_ARGUMENT);
+  for (const char* spec : {"knn:0:exact", "knn:4:exactly", "dense:exact", "knn::exact"}) {
+    request = Question("s");
+    request.set_retrieval(spec);
+    EXPECT_EQ(code(Generate(stub, request).status), StatusCode::INVALID_ARGUMENT) << spec;
+  }
+  // An exact retrieval still checks its document filter.
+  request = Question("s");
+  request.set_retrieval("knn:4:exact");
+  request.add_documents("no-such-document");
+  EXPECT_EQ(code(Generate(stub, request).status), StatusCode::NOT_FOUND);
   request = Question("s");
   request.add_documents("no-such-document");
   EXPECT_EQ(code(Generate(stub, request).status), StatusCode::NOT_FOUND);
