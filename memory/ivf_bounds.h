@@ -49,8 +49,6 @@ class IvfBounds {
   // (queries [nq, dim]); empty lists get -inf.
   void Score(const float* queries, int64_t nq, float* estimates) const;
 
-  int64_t nlist() const { return nlist_; }
-  int dim() const { return dim_; }
   int64_t bytes() const;
 
  private:
