@@ -566,6 +566,63 @@ void PrintTable(const std::string& title, const Flags& f,
   }
 }
 
+// Keys scanned and list estimates (~2 keys each) per query, as shares of the store.
+std::pair<double, double> ScannedShares(const Cell& c) {
+  const double per = static_cast<double>(c.retrieval.search.queries) * c.retrieval.store_size;
+  if (per <= 0) return {0, 0};
+  return {c.retrieval.search.keys_scored / per, 2.0 * c.retrieval.search.lists_bounded / per};
+}
+
+// A per-compared-query mean of the cell's retrieval sums.
+double MeanOf(const Cell& c, double sum) {
+  return c.retrieval.compared > 0 ? sum / c.retrieval.compared : 0.0;
+}
+
+void PrintRetrievalTable(const Flags& f, const std::vector<std::vector<Cell>>& cells) {
+  PrintTable(absl::StrCat("Retrieval on the model's own queries against exact search over the "
+                          "same memory: recall@",
+                          f.top_k,
+                          ", attention-mass recall, queries keeping < half the mass; keys "
+                          "scanned per query (+ list bounds, ~2 keys each), share of the store"),
+             f, cells, [](const Cell& c) {
+               const auto [keys, bounds] = ScannedShares(c);
+               if (c.retrieval.compared == 0) {
+                 return absl::StrFormat("scanned %.2f%%", 100 * keys);
+               }
+               return absl::StrFormat("recall %.3f, mass %.4f, <½ %.1f%%; scanned %.2f%% (+%.2f%%)",
+                                      MeanOf(c, c.retrieval.recall), MeanOf(c, c.retrieval.mass),
+                                      100.0 * c.retrieval.below_half / c.retrieval.compared,
+                                      100 * keys, 100 * bounds);
+             });
+}
+
+// One line per cell that asked questions (bench/plot_fot_dict_eval.py reads it).
+absl::Status WriteCsv(const Flags& f, const std::vector<std::vector<Cell>>& cells,
+                      const std::vector<int64_t>& committed_at) {
+  FILE* csv = std::fopen(f.csv.c_str(), "w");
+  if (csv == nullptr) return absl::NotFoundError(absl::StrCat("cannot write --csv ", f.csv));
+  std::fprintf(csv,
+               "tokens,configuration,accuracy,recall,mass_recall,below_half,keys_scanned,"
+               "bounds,ingest_s,ask_s\n");
+  for (size_t r = 0; r < f.rows.size(); ++r) {
+    for (size_t si = 0; si < f.sizes.size(); ++si) {
+      const Cell& c = cells[r][si];
+      if (!c.ran || c.all.asked == 0) continue;
+      const auto [keys, bounds] = ScannedShares(c);
+      const double below_half =
+          c.retrieval.compared > 0
+              ? static_cast<double>(c.retrieval.below_half) / c.retrieval.compared
+              : 0.0;
+      std::fprintf(csv, "%lld,%s,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f,%.1f,%.1f\n",
+                   static_cast<long long>(committed_at[si]), f.rows[r].label.c_str(),
+                   static_cast<double>(c.all.correct) / c.all.asked, MeanOf(c, c.retrieval.recall),
+                   MeanOf(c, c.retrieval.mass), below_half, keys, bounds, c.ingest_s, c.ask_s);
+    }
+  }
+  if (std::fclose(csv) != 0) return absl::InternalError(absl::StrCat("writing --csv ", f.csv));
+  return absl::OkStatus();
+}
+
 absl::Status Run(Flags f) {
   const std::string dir = absl::GetFlag(FLAGS_model);
   FOT_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
@@ -719,55 +776,8 @@ absl::Status Run(Flags f) {
         return absl::StrFormat("ingest %.1f s%s + ask %.1f s", c.ingest_s,
                                c.shared_ingest ? " (shared)" : "", c.ask_s);
       });
-  const auto scanned = [](const Cell& c) {
-    const double per = static_cast<double>(c.retrieval.search.queries) * c.retrieval.store_size;
-    return std::pair<double, double>{per > 0 ? c.retrieval.search.keys_scored / per : 0,
-                                     per > 0 ? 2.0 * c.retrieval.search.lists_bounded / per : 0};
-  };
-  const auto mean = [](const Cell& c, double sum) {
-    return c.retrieval.compared > 0 ? sum / c.retrieval.compared : 0.0;
-  };
-  if (f.retrieval_stats) {
-    PrintTable(absl::StrCat("Retrieval on the model's own queries against exact search over the "
-                            "same memory: recall@",
-                            f.top_k,
-                            ", attention-mass recall, queries keeping < half the mass; keys "
-                            "scanned per query (+ list bounds, ~2 keys each), share of the store"),
-               f, cells, [&](const Cell& c) {
-                 const auto [keys, bounds] = scanned(c);
-                 if (c.retrieval.compared == 0) {
-                   return absl::StrFormat("scanned %.2f%%", 100 * keys);
-                 }
-                 return absl::StrFormat(
-                     "recall %.3f, mass %.4f, <½ %.1f%%; scanned %.2f%% (+%.2f%%)",
-                     mean(c, c.retrieval.recall), mean(c, c.retrieval.mass),
-                     100.0 * c.retrieval.below_half / c.retrieval.compared, 100 * keys,
-                     100 * bounds);
-               });
-  }
-  if (!f.csv.empty()) {
-    FILE* csv = std::fopen(f.csv.c_str(), "w");
-    if (csv == nullptr) return absl::NotFoundError(absl::StrCat("cannot write --csv ", f.csv));
-    std::fprintf(csv,
-                 "tokens,configuration,accuracy,recall,mass_recall,below_half,keys_scanned,"
-                 "bounds,ingest_s,ask_s\n");
-    for (size_t r = 0; r < f.rows.size(); ++r) {
-      for (size_t si = 0; si < f.sizes.size(); ++si) {
-        const Cell& c = cells[r][si];
-        if (!c.ran || c.all.asked == 0) continue;
-        const auto [keys, bounds] = scanned(c);
-        std::fprintf(csv, "%lld,%s,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f,%.1f,%.1f\n",
-                     static_cast<long long>(committed_at[si]), f.rows[r].label.c_str(),
-                     static_cast<double>(c.all.correct) / c.all.asked, mean(c, c.retrieval.recall),
-                     mean(c, c.retrieval.mass),
-                     c.retrieval.compared > 0
-                         ? static_cast<double>(c.retrieval.below_half) / c.retrieval.compared
-                         : 0.0,
-                     keys, bounds, c.ingest_s, c.ask_s);
-      }
-    }
-    std::fclose(csv);
-  }
+  if (f.retrieval_stats) PrintRetrievalTable(f, cells);
+  if (!f.csv.empty()) FOT_RETURN_IF_ERROR(WriteCsv(f, cells, committed_at));
   if (f.passkey > 0) {
     PrintTable(absl::StrCat("Passkey, ", f.passkey, " documents per size (exact match)"), f, cells,
                [](const Cell& c) { return Percent(c.passkey); });
