@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "benchmark/benchmark.h"
-#include "src/command_line.h"
+#include "base/command_line.h"
 #include "bench/mid_size_model.h"
-#include "src/engine.h"
-#include "src/kernels.h"
-#include "src/random_checkpoint.h"
+#include "benchmark/benchmark.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/engine/engine.h"
+#include "src/model/kernels.h"
 
 namespace fot {
 namespace {
@@ -88,9 +88,9 @@ void RegisterAll(const Engine& engine, Figures* figures) {
           const std::vector<int> ids = RandomTokens(c.tokens, engine.config().vocab_size);
           for (auto _ : state) {
             ModelState model_state = *engine.NewState();
-            absl::Status status = engine.Prefill(ids, engine.config().last_context_length,
-                                                 &model_state, c.mode,
-                                                 [](int64_t, int64_t, const float*) {});
+            absl::Status status =
+                engine.Prefill(ids, engine.config().last_context_length, &model_state, c.mode,
+                               [](int64_t, int64_t, const float*) {});
             if (!status.ok()) state.SkipWithError(std::string(status.message()).c_str());
           }
           state.counters["tokens_per_s"] =
@@ -100,30 +100,36 @@ void RegisterAll(const Engine& engine, Figures* figures) {
         ->Iterations(1)
         ->UseRealTime();
   }
-  benchmark::RegisterBenchmark("GenerateAfterPrefill/8192", [&engine](benchmark::State& state) {
-    const std::vector<int> ids = RandomTokens(8192, engine.config().vocab_size);
-    ModelState model_state = *engine.NewState();
-    const auto ignore = [](int64_t, int64_t, const float*) {};
-    if (!engine.Prefill(ids, engine.config().last_context_length, &model_state, LogitsMode::kLast,
-                        ignore)
-             .ok()) {
-      state.SkipWithError("prefill failed");
-    }
-    int token = 1;
-    for (auto _ : state) {
-      // One generated token: append it, get its logits.
-      absl::Status status = engine.Append({&token, 1}, &model_state, LogitsMode::kLast, ignore);
-      if (!status.ok()) state.SkipWithError(std::string(status.message()).c_str());
-      token = (token * 7 + 3) % engine.config().vocab_size;
-    }
-  })->Unit(benchmark::kMillisecond)->Iterations(300)->UseRealTime();
+  benchmark::RegisterBenchmark(
+      "GenerateAfterPrefill/8192",
+      [&engine](benchmark::State& state) {
+        const std::vector<int> ids = RandomTokens(8192, engine.config().vocab_size);
+        ModelState model_state = *engine.NewState();
+        const auto ignore = [](int64_t, int64_t, const float*) {};
+        if (!engine
+                 .Prefill(ids, engine.config().last_context_length, &model_state, LogitsMode::kLast,
+                          ignore)
+                 .ok()) {
+          state.SkipWithError("prefill failed");
+        }
+        int token = 1;
+        for (auto _ : state) {
+          // One generated token: append it, get its logits.
+          absl::Status status = engine.Append({&token, 1}, &model_state, LogitsMode::kLast, ignore);
+          if (!status.ok()) state.SkipWithError(std::string(status.message()).c_str());
+          token = (token * 7 + 3) % engine.config().vocab_size;
+        }
+      })
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(300)
+      ->UseRealTime();
 
   // Matrix products of one window (512 rows): the engine's Linear against a
   // bare cblas_sgemm with the same arguments' shapes.
   for (const Shape& shape : LinearShapes(config, config.max_position_embeddings)) {
     auto run = [shape](benchmark::State& state, bool bare) {
-      std::vector<float> x(size_t(shape.n) * shape.in, 0.5f), w(size_t(shape.out) * shape.in, 0.25f),
-          y(size_t(shape.n) * shape.out);
+      std::vector<float> x(size_t(shape.n) * shape.in, 0.5f),
+          w(size_t(shape.out) * shape.in, 0.25f), y(size_t(shape.n) * shape.out);
       for (auto _ : state) {
         if (bare) {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, shape.n, shape.out, shape.in, 1.0f,
@@ -136,12 +142,14 @@ void RegisterAll(const Engine& engine, Figures* figures) {
       state.counters["GFLOPs"] = benchmark::Counter(2.0 * shape.n * shape.in * shape.out * 1e-9,
                                                     benchmark::Counter::kIsIterationInvariantRate);
     };
-    benchmark::RegisterBenchmark(("EngineLinear/" + shape.name).c_str(),
-                                 [run](benchmark::State& s) { run(s, false); })
-        ->UseRealTime();
-    benchmark::RegisterBenchmark(("OpenBlasSgemm/" + shape.name).c_str(),
-                                 [run](benchmark::State& s) { run(s, true); })
-        ->UseRealTime();
+    benchmark::RegisterBenchmark(("EngineLinear/" + shape.name).c_str(), [run](
+                                                                             benchmark::State& s) {
+      run(s, false);
+    })->UseRealTime();
+    benchmark::RegisterBenchmark(("OpenBlasSgemm/" + shape.name).c_str(), [run](
+                                                                              benchmark::State& s) {
+      run(s, true);
+    })->UseRealTime();
   }
 }
 
@@ -178,20 +186,21 @@ class SummaryReporter : public benchmark::ConsoleReporter {
 void PrintSummary(const ModelConfig& config, const Figures& f) {
   std::printf("\n== engine summary (mid-size model, this machine, this run) ==\n");
   for (const auto& [tokens, rate] : f.prefill_tokens_per_s) {
-    std::printf("processing %6d tokens: %8.1f tokens/s%s\n", tokens, rate,
-                tokens == 8192 ? absl::StrFormat("   (target >= 1500: %s)",
-                                                 rate >= 1500 ? "met" : "NOT met")
-                                     .c_str()
-                               : "");
+    std::printf(
+        "processing %6d tokens: %8.1f tokens/s%s\n", tokens, rate,
+        tokens == 8192
+            ? absl::StrFormat("   (target >= 1500: %s)", rate >= 1500 ? "met" : "NOT met").c_str()
+            : "");
   }
   std::printf("generation after 8k prefill: %.2f ms/token   (target <= 25: %s)\n",
               f.generate_ms_per_token, f.generate_ms_per_token <= 25 ? "met" : "NOT met");
-  std::printf("peak RSS (process, up to the largest run): %.0f MiB   (target <= 1536: %s)\n", f.peak_rss_mib,
-              f.peak_rss_mib <= 1536 ? "met" : "NOT met");
+  std::printf("peak RSS (process, up to the largest run): %.0f MiB   (target <= 1536: %s)\n",
+              f.peak_rss_mib, f.peak_rss_mib <= 1536 ? "met" : "NOT met");
   if (f.all_logits_tokens_per_s > 0) {
-    std::printf("processing   8192 tokens with every position's logits: %.1f tokens/s "
-                "(published PyTorch code: 417)\n",
-                f.all_logits_tokens_per_s);
+    std::printf(
+        "processing   8192 tokens with every position's logits: %.1f tokens/s "
+        "(published PyTorch code: 417)\n",
+        f.all_logits_tokens_per_s);
   }
   // Seconds per token if every linear layer ran at bare sgemm speed.
   double body_seconds = 0, lm_head_seconds = 0;
@@ -213,16 +222,18 @@ void PrintSummary(const ModelConfig& config, const Figures& f) {
   }
   if (body_seconds > 0 && f.prefill_tokens_per_s.count(8192)) {
     const double bound = 1 / body_seconds;
-    std::printf("matrix-product bound (1-thread sgemm) without logits: %.0f tokens/s; "
-                "Prefill/8192 reaches %.0f%%\n",
-                bound, 100 * f.prefill_tokens_per_s.at(8192) / bound);
+    std::printf(
+        "matrix-product bound (1-thread sgemm) without logits: %.0f tokens/s; "
+        "Prefill/8192 reaches %.0f%%\n",
+        bound, 100 * f.prefill_tokens_per_s.at(8192) / bound);
   }
   if (body_seconds > 0 && lm_head_seconds > 0 && f.all_logits_tokens_per_s > 0) {
     const double bound = 1 / (body_seconds + lm_head_seconds);
-    std::printf("matrix-product bound (1-thread sgemm) with all logits: %.0f tokens/s; "
-                "PrefillAllLogits/8192 "
-                "reaches %.0f%%\n",
-                bound, 100 * f.all_logits_tokens_per_s / bound);
+    std::printf(
+        "matrix-product bound (1-thread sgemm) with all logits: %.0f tokens/s; "
+        "PrefillAllLogits/8192 "
+        "reaches %.0f%%\n",
+        bound, 100 * f.all_logits_tokens_per_s / bound);
   }
   std::printf("linear-layer work: %.1f MFLOP/token\n", LinearFlopsPerToken(config) * 1e-6);
 }

@@ -31,10 +31,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "src/command_line.h"
+#include "base/command_line.h"
 #include "bench/mid_size_model.h"
-#include "src/engine.h"
-#include "src/random_checkpoint.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/engine/engine.h"
 
 ABSL_FLAG(std::string, paths, "lambda,fot", "Which paths to run, in order: lambda, fot");
 ABSL_FLAG(int64_t, max_tokens, 1 << 20, "Largest stream length measured");
@@ -122,8 +122,8 @@ absl::Status RunPath(const Engine& engine, const std::string& path, std::vector<
   Stream stream(7);
   const int vocab = engine.config().vocab_size;
   const int64_t max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  const double budget = lambda ? absl::GetFlag(FLAGS_lambda_budget_s)
-                               : absl::GetFlag(FLAGS_fot_budget_s);
+  const double budget =
+      lambda ? absl::GetFlag(FLAGS_lambda_budget_s) : absl::GetFlag(FLAGS_fot_budget_s);
   const auto start = Clock::now();
   int64_t fed = 0;
   double feed_seconds = 0;
@@ -146,8 +146,8 @@ absl::Status RunPath(const Engine& engine, const std::string& path, std::vector<
     Point point{fed, 0, 0, 0, 0, (fed - before) / std::max(1e-9, Seconds(feed_start))};
     // Generation at this stream length.
     if (lambda) {
-      absl::Status status = TimeGeneration(engine, &state, absl::GetFlag(FLAGS_gen_tokens),
-                                           &stream, &point.median_ms, &point.min_ms);
+      absl::Status status = TimeGeneration(engine, &state, absl::GetFlag(FLAGS_gen_tokens), &stream,
+                                           &point.median_ms, &point.min_ms);
       if (!status.ok()) return status;
       point.state_mib = StateMiB(state);
       point.rss_mib = RssMiB();
@@ -161,11 +161,11 @@ absl::Status RunPath(const Engine& engine, const std::string& path, std::vector<
       point.rss_mib = RssMiB();
     }
     points->push_back(point);
-    std::printf("%-6s stream %8lld tokens: generation %7.2f ms/token (median; min %7.2f)  "
-                "state %8.1f MiB  RSS %7.0f MiB  fed at %6.0f tokens/s  [%.0f s]\n",
-                path.c_str(), static_cast<long long>(point.tokens), point.median_ms,
-                point.min_ms, point.state_mib, point.rss_mib, point.feed_tokens_per_s,
-                Seconds(start));
+    std::printf(
+        "%-6s stream %8lld tokens: generation %7.2f ms/token (median; min %7.2f)  "
+        "state %8.1f MiB  RSS %7.0f MiB  fed at %6.0f tokens/s  [%.0f s]\n",
+        path.c_str(), static_cast<long long>(point.tokens), point.median_ms, point.min_ms,
+        point.state_mib, point.rss_mib, point.feed_tokens_per_s, Seconds(start));
     std::fflush(stdout);
     if (fed < checkpoint) {
       *stop_reason = absl::StrFormat("time budget (%.0f s) spent at %lld tokens", budget,
@@ -177,9 +177,10 @@ absl::Status RunPath(const Engine& engine, const std::string& path, std::vector<
 }
 
 int Main(int argc, char** argv) {
-  const std::vector<std::string> positional = ParseCommandLine(
-      argc, argv, "lambda_bench [--paths=lambda,fot] [--max_tokens=N] [--lambda_budget_s=S] "
-      "[--fot_budget_s=S]");
+  const std::vector<std::string> positional =
+      ParseCommandLine(argc, argv,
+                       "lambda_bench [--paths=lambda,fot] [--max_tokens=N] [--lambda_budget_s=S] "
+                       "[--fot_budget_s=S]");
   if (!positional.empty()) {
     std::fprintf(stderr, "lambda_bench: unexpected argument '%s'\n", positional[0].c_str());
     return 2;
@@ -190,10 +191,11 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "lambda_bench: %s\n", std::string(engine.status().message()).c_str());
     return 1;
   }
-  std::printf("mid-size model; lambda: n_global %d, L %d, no memory layers; fot: dense memory "
-              "in layers 3, 6; %d generated tokens timed per point; RSS at start %.0f MiB\n",
-              absl::GetFlag(FLAGS_n_global), config.max_position_embeddings,
-              absl::GetFlag(FLAGS_gen_tokens), RssMiB());
+  std::printf(
+      "mid-size model; lambda: n_global %d, L %d, no memory layers; fot: dense memory "
+      "in layers 3, 6; %d generated tokens timed per point; RSS at start %.0f MiB\n",
+      absl::GetFlag(FLAGS_n_global), config.max_position_embeddings,
+      absl::GetFlag(FLAGS_gen_tokens), RssMiB());
   std::vector<std::pair<std::string, std::vector<Point>>> results;
   for (const absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_paths), ',')) {
     const std::string path(name);
@@ -218,8 +220,7 @@ int Main(int argc, char** argv) {
   for (const auto& [path, points] : results) {
     for (const Point& p : points) {
       std::printf("%-7s %10lld %12.2f %12.2f %12.1f %10.0f\n", path.c_str(),
-                  static_cast<long long>(p.tokens), p.median_ms, p.min_ms, p.state_mib,
-                  p.rss_mib);
+                  static_cast<long long>(p.tokens), p.median_ms, p.min_ms, p.state_mib, p.rss_mib);
     }
   }
   return 0;

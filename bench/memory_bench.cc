@@ -58,16 +58,16 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "base/command_line.h"
+#include "base/half_float.h"
 #include "bench/memory_bench_flags.h"
 #include "bench/memory_bench_summary.h"
 #include "bench/mid_size_model.h"
 #include "benchmark/benchmark.h"
-#include "memory/half_float.h"
 #include "memory/kv_memory.h"
 #include "memory/memory_options.h"
-#include "src/command_line.h"
-#include "src/engine.h"
-#include "src/random_checkpoint.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/engine/engine.h"
 
 namespace fot::memory_bench {
 namespace {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "bench/memory_bench_flags.h"
-#include "src/model_config.h"
+#include "src/checkpoint/model_config.h"
 
 namespace fot::memory_bench {
 

@@ -2,8 +2,8 @@
 
 #include <filesystem>
 
-#include "src/random_checkpoint.h"
-#include "src/status_macros.h"
+#include "base/status_macros.h"
+#include "src/checkpoint/random_checkpoint.h"
 
 namespace fot {
 

@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "src/engine.h"
+#include "src/engine/engine.h"
 
 namespace fot {
 

@@ -56,14 +56,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/command_line.h"
+#include "base/status_macros.h"
 #include "bench/server_process.h"
 #include "bench/service_client.h"
-#include "src/command_line.h"
-#include "src/engine.h"
-#include "src/session.h"
-#include "src/session_manager.h"
-#include "src/status_macros.h"
-#include "src/tokenizer.h"
+#include "src/engine/engine.h"
+#include "src/engine/session.h"
+#include "src/server/session_manager.h"
+#include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, server, "", "fot-server binary (default: the one next to this binary)");
 ABSL_FLAG(std::string, model, FOT_SOURCE_DIR "/models/fot-dict", "Model folder");

@@ -13,9 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/command_line.h"
 #include "client/cli.h"
 #include "client/commands.h"
-#include "src/command_line.h"
 
 // Every command.
 ABSL_FLAG(std::string, server, "",
@@ -47,7 +47,8 @@ ABSL_FLAG(float, temperature, 0, "sampling temperature; 0 is greedy");
 ABSL_FLAG(float, top_p, 0, "nucleus sampling mass in (0, 1] (0: 1)");
 ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
 ABSL_FLAG(std::string, stop, "", "stop string (repeatable; \\n, \\t escapes)");
-ABSL_FLAG(std::vector<std::string>, docs, {}, "read only these documents' memory (comma-separated)");
+ABSL_FLAG(std::vector<std::string>, docs, {},
+          "read only these documents' memory (comma-separated)");
 ABSL_FLAG(bool, keep_turn, false, "append the question and answer to the session");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past the end-of-sequence token");
 ABSL_FLAG(bool, trace, false, "show where each token's retrieved memory came from");
@@ -110,20 +111,30 @@ struct Command {
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {"info", 0, 0, {}, "info"},
-      {"sessions create", 1, 1,
+      {"sessions create",
+       1,
+       1,
        {"retrieval", "index", "dtype", "last_context", "attention", "n_global", "local_window",
         "memory_positioning", "memory_layers"},
        "sessions create NAME [--retrieval R] [--index I] [--dtype D] [--attention lambda ...]"},
       {"sessions ls", 0, 0, {}, "sessions ls"},
       {"sessions show", 1, 1, {}, "sessions show NAME"},
       {"sessions rm", 1, 1, {}, "sessions rm NAME"},
-      {"ingest", 2, -1, {"doc_id", "resume", "keep_open", "chunk_bytes", "quiet"},
+      {"ingest",
+       2,
+       -1,
+       {"doc_id", "resume", "keep_open", "chunk_bytes", "quiet"},
        "ingest SESSION FILE...|- [--doc-id ID] [--resume]"},
-      {"ask", 2, 2,
+      {"ask",
+       2,
+       2,
        {"max_tokens", "temperature", "top_p", "seed", "stop", "docs", "retrieval", "keep_turn",
         "ignore_eos", "trace", "trace_top"},
        "ask SESSION \"QUESTION\" [options]"},
-      {"score", 1, 1, {"context", "continuation", "retrieval"},
+      {"score",
+       1,
+       1,
+       {"context", "continuation", "retrieval"},
        "score SESSION --continuation TEXT [--context TEXT]"},
       {"memory stats", 1, 1, {}, "memory stats SESSION"},
       {"memory ls", 1, 1, {"layer", "offset", "limit"}, "memory ls SESSION [--offset N --limit N]"},
@@ -150,10 +161,12 @@ absl::StatusOr<const Command*> FindCommand(const std::vector<std::string>& posit
   if (group == "sessions" || group == "memory") {
     std::vector<std::string> verbs;
     for (const Command& command : Commands()) {
-      if (command.name.rfind(group + " ", 0) == 0) verbs.push_back(command.name.substr(group.size() + 1));
+      if (command.name.rfind(group + " ", 0) == 0)
+        verbs.push_back(command.name.substr(group.size() + 1));
     }
     if (positional.size() < 2) {
-      return UsageError(absl::StrCat("'", group, "' needs a subcommand: ", absl::StrJoin(verbs, "|")));
+      return UsageError(
+          absl::StrCat("'", group, "' needs a subcommand: ", absl::StrJoin(verbs, "|")));
     }
     return UsageError(absl::StrCat("unknown command '", group, " ", positional[1],
                                    "' (one of: ", absl::StrJoin(verbs, "|"), ")"));
@@ -192,8 +205,9 @@ absl::Status Run(int argc, char** argv) {
   }
 
   // Flag values that the flag types alone cannot check.
-  const std::optional<int> layer =
-      absl::GetFlag(FLAGS_layer) >= 0 ? std::optional<int>(absl::GetFlag(FLAGS_layer)) : std::nullopt;
+  const std::optional<int> layer = absl::GetFlag(FLAGS_layer) >= 0
+                                       ? std::optional<int>(absl::GetFlag(FLAGS_layer))
+                                       : std::nullopt;
   if (line->Has("layer") && !layer.has_value()) return UsageError("--layer must be >= 0");
   if (absl::GetFlag(FLAGS_max_tokens) < 0) return UsageError("--max-tokens must be >= 0");
   if (absl::GetFlag(FLAGS_temperature) < 0) return UsageError("--temperature must be >= 0");
@@ -297,7 +311,8 @@ absl::Status Run(int argc, char** argv) {
     return MemoryList(c, out, args[0], layer, absl::GetFlag(FLAGS_offset),
                       absl::GetFlag(FLAGS_limit));
   }
-  if (name == "memory show") return MemoryShow(c, out, args[0], layer, entry, absl::GetFlag(FLAGS_radius));
+  if (name == "memory show")
+    return MemoryShow(c, out, args[0], layer, entry, absl::GetFlag(FLAGS_radius));
   if (name == "memory search") {
     return MemorySearch(c, out, args[0], args[1], absl::GetFlag(FLAGS_top),
                         absl::GetFlag(FLAGS_retrieval));
@@ -307,7 +322,8 @@ absl::Status Run(int argc, char** argv) {
     return MemorySave(c, out, args[0], args.size() > 1 ? args[1] : args[0],
                       absl::GetFlag(FLAGS_overwrite));
   }
-  if (name == "memory load") return MemoryLoad(c, out, args[0], args.size() > 1 ? args[1] : args[0]);
+  if (name == "memory load")
+    return MemoryLoad(c, out, args[0], args.size() > 1 ? args[1] : args[0]);
   return UsageError(absl::StrCat("unknown command '", name, "'"));
 }
 

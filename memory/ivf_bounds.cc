@@ -10,7 +10,7 @@
 #include <cmath>
 #include <limits>
 
-#include "memory/half_float.h"
+#include "base/half_float.h"
 
 namespace fot {
 namespace {

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "memory/half_float.h"
+#include "base/half_float.h"
 #include "memory/ivf_bounds.h"
 
 namespace fot {

@@ -30,7 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "memory/half_float.h"
+#include "base/half_float.h"
 
 namespace fot {
 

@@ -20,13 +20,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "src/command_line.h"
-#include "src/engine.h"
-#include "src/memory_inspection.h"
-#include "src/npy.h"
-#include "src/sampler.h"
-#include "src/status_macros.h"
-#include "src/tokenizer.h"
+#include "base/command_line.h"
+#include "base/status_macros.h"
+#include "src/checkpoint/npy.h"
+#include "src/engine/engine.h"
+#include "src/engine/memory_inspection.h"
+#include "src/engine/sampler.h"
+#include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors, tokenizer.model");
 ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized with the model's tokenizer.model)");
@@ -75,9 +75,9 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 std::string GeneratedLogitsPath(const std::string& logits_out) {
-  const std::string stem =
-      logits_out.size() > 4 && logits_out.ends_with(".npy") ? logits_out.substr(0, logits_out.size() - 4)
-                                                            : logits_out;
+  const std::string stem = logits_out.size() > 4 && logits_out.ends_with(".npy")
+                               ? logits_out.substr(0, logits_out.size() - 4)
+                               : logits_out;
   return stem + ".generated.npy";
 }
 
@@ -183,8 +183,9 @@ absl::Status Run() {
   if (!logits_out.empty()) {
     FOT_ASSIGN_OR_RETURN(prompt_writer, NpyFloat32RowWriter::Create(logits_out, config.vocab_size));
     if (to_generate > 0) {
-      FOT_ASSIGN_OR_RETURN(generated_writer, NpyFloat32RowWriter::Create(
-                                                 GeneratedLogitsPath(logits_out), config.vocab_size));
+      FOT_ASSIGN_OR_RETURN(
+          generated_writer,
+          NpyFloat32RowWriter::Create(GeneratedLogitsPath(logits_out), config.vocab_size));
     }
   }
 
@@ -248,8 +249,8 @@ absl::Status Run() {
       } else {
         sequence.push_back(token);
         FOT_ASSIGN_OR_RETURN(state, new_state());
-        FOT_RETURN_IF_ERROR(engine->Prefill(sequence, last_context, &state, LogitsMode::kLast,
-                                            step_logits.Sink()));
+        FOT_RETURN_IF_ERROR(
+            engine->Prefill(sequence, last_context, &state, LogitsMode::kLast, step_logits.Sink()));
       }
       FOT_RETURN_IF_ERROR(step_logits.status());
       logits = step_logits.last();
@@ -288,8 +289,7 @@ int main(int argc, char** argv) {
       "[--top-p P] [--seed S] [--attention fot|lambda [--n-global N] [--local-window L] "
       "[--memory-positioning as_first|fixed_distance|none] [--lambda-memory-layers 1,3]]");
   if (!positional.empty()) {
-    std::fprintf(stderr, "fot-run: unexpected argument '%s' (see --help)\n",
-                 positional[0].c_str());
+    std::fprintf(stderr, "fot-run: unexpected argument '%s' (see --help)\n", positional[0].c_str());
     return 2;
   }
   const absl::Status status = fot::Run();

@@ -17,14 +17,15 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "src/command_line.h"
-#include "src/engine.h"
-#include "src/service.h"
-#include "src/session_manager.h"
-#include "src/tokenizer.h"
+#include "base/command_line.h"
+#include "src/engine/engine.h"
+#include "src/server/service.h"
+#include "src/server/session_manager.h"
+#include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors, tokenizer.model");
-ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "Address to serve on (host:port; port 0 picks one)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve on (host:port; port 0 picks one)");
 ABSL_FLAG(std::string, data_dir, "",
           "Folder for saved sessions and snapshots (created if missing); without it sessions "
           "live in memory only");
@@ -86,7 +87,8 @@ int Main(int argc, char** argv) {
   std::vector<std::string> load_errors;
   auto manager = SessionManager::Open(engine->get(), tokenizer->get(), options, &load_errors);
   if (!manager.ok()) return Fail(std::string(manager.status().message()));
-  for (const std::string& e : load_errors) std::fprintf(stderr, "fot-server: not loaded: %s\n", e.c_str());
+  for (const std::string& e : load_errors)
+    std::fprintf(stderr, "fot-server: not loaded: %s\n", e.c_str());
 
   ServerOptions server_options;
   server_options.listen = absl::GetFlag(FLAGS_listen);
@@ -97,12 +99,12 @@ int Main(int argc, char** argv) {
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const std::string& listen = server_options.listen;
   std::fprintf(stderr, "fot-server: serving %s on %s:%d with %d session(s)\n", model_dir.c_str(),
-               listen.substr(0, listen.rfind(':')).c_str(), (*server)->port(),
-               (*manager)->size());
+               listen.substr(0, listen.rfind(':')).c_str(), (*server)->port(), (*manager)->size());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::fprintf(stderr, "fot-server: %s, shutting down\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  std::fprintf(stderr, "fot-server: %s, shutting down\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms)));
   (*server)->Wait();
   return 0;

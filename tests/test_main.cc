@@ -7,16 +7,16 @@
 #include <filesystem>
 #include <string>
 
+#include "base/command_line.h"
 #include "gtest/gtest.h"
-#include "src/command_line.h"
 
 int main(int argc, char** argv) {
   // ctest runs two test processes at once on two cores: sleeping OpenMP waits
   // keep them from spinning against each other (see command_line.h).
   fot::UsePassiveOpenMpWaits(argv);
   ::testing::InitGoogleTest(&argc, argv);
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("fotserve_test_" + std::to_string(getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("fotserve_test_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   setenv("TEST_TMPDIR", dir.c_str(), /*overwrite=*/1);
   const int result = RUN_ALL_TESTS();

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "src/tokenizer.h"
+#include "src/tokenizer/tokenizer.h"
 
 namespace fot {
 

@@ -17,11 +17,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "src/command_line.h"
-#include "src/model_config.h"
-#include "src/model_weights.h"
-#include "src/random_checkpoint.h"
-#include "src/tokenizer.h"
+#include "base/command_line.h"
+#include "src/checkpoint/model_config.h"
+#include "src/checkpoint/model_weights.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, out, "", "output folder (created; required)");
 ABSL_FLAG(std::string, model_type, "longllama", "longllama or llama");
@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
   config.intermediate_size = absl::GetFlag(FLAGS_intermediate);
   config.num_hidden_layers = absl::GetFlag(FLAGS_layers);
   config.num_attention_heads = absl::GetFlag(FLAGS_heads);
-  config.num_key_value_heads =
-      absl::GetFlag(FLAGS_kv_heads) > 0 ? absl::GetFlag(FLAGS_kv_heads) : config.num_attention_heads;
+  config.num_key_value_heads = absl::GetFlag(FLAGS_kv_heads) > 0 ? absl::GetFlag(FLAGS_kv_heads)
+                                                                 : config.num_attention_heads;
   config.max_position_embeddings = absl::GetFlag(FLAGS_window);
   config.last_context_length = absl::GetFlag(FLAGS_last_context) > 0
                                    ? absl::GetFlag(FLAGS_last_context)
@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
   }
 
   if (const std::string corpus = absl::GetFlag(FLAGS_tokenizer_corpus); !corpus.empty()) {
-    if (absl::Status status = fot::TrainTokenizer(corpus, config.vocab_size, out + "/tokenizer.model");
+    if (absl::Status status =
+            fot::TrainTokenizer(corpus, config.vocab_size, out + "/tokenizer.model");
         !status.ok()) {
       Fail(std::string(status.message()), 1);
     }

@@ -6,10 +6,10 @@
 //
 // ctest runs each test in its own process, so each process makes its own
 // model and server (a fraction of a second for this model size).
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <array>
@@ -24,9 +24,9 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "src/model_config.h"
-#include "src/random_checkpoint.h"
-#include "src/tokenizer.h"
+#include "src/checkpoint/model_config.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/tokenizer/tokenizer.h"
 
 namespace fot {
 namespace {
@@ -70,7 +70,7 @@ std::string Fotctl() { return std::string(FOT_BINARY_DIR) + "/fotctl"; }
 
 // Sentences whose words the tokenizer learns; long enough for many windows.
 std::string Story(int sentences, int seed) {
-  const std::vector<std::string> nouns = {"river", "stone", "house", "cloud", "field",
+  const std::vector<std::string> nouns = {"river", "stone", "house", "cloud",  "field",
                                           "lamp",  "book",  "apple", "window", "garden"};
   const std::vector<std::string> adjs = {"green", "blue", "quiet", "warm", "old", "bright"};
   std::string text;
@@ -206,8 +206,8 @@ std::string FotctlTest::log_;
 int FotctlTest::starts_ = 0;
 
 TEST_F(FotctlTest, SessionsCreateListShowRemove) {
-  Result r = Run({"sessions", "create", "s1", "--retrieval", "knn:4", "--index", "flat",
-                  "--dtype", "f32"});
+  Result r = Run(
+      {"sessions", "create", "s1", "--retrieval", "knn:4", "--index", "flat", "--dtype", "f32"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("created session 's1'"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("knn:4"), std::string::npos) << r.out;
@@ -462,8 +462,8 @@ TEST_F(FotctlTest, AskStreamsTheAnswerAndTracesItsMemory) {
   EXPECT_GT(entry["attention_share"].get<double>(), 0);
 
   // A stop string ends the answer before it.
-  json stopped = RunJson({"ask", "qa", "The garden is", "--max-tokens", "40", "--ignore-eos",
-                          "--stop", "e"});
+  json stopped =
+      RunJson({"ask", "qa", "The garden is", "--max-tokens", "40", "--ignore-eos", "--stop", "e"});
   EXPECT_EQ(stopped["text"].get<std::string>().find('e'), std::string::npos) << stopped;
 }
 
@@ -476,7 +476,8 @@ TEST_F(FotctlTest, ScoresAContinuation) {
   EXPECT_NE(r.out.find("piece"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("▁and"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("<- least likely"), std::string::npos) << r.out;
-  json score = RunJson({"score", "scored", "--context", "The lamp is", "--continuation", " warm and"});
+  json score =
+      RunJson({"score", "scored", "--context", "The lamp is", "--continuation", " warm and"});
   ASSERT_GT(score["tokens"].get<int>(), 0) << score;
   EXPECT_EQ(score["token_log_probs"].size(), score["tokens"].get<size_t>());
   EXPECT_LT(score["log_likelihood"].get<double>(), 0);
@@ -570,13 +571,13 @@ TEST_F(FotctlTest, MemoryCommands) {
 }
 
 TEST_F(FotctlTest, ServerErrorsAreOneLineAndExitCodeOne) {
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"ask", "nope", "hi"},
-           {"memory", "stats", "nope"},
-           {"memory", "ls", "nope"},
-           {"sessions", "show", "nope"},
-           {"score", "nope", "--continuation", "x"},
-           {"ingest", "nope", TextFile("x.txt", "some text")}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"ask", "nope", "hi"},
+                                             {"memory", "stats", "nope"},
+                                             {"memory", "ls", "nope"},
+                                             {"sessions", "show", "nope"},
+                                             {"score", "nope", "--continuation", "x"},
+                                             {"ingest", "nope", TextFile("x.txt", "some text")}}) {
     const Result r = Run(args);
     EXPECT_EQ(r.exit_code, 1) << args[0] << " " << args[1];
     EXPECT_TRUE(OneErrorLine(r.err)) << r.err;
@@ -617,23 +618,23 @@ TEST_F(FotctlTest, InvalidUtf8IsOneLineNamingTheField) {
 }
 
 TEST_F(FotctlTest, UsageErrorsAreOneLineAndExitCodeTwo) {
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {},
-           {"frobnicate"},
-           {"sessions"},
-           {"sessions", "explode"},
-           {"sessions", "create"},
-           {"sessions", "ls", "extra"},
-           {"sessions", "ls", "--no-such-flag"},
-           {"sessions", "ls", "--max-tokens", "3"},
-           {"ask", "s", "q", "--max-tokens", "many"},
-           {"ask", "s", "q", "--max-tokens"},
-           {"ask", "s", "q", "--top-p", "2"},
-           {"ask", "s", ""},
-           {"ingest", "s", "-"},
-           {"ingest", "s", "a", "b", "--doc-id", "x"},
-           {"memory", "show", "s", "first"},
-           {"memory", "ls", "s", "--limit", "0"}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{},
+                                             {"frobnicate"},
+                                             {"sessions"},
+                                             {"sessions", "explode"},
+                                             {"sessions", "create"},
+                                             {"sessions", "ls", "extra"},
+                                             {"sessions", "ls", "--no-such-flag"},
+                                             {"sessions", "ls", "--max-tokens", "3"},
+                                             {"ask", "s", "q", "--max-tokens", "many"},
+                                             {"ask", "s", "q", "--max-tokens"},
+                                             {"ask", "s", "q", "--top-p", "2"},
+                                             {"ask", "s", ""},
+                                             {"ingest", "s", "-"},
+                                             {"ingest", "s", "a", "b", "--doc-id", "x"},
+                                             {"memory", "show", "s", "first"},
+                                             {"memory", "ls", "s", "--limit", "0"}}) {
     const Result r = Run(args);
     std::string joined;
     for (const auto& a : args) joined += a + " ";
@@ -647,8 +648,7 @@ TEST_F(FotctlTest, UsageErrorsAreOneLineAndExitCodeTwo) {
 
 TEST_F(FotctlTest, ServerDownIsOneLineAndExitCodeOne) {
   const std::string down = "127.0.0.1:" + std::to_string(ClosedPort());
-  for (const char* command : {"sessions ls", "ask s hello", "memory stats s",
-                                     "--json info"}) {
+  for (const char* command : {"sessions ls", "ask s hello", "memory stats s", "--json info"}) {
     const Result r = Shell(Quote(Fotctl()) + " --server " + down + " " + std::string(command));
     EXPECT_EQ(r.exit_code, 1) << command;
     EXPECT_TRUE(OneErrorLine(r.err)) << r.err;

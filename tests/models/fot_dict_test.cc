@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/session.h"
+#include "src/engine/session.h"
 #include "tests/tools/dict_corpus_fixture.h"
 
 namespace fot {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/npy.h"
+#include "src/checkpoint/npy.h"
 
 namespace fot {
 namespace {
@@ -31,7 +31,9 @@ Result RunFotRun(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
-std::string Golden(const std::string& file) { return std::string(FOT_GOLDEN_DIR) + "/tiny/" + file; }
+std::string Golden(const std::string& file) {
+  return std::string(FOT_GOLDEN_DIR) + "/tiny/" + file;
+}
 
 float MaxAbsDifference(const std::string& a_path, const std::string& b_path) {
   std::vector<int64_t> a_shape, b_shape;
@@ -51,7 +53,8 @@ TEST(FotRunTest, LogitsFileAndCachedGreedyContinuationMatchTheReference) {
   const Result r = RunFotRun("--model " + std::string(FOT_GOLDEN_DIR) + "/tiny --input-ids " +
                              Golden("input_ids.npy") +
                              " --last-context-length 16 --use-cache --generate 40 --ignore-eos"
-                             " --logits-out " + out + " --generated-ids-out " + ids);
+                             " --logits-out " +
+                             out + " --generated-ids-out " + ids);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("tokens/s"), std::string::npos) << r.output;
   EXPECT_LE(MaxAbsDifference(out, Golden("logits_nocache.npy")), 5e-4);
@@ -125,12 +128,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"MissingIdsFile", kTiny + "--input-ids /nonexistent.npy", "/nonexistent.npy"},
         BadInput{"IdsFileOfFloats", kTiny + "--input-ids " + Golden("logits_nocache.npy"),
                  "logits_nocache.npy"},
-        BadInput{"NegativeGenerate", kTiny + "--input-ids " + Golden("input_ids.npy") +
-                                         " --generate -1", "--generate"},
-        BadInput{"NegativeTemperature", kTiny + "--input-ids " + Golden("input_ids.npy") +
-                                            " --temperature -1", "temperature"},
-        BadInput{"LastContextBeyondTheWindow", kTiny + "--input-ids " + Golden("input_ids.npy") +
-                                                   " --last-context-length 33", "last_context_length"},
+        BadInput{"NegativeGenerate",
+                 kTiny + "--input-ids " + Golden("input_ids.npy") + " --generate -1", "--generate"},
+        BadInput{"NegativeTemperature",
+                 kTiny + "--input-ids " + Golden("input_ids.npy") + " --temperature -1",
+                 "temperature"},
+        BadInput{"LastContextBeyondTheWindow",
+                 kTiny + "--input-ids " + Golden("input_ids.npy") + " --last-context-length 33",
+                 "last_context_length"},
         BadInput{"UnknownFlag", kTiny + "--no-such-flag", "no_such_flag"},
         BadInput{"StrayArgument", kTiny + "stray", "unexpected argument"}),
     [](const auto& info) { return std::string(info.param.name); });

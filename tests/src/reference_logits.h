@@ -11,9 +11,9 @@
 #include <set>
 #include <vector>
 
-#include "src/attention_options.h"
-#include "src/model_config.h"
-#include "src/model_weights.h"
+#include "src/checkpoint/model_config.h"
+#include "src/checkpoint/model_weights.h"
+#include "src/model/attention_options.h"
 
 namespace fot::reference {
 

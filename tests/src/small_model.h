@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/engine.h"
-#include "src/kernels.h"
-#include "src/random_checkpoint.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/engine/engine.h"
+#include "src/model/kernels.h"
 
 namespace fot {
 

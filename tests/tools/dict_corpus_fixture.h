@@ -8,7 +8,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "src/tokenizer.h"
+#include "src/tokenizer/tokenizer.h"
 #include "tools/dict_corpus.h"
 
 namespace fot {

@@ -1,0 +1,471 @@
+#include "src/engine/session.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "src/engine/memory_snapshot.h"
+#include "src/model/kernels.h"
+
+namespace fot {
+namespace {
+
+// Question and generated tokens belong to no ingested document.
+constexpr int64_t kQueryDocument = -1;
+
+const LogitsSink kIgnoreLogits = [](int64_t, int64_t, const float*) {};
+
+// session.json: "fotserve-session 1" for fot sessions (as before lambda
+// attention existed), 2 for lambda sessions, which older servers must refuse
+// rather than load as fot.
+constexpr char kFormatFot[] = "fotserve-session 1";
+constexpr char kFormatLambda[] = "fotserve-session 2";
+
+std::vector<int> LayersWithMemory(const ModelState& state) {
+  std::vector<int> layers;
+  for (size_t l = 0; l < state.memory.size(); ++l) {
+    if (state.memory[l] != nullptr) layers.push_back(static_cast<int>(l));
+  }
+  return layers;
+}
+
+nlohmann::json AttentionJson(const AttentionOptions& a) {
+  return {{"mode", AttentionModeName(a.mode)},
+          {"n_global", a.n_global},
+          {"local_window", a.local_window},
+          {"memory_positioning", MemoryPositioningName(*a.memory_positioning)},
+          {"memory_layers", *a.memory_layers}};
+}
+
+// The attention options saved by AttentionJson; fot when `json` is absent.
+absl::StatusOr<AttentionOptions> AttentionFromJson(const nlohmann::json& json) {
+  AttentionOptions a;
+  if (json.is_null()) return a;
+  if (!json.is_object() || !json.contains("mode") || !json["mode"].is_string()) {
+    return absl::DataLossError("attention is not an object with a mode");
+  }
+  FOT_ASSIGN_OR_RETURN(a.mode, ParseAttentionMode(json["mode"].get<std::string>()));
+  if (a.mode == AttentionMode::kFot) return a;
+  const auto& n_global = json.value("n_global", nlohmann::json());
+  const auto& local_window = json.value("local_window", nlohmann::json());
+  const auto& positioning = json.value("memory_positioning", nlohmann::json());
+  const auto& layers = json.value("memory_layers", nlohmann::json());
+  if (!n_global.is_number_integer() || !local_window.is_number_integer() ||
+      !positioning.is_string() || !layers.is_array()) {
+    return absl::DataLossError("lambda attention without all of its options");
+  }
+  a.n_global = n_global.get<int>();
+  a.local_window = local_window.get<int>();
+  FOT_ASSIGN_OR_RETURN(a.memory_positioning,
+                       ParseMemoryPositioning(positioning.get<std::string>()));
+  a.memory_layers.emplace();
+  for (const auto& layer : layers) {
+    if (!layer.is_number_integer()) return absl::DataLossError("a memory layer is not a number");
+    a.memory_layers->push_back(layer.get<int>());
+  }
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Engine* engine,
+                                                         const SessionOptions& options) {
+  const ModelConfig& config = engine->config();
+  const int last =
+      options.last_context_length > 0 ? options.last_context_length : config.last_context_length;
+  if (last < 1 || last > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "last_context_length ", last,
+        " must lie in [1, max_position_embeddings = ", config.max_position_embeddings, "]"));
+  }
+  if (options.retrieval.mode == Retrieval::Mode::kKnn && options.retrieval.top_k < 1) {
+    return absl::InvalidArgumentError("knn retrieval needs top_k >= 1");
+  }
+  FOT_RETURN_IF_ERROR(ValidateMemoryOptions(options.memory, config.head_dim()));
+  FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(options.memory, options.attention));
+  SessionOptions resolved = options;
+  resolved.last_context_length = last;
+  resolved.attention = state.attention;
+  return std::unique_ptr<Session>(new Session(engine, resolved, std::move(state)));
+}
+
+Session::Session(const Engine* engine, SessionOptions options, ModelState state)
+    : engine_(engine),
+      options_(std::move(options)),
+      last_context_length_(options_.last_context_length),
+      memory_layers_(LayersWithMemory(state)),
+      state_(std::move(state)) {
+  state_.retrieval = options_.retrieval;
+}
+
+int64_t Session::EntryPosition(int64_t id) const {
+  return options_.attention.mode == AttentionMode::kLambda ? id + options_.attention.n_global : id;
+}
+
+absl::StatusOr<DocumentInfo> Session::StartDocument(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("a document needs a non-empty id");
+  absl::MutexLock lock(&mu_);
+  for (const DocumentInfo& d : documents_) {
+    if (d.name == name) {
+      return absl::AlreadyExistsError(absl::StrCat("document '", name, "' already exists (",
+                                                   d.tokens, " tokens); resume it instead"));
+    }
+  }
+  documents_.push_back({static_cast<int64_t>(documents_.size()), name,
+                        static_cast<int64_t>(stream_.size()), 0, false});
+  return documents_.back();
+}
+
+absl::StatusOr<IngestProgress> Session::AppendToDocument(const std::string& name,
+                                                         absl::Span<const int> tokens) {
+  const int vocab = engine_->config().vocab_size;
+  for (int t : tokens) {
+    if (t < 0 || t >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (documents_.empty() || documents_.back().name != name) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("document '", name,
+                     "' is not the latest document of the session; a session's stream "
+                     "is its documents in order, so only the latest one can grow"));
+  }
+  DocumentInfo& document = documents_.back();
+  for (int t : tokens) {
+    stream_.push_back(t);
+    provenance_.push_back({document.id, document.tokens++, t});
+  }
+  FOT_RETURN_IF_ERROR(CommitWindows());
+  return IngestProgress{document.tokens, static_cast<int64_t>(stream_.size()), committed_};
+}
+
+absl::Status Session::CommitWindows() {
+  if (options_.attention.mode == AttentionMode::kLambda) {
+    // Blocks of L from the stream's start, as a one-shot Prefill runs them; a
+    // block is final once a token follows it, which keeps the pending tail
+    // non-empty (Score needs the logits of the token before a continuation).
+    const int64_t block = options_.attention.local_window;
+    while (static_cast<int64_t>(stream_.size()) - committed_ > block) {
+      FOT_RETURN_IF_ERROR(
+          engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, block), &state_,
+                                 absl::MakeConstSpan(provenance_).subspan(committed_, block)));
+      committed_ += block;
+    }
+    return absl::OkStatus();
+  }
+  const int64_t window = engine_->config().max_position_embeddings;
+  // A full window is final once L − 1 tokens follow it: any question (>= 1
+  // token) then leaves it whole in the one-shot split.
+  while (static_cast<int64_t>(stream_.size()) - committed_ >= window + last_context_length_ - 1) {
+    FOT_RETURN_IF_ERROR(
+        engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, window), &state_,
+                               absl::MakeConstSpan(provenance_).subspan(committed_, window)));
+    committed_ += window;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<DocumentInfo> Session::Documents() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return documents_;
+}
+
+absl::StatusOr<DocumentInfo> Session::Document(const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  for (const DocumentInfo& d : documents_) {
+    if (d.name == name) return d;
+  }
+  return absl::NotFoundError(absl::StrCat("no document '", name, "' in this session"));
+}
+
+absl::Status Session::DeleteDocument(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  for (DocumentInfo& d : documents_) {
+    if (d.name != name) continue;
+    if (d.deleted) return absl::NotFoundError(absl::StrCat("document '", name, "' is deleted"));
+    d.deleted = true;
+    for (const auto& memory : state_.memory) {
+      if (memory == nullptr) continue;
+      absl::Status status = memory->DeleteDocument(d.id);
+      // A document still wholly in the pending tail has no memory entries yet.
+      if (!status.ok() && status.code() != absl::StatusCode::kNotFound) return status;
+    }
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("no document '", name, "' in this session"));
+}
+
+absl::StatusOr<ModelState> Session::QueryState(const std::optional<Retrieval>& retrieval) const {
+  FOT_ASSIGN_OR_RETURN(ModelState state, engine_->NewOverlayState(state_));
+  state.retrieval = retrieval.value_or(options_.retrieval);
+  return state;
+}
+
+void Session::QueryInput(absl::Span<const int> extra, std::vector<int>* tokens,
+                         std::vector<Provenance>* provenance) const {
+  tokens->assign(stream_.begin() + committed_, stream_.end());
+  provenance->assign(provenance_.begin() + committed_, provenance_.end());
+  for (size_t i = 0; i < extra.size(); ++i) {
+    tokens->push_back(extra[i]);
+    provenance->push_back({kQueryDocument, static_cast<int64_t>(i), extra[i]});
+  }
+}
+
+absl::StatusOr<QueryResult> Session::Generate(absl::Span<const int> question,
+                                              const QueryOptions& options) {
+  if (question.empty()) return absl::InvalidArgumentError("the question has no tokens");
+  if (options.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  FOT_RETURN_IF_ERROR(ValidateSamplingOptions(options.sampling));
+  QueryResult result;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    FOT_ASSIGN_OR_RETURN(ModelState state, QueryState(options.retrieval));
+    state.trace = options.trace;
+    std::vector<int> tokens;
+    std::vector<Provenance> provenance;
+    QueryInput(question, &tokens, &provenance);
+    result.prompt_tokens = static_cast<int64_t>(tokens.size());
+
+    const int vocab = engine_->config().vocab_size;
+    std::vector<float> logits(vocab);
+    const LogitsSink keep_last = [&](int64_t, int64_t rows, const float* l) {
+      std::copy(l + (rows - 1) * vocab, l + rows * vocab, logits.begin());
+    };
+    auto set_trace_top = [&] {
+      for (AttentionTrace& t : state.traces) t.top = options.trace_top;
+    };
+    state.traces.assign(engine_->config().num_hidden_layers, AttentionTrace{});
+    set_trace_top();
+    FOT_RETURN_IF_ERROR(engine_->Prefill(tokens, last_context_length_, &state, LogitsMode::kLast,
+                                         keep_last, provenance));
+    Sampler sampler(options.sampling);
+    for (int i = 0; i < options.max_tokens; ++i) {
+      GeneratedToken generated{sampler.Sample(logits.data(), vocab), {}};
+      if (options.trace) generated.traces = state.traces;
+      result.tokens.push_back(generated.token);
+      if (options.on_token && !options.on_token(generated, logits.data())) {
+        result.stopped_by_caller = true;
+        break;
+      }
+      if (options.stop_at_eos && generated.token == engine_->config().eos_token_id) break;
+      if (i + 1 == options.max_tokens) break;
+      const Provenance where{kQueryDocument, static_cast<int64_t>(question.size()) + i,
+                             generated.token};
+      set_trace_top();
+      FOT_RETURN_IF_ERROR(engine_->Append({&generated.token, 1}, &state, LogitsMode::kLast,
+                                          keep_last, {&where, 1}));
+    }
+  }
+  if (options.keep_turn) {
+    // The turn joins the stream as a document of its own, processed by the
+    // same window rule as any ingested text.
+    std::string name;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      name = absl::StrCat("turn-", documents_.size());
+    }
+    FOT_RETURN_IF_ERROR(StartDocument(name).status());
+    std::vector<int> turn(question.begin(), question.end());
+    turn.insert(turn.end(), result.tokens.begin(), result.tokens.end());
+    FOT_RETURN_IF_ERROR(AppendToDocument(name, turn).status());
+  }
+  return result;
+}
+
+absl::StatusOr<ScoreResult> Session::Score(absl::Span<const int> context,
+                                           absl::Span<const int> continuation,
+                                           const std::optional<Retrieval>& retrieval) {
+  if (continuation.empty()) return absl::InvalidArgumentError("the continuation has no tokens");
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<int> extra(context.begin(), context.end());
+  extra.insert(extra.end(), continuation.begin(), continuation.end());
+  std::vector<int> tokens;
+  std::vector<Provenance> provenance;
+  QueryInput(extra, &tokens, &provenance);
+  const int64_t first_scored = static_cast<int64_t>(tokens.size() - continuation.size());
+  if (first_scored == 0) {
+    // The token before the continuation is committed memory, which a query
+    // does not rerun.
+    return absl::InvalidArgumentError(
+        "nothing in the pending text precedes the continuation: give a context");
+  }
+  FOT_ASSIGN_OR_RETURN(ModelState state, QueryState(retrieval));
+  // Row p of the query input predicts token p + 1: rows [first_scored − 1,
+  // end − 1) score the continuation.
+  ScoreResult result;
+  const int vocab = engine_->config().vocab_size;
+  const LogitsSink score = [&](int64_t first, int64_t rows, const float* l) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t position = first + r;
+      if (position < first_scored - 1 || position + 1 >= static_cast<int64_t>(tokens.size())) {
+        continue;
+      }
+      const float* x = l + r * vocab;
+      const float top = x[ArgMax(x, vocab)];
+      double sum = 0;
+      for (int v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(x[v] - top));
+      const double log_prob = x[tokens[position + 1]] - top - std::log(sum);
+      result.token_log_probs.push_back(static_cast<float>(log_prob));
+      result.log_likelihood += log_prob;
+    }
+  };
+  FOT_RETURN_IF_ERROR(
+      engine_->Prefill(tokens, last_context_length_, &state, LogitsMode::kAll, score, provenance));
+  result.perplexity = std::exp(-result.log_likelihood / continuation.size());
+  return result;
+}
+
+absl::StatusOr<std::vector<AttentionTrace>> Session::Search(
+    absl::Span<const int> text, int top, const std::optional<Retrieval>& retrieval) {
+  if (text.empty()) return absl::InvalidArgumentError("the search text has no tokens");
+  if (top < 1) return absl::InvalidArgumentError("top must be at least 1");
+  absl::ReaderMutexLock lock(&mu_);
+  FOT_ASSIGN_OR_RETURN(ModelState state, QueryState(retrieval));
+  state.trace = true;
+  state.traces.assign(engine_->config().num_hidden_layers, AttentionTrace{});
+  for (AttentionTrace& t : state.traces) t.top = top;
+  std::vector<int> tokens;
+  std::vector<Provenance> provenance;
+  QueryInput(text, &tokens, &provenance);
+  FOT_RETURN_IF_ERROR(engine_->Prefill(tokens, last_context_length_, &state, LogitsMode::kNone,
+                                       kIgnoreLogits, provenance));
+  return state.traces;
+}
+
+MemoryStats Session::Stats() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return GetMemoryStats(state_);
+}
+
+absl::StatusOr<std::vector<MemoryEntry>> Session::ListEntries(int layer, int64_t offset,
+                                                              int64_t limit) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return ListMemoryEntries(state_, layer, offset, limit);
+}
+
+absl::StatusOr<std::vector<MemoryEntry>> Session::EntryContext(int layer, int64_t id,
+                                                               int radius) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return MemoryEntryContext(state_, layer, id, radius);
+}
+
+std::vector<int> Session::StreamTokens(int64_t first, int64_t count) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const int64_t begin = std::clamp<int64_t>(first, 0, stream_.size());
+  const int64_t end =
+      std::clamp<int64_t>(first + std::max<int64_t>(count, 0), begin, stream_.size());
+  return std::vector<int>(stream_.begin() + begin, stream_.begin() + end);
+}
+
+IngestProgress Session::Progress() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return {documents_.empty() ? 0 : documents_.back().tokens, static_cast<int64_t>(stream_.size()),
+          committed_};
+}
+
+absl::Status Session::Save(const std::string& dir) const {
+  absl::ReaderMutexLock lock(&mu_);
+  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(dir));
+  FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory"));
+  const bool lambda = options_.attention.mode == AttentionMode::kLambda;
+  nlohmann::json session;
+  session["format"] = lambda ? kFormatLambda : kFormatFot;
+  if (lambda) session["attention"] = AttentionJson(options_.attention);
+  session["index"] = DescribeOptions(options_.memory);
+  session["retrieval"] = DescribeRetrieval(options_.retrieval);
+  session["last_context_length"] = last_context_length_;
+  session["committed"] = committed_;
+  for (const DocumentInfo& d : documents_) {
+    session["documents"].push_back({{"id", d.id},
+                                    {"name", d.name},
+                                    {"first", d.first},
+                                    {"tokens", d.tokens},
+                                    {"deleted", d.deleted}});
+  }
+  {
+    std::ofstream out(staging + "/session.json");
+    out << session.dump(1);
+    std::ofstream stream(staging + "/stream.bin", std::ios::binary);
+    const uint64_t count = stream_.size();
+    stream.write(reinterpret_cast<const char*>(&count), sizeof(count));
+    stream.write(reinterpret_cast<const char*>(provenance_.data()),
+                 static_cast<std::streamsize>(count * sizeof(Provenance)));
+    if (!out || !stream) return absl::InternalError(absl::StrCat("cannot write ", staging));
+  }
+  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir + "/session.json")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " exists and is not a saved session; refusing to replace it"));
+  }
+  return ReplaceDirectory(staging, dir);
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
+                                                       const std::string& dir) {
+  std::ifstream in(dir + "/session.json");
+  if (!in) return absl::NotFoundError(absl::StrCat(dir, ": no saved session (no session.json)"));
+  nlohmann::json session = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (session.is_discarded() || !session.is_object() ||
+      (session.value("format", "") != kFormatFot && session.value("format", "") != kFormatLambda)) {
+    return absl::DataLossError(absl::StrCat(dir, "/session.json is not a fotserve session"));
+  }
+  SessionOptions options;
+  FOT_RETURN_IF_ERROR(ParseIndexSpec(session.value("index", ""), &options.memory));
+  FOT_ASSIGN_OR_RETURN(options.retrieval, ParseRetrieval(session.value("retrieval", "")));
+  options.last_context_length = session.value("last_context_length", 0);
+  // Sessions saved before lambda attention existed have no "attention": fot.
+  absl::StatusOr<AttentionOptions> attention =
+      AttentionFromJson(session.value("attention", nlohmann::json()));
+  if (attention.ok()) attention = ResolveAttentionOptions(engine->config(), *attention);
+  if (!attention.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(dir, "/session.json: bad attention options: ", attention.status().message()));
+  }
+  options.attention = *attention;
+  FOT_ASSIGN_OR_RETURN(ModelState state,
+                       LoadMemory(engine->transformer(), dir + "/memory", options.attention));
+  auto loaded = std::unique_ptr<Session>(new Session(engine, options, std::move(state)));
+  if (loaded->last_context_length_ < 1 ||
+      loaded->last_context_length_ > engine->config().max_position_embeddings) {
+    return absl::DataLossError(absl::StrCat(dir, ": bad last_context_length"));
+  }
+
+  std::ifstream stream(dir + "/stream.bin", std::ios::binary);
+  uint64_t count = 0;
+  stream.read(reinterpret_cast<char*>(&count), sizeof(count));
+  const uint64_t bytes = std::filesystem::exists(dir + "/stream.bin")
+                             ? std::filesystem::file_size(dir + "/stream.bin")
+                             : 0;
+  if (!stream || bytes != sizeof(count) + count * sizeof(Provenance)) {
+    return absl::DataLossError(absl::StrCat(dir, "/stream.bin is missing or truncated"));
+  }
+  absl::MutexLock lock(&loaded->mu_);
+  loaded->provenance_.resize(count);
+  stream.read(reinterpret_cast<char*>(loaded->provenance_.data()),
+              static_cast<std::streamsize>(count * sizeof(Provenance)));
+  for (const Provenance& p : loaded->provenance_) loaded->stream_.push_back(p.token);
+  loaded->committed_ = session.value("committed", int64_t{0});
+  if (loaded->committed_ < 0 || loaded->committed_ > static_cast<int64_t>(count) ||
+      loaded->state_.memory.empty()) {
+    return absl::DataLossError(absl::StrCat(dir, ": committed count does not fit the stream"));
+  }
+  if (!loaded->state_.lambda_caches.empty() &&
+      loaded->state_.lambda_caches.front().tokens() != loaded->committed_) {
+    return absl::DataLossError(absl::StrCat(
+        dir, ": the saved lambda state holds ", loaded->state_.lambda_caches.front().tokens(),
+        " tokens, the session ", loaded->committed_, " committed ones"));
+  }
+  for (const auto& d : session["documents"]) {
+    loaded->documents_.push_back({d.value("id", int64_t{0}), d.value("name", ""),
+                                  d.value("first", int64_t{0}), d.value("tokens", int64_t{0}),
+                                  d.value("deleted", false)});
+  }
+  loaded->state_.retrieval = options.retrieval;
+  return loaded;
+}
+
+}  // namespace fot

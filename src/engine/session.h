@@ -1,0 +1,201 @@
+// A session: one memory plus its pending, not yet processed tail of tokens
+// (DESIGN.md §2). Documents stream in; every window of W tokens, aligned from
+// the session's first token, is processed and moved to memory once at least
+// L − 1 tokens follow it, because a later question of any length must see
+// exactly the window split of a one-shot call. A query runs the pending tail
+// plus its question through the same split, reading the session's memory and
+// writing its own windows to a private overlay that is dropped at the end, so
+// queries never change the session.
+//
+// The invariant: for any chunking of the ingested documents and any question,
+// a query's logits and greedy tokens equal those of one Engine::Prefill over
+// all documents' tokens followed by the question (then Engine::Append per
+// generated token).
+//
+// Under lambda attention (SessionOptions::attention) there are no windows:
+// tokens leave the local branch one by one into memory, and Engine::Prefill
+// runs a stream in blocks of L = local_window queries from the call's first
+// token. A session commits the stream in the same blocks, aligned from its
+// first token: a block of L tokens is run into the session's state (sinks,
+// ring and memory) as soon as one more token follows it, so the pending tail
+// of a non-empty stream holds 1 to L tokens. A query continues a private copy
+// of the sinks and ring (Engine::NewOverlayState) with the tail and its
+// question, in blocks of L from the same aligned start as the one-shot call:
+// the same arithmetic in the same order, so the invariant holds exactly.
+//
+// Thread safety: all methods may be called from any thread. Queries (Generate,
+// Score, Search, inspection) share the session; Ingest, DeleteDocument and
+// keeping a turn take it exclusively, so a query sees the session as it was
+// when it started.
+#ifndef FOTSERVE_SRC_ENGINE_SESSION_H_
+#define FOTSERVE_SRC_ENGINE_SESSION_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "src/engine/engine.h"
+#include "src/engine/memory_inspection.h"
+#include "src/engine/sampler.h"
+
+namespace fot {
+
+struct SessionOptions {
+  MemoryOptions memory;         // index kind and storage of every memory layer
+  Retrieval retrieval;          // default retrieval of queries
+  int last_context_length = 0;  // fot's L; 0: the model's last_context_length
+  // fot (the default) or lambda with its options; Session::Create resolves it
+  // for the model (options() holds every default filled in).
+  AttentionOptions attention;
+};
+
+struct DocumentInfo {
+  int64_t id;        // session-local number, in ingest order (provenance.document)
+  std::string name;  // the client's document id
+  int64_t first;     // stream position of its first token
+  int64_t tokens;    // tokens received so far
+  bool deleted;
+};
+
+struct IngestProgress {
+  int64_t document_tokens;  // tokens of this document received so far
+  int64_t stream_tokens;    // tokens of the whole session
+  // Stream tokens run into the session's state: under fot, those whose
+  // windows are in memory; under lambda, the blocks of L in the sinks, ring
+  // and memory.
+  int64_t committed_tokens;
+};
+
+// One generated token and, when traced, what it retrieved.
+struct GeneratedToken {
+  int token;
+  std::vector<AttentionTrace> traces;  // [layer]; empty unless QueryOptions::trace
+};
+
+struct QueryOptions {
+  SamplingOptions sampling;
+  int max_tokens = 64;
+  bool stop_at_eos = true;
+  std::optional<Retrieval> retrieval;  // overrides the session's
+  bool trace = false;                  // record retrieval per generated token
+  int trace_top = 8;                   // entries per head in a trace
+  bool keep_turn = false;              // append question + answer to the session
+  // Called for each generated token; returning false stops generation (a
+  // cancelled client). Also receives every row of logits when set.
+  std::function<bool(const GeneratedToken&, const float* logits)> on_token;
+};
+
+struct QueryResult {
+  std::vector<int> tokens;  // generated
+  bool stopped_by_caller = false;
+  int64_t prompt_tokens = 0;  // pending tail + question run for this query
+};
+
+struct ScoreResult {
+  double log_likelihood = 0;  // Σ log p(continuation token | everything before)
+  std::vector<float> token_log_probs;
+  double perplexity = 0;  // exp(−log_likelihood / tokens)
+};
+
+class Session {
+ public:
+  static absl::StatusOr<std::unique_ptr<Session>> Create(const Engine* engine,
+                                                         const SessionOptions& options);
+
+  const SessionOptions& options() const { return options_; }
+  // The layers with memory (the config's under fot; attention.memory_layers
+  // under lambda), ascending.
+  const std::vector<int>& memory_layers() const { return memory_layers_; }
+  // The stream position of memory entry `id` — of committed memory, or of a
+  // query's overlay, whose entries continue the stream with the query's own
+  // tokens. Under fot every token enters memory (id = position); under lambda
+  // the n_global sink tokens never do.
+  int64_t EntryPosition(int64_t id) const;
+
+  // Starts a document named `name`. AlreadyExists if a document of that name
+  // exists (use its info and AppendToDocument to resume).
+  absl::StatusOr<DocumentInfo> StartDocument(const std::string& name);
+
+  // Appends tokens to document `name`, which must be the latest document (a
+  // session's stream is its documents in order). Windows that have L − 1
+  // tokens after them are processed into memory (lambda: blocks of L that
+  // have a token after them). FailedPrecondition if `name`
+  // is not the latest document; InvalidArgument for ids outside the vocabulary.
+  absl::StatusOr<IngestProgress> AppendToDocument(const std::string& name,
+                                                  absl::Span<const int> tokens);
+
+  std::vector<DocumentInfo> Documents() const;
+  absl::StatusOr<DocumentInfo> Document(const std::string& name) const;
+
+  // Hides a document's entries from retrieval (its tokens stay in the stream,
+  // so positions and windows do not move). NotFound for an unknown name.
+  [[nodiscard]] absl::Status DeleteDocument(const std::string& name);
+
+  // Runs the pending tail + question, then generates. The question must not be
+  // empty.
+  absl::StatusOr<QueryResult> Generate(absl::Span<const int> question, const QueryOptions& options);
+
+  // Log-likelihood of `continuation` after the session's stream + `context`.
+  absl::StatusOr<ScoreResult> Score(absl::Span<const int> context,
+                                    absl::Span<const int> continuation,
+                                    const std::optional<Retrieval>& retrieval);
+
+  // What the memory layers retrieve for the last token of `text` run after the
+  // session's stream (traces per layer, `top` entries per head).
+  absl::StatusOr<std::vector<AttentionTrace>> Search(absl::Span<const int> text, int top,
+                                                     const std::optional<Retrieval>& retrieval);
+
+  // Inspection of the committed memory (memory_inspection.h).
+  MemoryStats Stats() const;
+  absl::StatusOr<std::vector<MemoryEntry>> ListEntries(int layer, int64_t offset,
+                                                       int64_t limit) const;
+  absl::StatusOr<std::vector<MemoryEntry>> EntryContext(int layer, int64_t id, int radius) const;
+  // Token ids of the stream positions [first, first + count) (clamped).
+  std::vector<int> StreamTokens(int64_t first, int64_t count) const;
+  IngestProgress Progress() const;
+
+  // Saves the options, memory (lambda: and sinks and rings), documents and
+  // the pending tail to dir (atomically replaced). Load gives a session whose
+  // queries equal this one's bit for bit; sessions saved before lambda
+  // attention existed load as fot sessions.
+  [[nodiscard]] absl::Status Save(const std::string& dir) const;
+  static absl::StatusOr<std::unique_ptr<Session>> Load(const Engine* engine,
+                                                       const std::string& dir);
+
+ private:
+  Session(const Engine* engine, SessionOptions options, ModelState state);
+
+  // Processes every full window that has L − 1 tokens after it (lambda:
+  // every block of L that has a token after it).
+  absl::Status CommitWindows() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A query's state: a private overlay over the session's memory.
+  absl::StatusOr<ModelState> QueryState(const std::optional<Retrieval>& retrieval) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Pending tail + `extra`, with provenance (question tokens: document -1).
+  void QueryInput(absl::Span<const int> extra, std::vector<int>* tokens,
+                  std::vector<Provenance>* provenance) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const Engine* engine_;
+  const SessionOptions options_;
+  const int last_context_length_;
+  const std::vector<int> memory_layers_;
+
+  mutable absl::Mutex mu_;
+  ModelState state_ ABSL_GUARDED_BY(mu_);         // memory of committed windows
+  std::vector<int> stream_ ABSL_GUARDED_BY(mu_);  // every token ingested
+  std::vector<Provenance> provenance_ ABSL_GUARDED_BY(mu_);
+  int64_t committed_ ABSL_GUARDED_BY(mu_) = 0;  // stream_[0, committed_) is in memory
+  std::vector<DocumentInfo> documents_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fot
+
+#endif  // FOTSERVE_SRC_ENGINE_SESSION_H_

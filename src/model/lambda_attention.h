@@ -1,0 +1,102 @@
+// LM-Infinite's Λ-shaped attention with a distance cap, plus kNN memory
+// (issue 6). Exact semantics, per layer, for the query at stream position t
+// (positions count from the stream's first token; L = local window,
+// G = n_global):
+//
+//   local branch   s ∈ [max(0, t − L + 1), t], true distance t − s.
+//   global branch  s < G and s ≤ t − L: the first G tokens not in the local
+//                  branch, each at the capped distance L (key rotated by 0,
+//                  query by L). Empty while t < L: up to L tokens this is
+//                  plain causal attention.
+//   memory         memory layers only: s ∈ [G, t − L], every token that has
+//                  left the local branch and is not global, read from the
+//                  layer's memory as the state's Retrieval says (dense: all,
+//                  knn:K: the K with the largest ⟨q_mem, key⟩), keys
+//                  unrotated, the query positioned as MemoryPositioning says.
+//                  Documents outside Retrieval::filter are not visible.
+//   One softmax over all three, scores ⟨q, k⟩ / sqrt(head_dim).
+// Rotations are lambda_positions.h's. Nothing depends on how the stream was
+// cut into calls: a call of n tokens gives what n calls of one token give
+// (up to float summation order), because the tokens that leave the local
+// branch during a call are scored as memory, per query, from the ring,
+// before they are appended to the FAISS memory at the end of the call (with
+// the ids they then get, so knn merges them with FAISS's results exactly).
+//
+// State: the layer's LambdaCache (G sinks + a ring of L), O(G + L) however
+// long the stream; memory layers' memory grows by one entry per token that
+// leaves the local branch.
+#ifndef FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_
+#define FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "memory/kv_memory.h"
+#include "src/model/attention.h"
+#include "src/model/lambda_cache.h"
+#include "src/model/lambda_positions.h"
+#include "src/model/rope.h"
+
+namespace fot {
+
+// Buffers reused across calls, so generating a token allocates nothing.
+struct LambdaScratch {
+  struct Candidate {      // knn: one memory entry a query may attend to
+    float score;          // scaled ⟨q_mem, key⟩
+    int64_t id;           // memory id (in-call entries: the id they will get)
+    const float* values;  // in-call entries' values; null: read from memory
+    Provenance provenance;
+  };
+  struct Tile {                           // one per OpenMP thread
+    std::vector<float> queries;           // [tile rows, head_dim], scaled, unrotated
+    std::vector<float> rotated;           // [tile rows, head_dim], for one key segment
+    std::vector<float> memory_queries;    // [tile rows, head_dim], scaled, memory-positioned
+    std::vector<float> scores;            // [tile rows, key block]
+    std::vector<float> in_call;           // [tile rows, in-call memory entries] (knn)
+    std::vector<float> output;            // [tile rows, head_dim], unnormalised
+    std::vector<float> row_max, row_sum;  // [tile rows]
+    std::vector<float> block_keys, block_values;  // [key block, head_dim]
+    std::vector<uint8_t> block_live;              // [key block]
+    std::vector<Provenance> block_provenance;
+    std::vector<Candidate> candidates;
+    std::vector<int64_t> gather_ids;  // knn: the memory entries whose values are read
+  };
+  std::vector<Tile> tiles;
+  std::vector<float> new_keys;        // [n, num_kv_heads, head_dim], rotated by ring slot
+  std::vector<float> search_queries;  // knn: [rows, head_dim] per kv head, unscaled
+  std::vector<int64_t> ids;           // knn: [kv_heads][rows * K]
+  std::vector<float> search_scores;   // knn: [kv_heads][rows * K]
+};
+
+// Immutable after construction; Step may run on many threads at once, each
+// with its own cache, memory and scratch.
+class LambdaAttention {
+ public:
+  // head_dim, rope_theta, and the largest local window (max_position_embeddings).
+  LambdaAttention(int head_dim, float rope_theta, int max_local_window);
+
+  // One layer's attention for n new tokens at stream positions
+  // [cache->tokens(), cache->tokens() + n), 1 <= n <= L:
+  //   q: [n, num_heads, head_dim] and k, v: [n, num_kv_heads, head_dim], the
+  //      raw projections (no rotation applied); provenance: [n].
+  //   out: [n, num_heads, head_dim].
+  // Then appends the tokens that left the local branch (and are not global)
+  // to `memory` (null: a layer without memory; they are dropped) and writes
+  // the new entries to `cache`. With a trace and a memory, records what the
+  // last query retrieved, as Attend does. Fails only if memory fails.
+  [[nodiscard]] absl::Status Step(const AttentionDims& dims, const LambdaPositions& positions,
+                                  const float* q, const float* k, const float* v,
+                                  const Provenance* provenance, int n, LambdaCache* cache,
+                                  KvMemory* memory, const Retrieval& retrieval,
+                                  LambdaScratch* scratch, float* out,
+                                  AttentionTrace* trace = nullptr) const;
+
+ private:
+  Rope rope_;
+};
+
+}  // namespace fot
+
+#endif  // FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_

@@ -1,0 +1,699 @@
+// The Fot gRPC service: each handler checks and converts its request, calls
+// the SessionManager / Session, and converts the answer. Synchronous API:
+// streams are plain ServerWriter / ServerReaderWriter loops. Every handler
+// runs inside Guard(), so no exception leaves it, and every absl::Status
+// becomes a grpc::Status in ToGrpcStatus() alone. Every request message is
+// first checked for invalid UTF-8 in its text fields (CheckTextFields). The
+// conversions between engine types and fot.v1 messages live in
+// service_conversions.{h,cc}.
+#include "src/server/service.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "proto/fot.grpc.pb.h"
+#include "src/server/service_conversions.h"
+
+namespace fot {
+namespace {
+
+namespace pb = ::fot::v1;
+using service_internal::EntryResolver;
+using service_internal::FillAck;
+using service_internal::FillEntry;
+using service_internal::FillOptions;
+using service_internal::FillSessionInfo;
+using service_internal::SpecOf;
+
+constexpr int kDefaultMaxTokens = 64;
+constexpr int kMaxTokensLimit = 1 << 16;
+constexpr int kDefaultTraceTop = 8;
+constexpr int kMaxTop = 256;
+constexpr int kMaxStops = 16;
+constexpr size_t kMaxStopBytes = 256;
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 10000;
+constexpr int kDefaultRadius = 16;
+constexpr int kMaxRadius = 4096;
+
+// The one place where absl::Status becomes grpc::Status. The codes are equal
+// numerically (both follow google.rpc.Code).
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  const int code = static_cast<int>(status.code());
+  const auto grpc_code =
+      code >= 1 && code <= 16 ? static_cast<grpc::StatusCode>(code) : grpc::StatusCode::UNKNOWN;
+  std::string message(status.message());
+  if (message.size() > 4096) message.resize(4096);
+  return grpc::Status(grpc_code, message);
+}
+
+// Whether `field` may end inside a UTF-8 character: IngestChunk.text, which
+// the DocumentTokenizer checks as the document's text grows.
+bool MayEndInsideACharacter(const google::protobuf::FieldDescriptor& field) {
+  return field.containing_type() == pb::IngestChunk::descriptor() &&
+         field.number() == pb::IngestChunk::kTextFieldNumber;
+}
+
+// InvalidArgument naming the first text field (string or bytes, in nested
+// messages too) of `message` that is not valid UTF-8; `path` names `message`.
+// Clients write their text into `bytes` fields (fot.proto), so that it
+// reaches this check instead of failing protobuf's parse.
+absl::Status CheckTextFields(const google::protobuf::Message& message, const std::string& path) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& reflection = *message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection.ListFields(message, &fields);  // the set ones
+  for (const FieldDescriptor* field : fields) {
+    const bool text = field->cpp_type() == FieldDescriptor::CPPTYPE_STRING;
+    if (!text && field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (text && MayEndInsideACharacter(*field)) continue;
+    const int n = field->is_repeated() ? reflection.FieldSize(message, field) : 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string name = field->is_repeated()
+                                   ? absl::StrCat(path, ".", field->name(), "[", i, "]")
+                                   : absl::StrCat(path, ".", field->name());
+      if (!text) {
+        FOT_RETURN_IF_ERROR(CheckTextFields(field->is_repeated()
+                                                ? reflection.GetRepeatedMessage(message, field, i)
+                                                : reflection.GetMessage(message, field),
+                                            name));
+        continue;
+      }
+      std::string scratch;
+      const std::string& value =
+          field->is_repeated() ? reflection.GetRepeatedStringReference(message, field, i, &scratch)
+                               : reflection.GetStringReference(message, field, &scratch);
+      if (absl::Status valid = ValidateUtf8(value, /*allow_incomplete_end=*/false); !valid.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": ", valid.message(),
+                         "; text fields must be UTF-8 (convert the text first, e.g. with iconv -t "
+                         "UTF-8)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// CheckTextFields for a whole request, named by its message type.
+absl::Status CheckRequestText(const google::protobuf::Message& request) {
+  return CheckTextFields(request, request.GetDescriptor()->name());
+}
+
+// Runs a handler body; exceptions become INTERNAL.
+template <typename Body>
+grpc::Status Guard(const char* method, Body&& body) {
+  try {
+    return ToGrpcStatus(body());
+  } catch (const std::exception& e) {
+    return ToGrpcStatus(absl::InternalError(absl::StrCat(method, ": ", e.what())));
+  } catch (...) {
+    return ToGrpcStatus(absl::InternalError(absl::StrCat(method, ": unknown exception")));
+  }
+}
+
+// Guard for a unary or server-streaming handler: checks the request's text
+// fields before the body runs.
+template <typename Body>
+grpc::Status Handle(const char* method, const google::protobuf::Message& request, Body&& body) {
+  return Guard(method, [&]() -> absl::Status {
+    FOT_RETURN_IF_ERROR(CheckRequestText(request));
+    return body();
+  });
+}
+
+// Text or token ids of one input (its text fields already checked by
+// Handle); InvalidArgument if both are set, or if neither is and `required`.
+absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std::string& text,
+                                           const google::protobuf::RepeatedField<int32_t>& ids,
+                                           const char* what, bool required) {
+  if (!text.empty() && !ids.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("give ", what, " as text or as token ids, not both"));
+  }
+  std::vector<int> out;
+  if (!text.empty()) {
+    out = tokenizer.Encode(text);
+  } else {
+    out.assign(ids.begin(), ids.end());
+  }
+  if (required && out.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  return out;
+}
+
+// The retrieval a query uses: the session's, or `spec`, restricted to the
+// named documents. nullopt: the session's own.
+absl::StatusOr<std::optional<Retrieval>> QueryRetrieval(
+    const ManagedSession& session, const std::string& spec,
+    const google::protobuf::RepeatedPtrField<std::string>& documents) {
+  if (spec.empty() && documents.empty()) return std::nullopt;
+  Retrieval retrieval = session.session().options().retrieval;
+  if (!spec.empty()) {
+    auto parsed = ParseRetrieval(spec);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("retrieval: ", parsed.status().message()));
+    }
+    retrieval = *parsed;
+  }
+  for (const std::string& name : documents) {
+    FOT_ASSIGN_OR_RETURN(DocumentInfo info, session.session().Document(name));
+    retrieval.filter.documents.push_back(info.id);
+  }
+  return retrieval;
+}
+
+// Streams generated text, holding back what may still become a stop string.
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+
+  // Adds text; returns what can be sent. Sets stopped() once a stop string
+  // appears (the text before it is returned, the rest dropped).
+  std::string Add(const std::string& text) {
+    held_ += text;
+    size_t first = std::string::npos;
+    for (const std::string& s : stops_) first = std::min(first, held_.find(s));
+    if (first != std::string::npos) {
+      stopped_ = true;
+      std::string out = held_.substr(0, first);
+      held_.clear();
+      return out;
+    }
+    size_t keep = 0;
+    for (const std::string& s : stops_) {
+      for (size_t n = std::min(s.size() - 1, held_.size()); n > keep; --n) {
+        if (held_.compare(held_.size() - n, n, s, 0, n) == 0) {
+          keep = n;
+          break;
+        }
+      }
+    }
+    std::string out = held_.substr(0, held_.size() - keep);
+    held_.erase(0, held_.size() - keep);
+    return out;
+  }
+  std::string Flush() { return std::exchange(held_, ""); }
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
+};
+
+int FirstMemoryLayer(const Session& session) {
+  return session.memory_layers().empty() ? 0 : session.memory_layers().front();
+}
+
+class FotService final : public pb::Fot::Service {
+ public:
+  FotService(SessionManager* manager, ServerOptions options)
+      : manager_(manager), options_(std::move(options)) {}
+
+  grpc::Status GetServerInfo(grpc::ServerContext*, const pb::GetServerInfoRequest* request,
+                             pb::ServerInfo* out) override {
+    return Handle("GetServerInfo", *request, [&]() -> absl::Status {
+      const ModelConfig& c = manager_->engine().config();
+      out->set_model_dir(options_.model_dir);
+      out->set_model_type(c.model_type);
+      out->set_vocab_size(c.vocab_size);
+      out->set_hidden_size(c.hidden_size);
+      out->set_num_layers(c.num_hidden_layers);
+      out->set_num_heads(c.num_attention_heads);
+      out->set_num_kv_heads(c.num_key_value_heads);
+      out->set_window(c.max_position_embeddings);
+      out->set_last_context_length(c.last_context_length);
+      for (int l : c.mem_layers) out->add_memory_layers(l);
+      out->set_bos_id(manager_->tokenizer().bos_id());
+      out->set_eos_id(manager_->tokenizer().eos_id());
+      SessionOptions defaults = manager_->options().defaults;
+      if (defaults.last_context_length == 0) defaults.last_context_length = c.last_context_length;
+      FillOptions(defaults, out->mutable_default_options());
+      out->set_max_sessions(manager_->options().max_sessions);
+      out->set_max_message_bytes(options_.max_message_bytes);
+      out->set_sessions(manager_->size());
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status CreateSession(grpc::ServerContext*, const pb::CreateSessionRequest* request,
+                             pb::SessionInfo* out) override {
+    return Handle("CreateSession", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto session,
+                           manager_->Create(request->name(), SpecOf(request->options())));
+      FillSessionInfo(*session, true, out);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status GetSession(grpc::ServerContext*, const pb::GetSessionRequest* request,
+                          pb::SessionInfo* out) override {
+    return Handle("GetSession", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
+      FillSessionInfo(*session, true, out);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status ListSessions(grpc::ServerContext*, const pb::ListSessionsRequest* request,
+                            pb::ListSessionsResponse* out) override {
+    return Handle("ListSessions", *request, [&]() -> absl::Status {
+      if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
+      for (const auto& session : manager_->List())
+        FillSessionInfo(*session, false, out->add_sessions());
+      for (const std::string& name : manager_->Snapshots()) out->add_snapshots(name);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status DeleteSession(grpc::ServerContext*, const pb::DeleteSessionRequest* request,
+                             pb::DeleteSessionResponse*) override {
+    return Handle("DeleteSession", *request, [&] { return manager_->Delete(request->session()); });
+  }
+
+  grpc::Status Ingest(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<pb::IngestResponse, pb::IngestRequest>* stream) override {
+    return Guard("Ingest", [&]() -> absl::Status {
+      pb::IngestRequest request;
+      if (!stream->Read(&request)) return absl::OkStatus();  // nothing sent
+      if (!request.has_open()) {
+        return absl::InvalidArgumentError("the first Ingest message must be `open`");
+      }
+      FOT_RETURN_IF_ERROR(CheckRequestText(request));
+      const pb::IngestOpen& open = request.open();
+      FOT_ASSIGN_OR_RETURN(
+          std::unique_ptr<DocumentIngest> ingest,
+          DocumentIngest::Open(manager_, {open.session(), open.document(), open.resume(),
+                                          open.offset(), open.add_bos()}));
+      pb::IngestResponse response;
+      FillAck(ingest->Ack(), &response);
+      if (!stream->Write(response)) return absl::CancelledError("the client went away");
+      std::vector<int> ids;
+      while (stream->Read(&request)) {
+        if (!request.has_chunk()) {
+          (void)ingest->Close();
+          return absl::InvalidArgumentError("after `open`, Ingest messages must be chunks");
+        }
+        if (absl::Status text = CheckRequestText(request); !text.ok()) {
+          (void)ingest->Close();
+          return text;
+        }
+        const pb::IngestChunk& chunk = request.chunk();
+        ids.assign(chunk.token_ids().begin(), chunk.token_ids().end());
+        auto ack = ingest->Chunk(chunk.text(), ids, chunk.end_of_document());
+        if (!ack.ok()) {
+          (void)ingest->Close();  // keeps what was appended before the error
+          return ack.status();
+        }
+        response.Clear();
+        FillAck(*ack, &response);
+        if (!stream->Write(response)) break;
+        if (chunk.end_of_document()) return absl::OkStatus();
+      }
+      // The client half-closed or vanished without ending the document: save
+      // what arrived (the client resumes from the last resume_offset).
+      FOT_ASSIGN_OR_RETURN(IngestAck last, ingest->Close());
+      if (context->IsCancelled()) return absl::CancelledError("the client cancelled the stream");
+      response.Clear();
+      FillAck(last, &response);
+      stream->Write(response);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status DeleteDocument(grpc::ServerContext*, const pb::DeleteDocumentRequest* request,
+                              pb::DeleteDocumentResponse*) override {
+    return Handle("DeleteDocument", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
+      FOT_RETURN_IF_ERROR(session->session().DeleteDocument(request->document()));
+      return manager_->Persist(*session, /*force=*/true).status();
+    });
+  }
+
+  grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
+                        grpc::ServerWriter<pb::GenerateResponse>* writer) override {
+    return Handle("Generate", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
+      const Tokenizer& tokenizer = manager_->tokenizer();
+      const ModelConfig& config = manager_->engine().config();
+      FOT_ASSIGN_OR_RETURN(std::vector<int> question,
+                           TextOrIds(tokenizer, request->question(), request->question_token_ids(),
+                                     "question", /*required=*/true));
+      QueryOptions options;
+      options.sampling.temperature = request->temperature();
+      options.sampling.top_p = request->top_p() == 0 ? 1.0f : request->top_p();
+      options.sampling.seed = request->seed();
+      FOT_RETURN_IF_ERROR(ValidateSamplingOptions(options.sampling));
+      options.max_tokens = request->max_tokens() == 0 ? kDefaultMaxTokens : request->max_tokens();
+      if (options.max_tokens < 0 || options.max_tokens > kMaxTokensLimit) {
+        return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request->max_tokens(),
+                                                       " must lie in [1, ", kMaxTokensLimit,
+                                                       "] (0: ", kDefaultMaxTokens, ")"));
+      }
+      std::vector<std::string> stops(request->stop().begin(), request->stop().end());
+      if (stops.size() > kMaxStops) {
+        return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxStops, " stop strings"));
+      }
+      for (size_t i = 0; i < stops.size(); ++i) {
+        if (stops[i].empty() || stops[i].size() > kMaxStopBytes) {
+          return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] has ", stops[i].size(),
+                                                         " bytes; a stop string must have 1 to ",
+                                                         kMaxStopBytes));
+        }
+      }
+      options.stop_at_eos = !request->ignore_eos();
+      FOT_ASSIGN_OR_RETURN(options.retrieval,
+                           QueryRetrieval(*managed, request->retrieval(), request->documents()));
+      options.trace = request->trace();
+      options.trace_top = request->trace_top() == 0 ? kDefaultTraceTop : request->trace_top();
+      if (options.trace_top < 1 || options.trace_top > kMaxTop) {
+        return absl::InvalidArgumentError(absl::StrCat("trace_top must lie in [1, ", kMaxTop, "]"));
+      }
+      options.keep_turn = request->keep_turn();
+      std::optional<WriterLock> writer_lock;
+      if (options.keep_turn) {
+        FOT_ASSIGN_OR_RETURN(WriterLock lock,
+                             WriterLock::Acquire(managed, manager_->options().writer_wait));
+        writer_lock.emplace(std::move(lock));
+      }
+      std::optional<EntryResolver> resolver;
+      if (options.trace) {
+        resolver.emplace(managed->session(), tokenizer);
+        for (int t : question) resolver->AddQueryToken(t);
+      }
+
+      DetokenizeStream detokenize(&tokenizer);
+      StopMatcher stop(stops);
+      bool cancelled = false, shutdown = false, write_failed = false;
+      pb::GenerateResponse message;
+      options.on_token = [&](const GeneratedToken& token, const float* logits) {
+        message.Clear();
+        message.set_token_id(token.token);
+        message.set_text(stop.Add(detokenize.Feed(token.token)));
+        message.set_piece(tokenizer.PieceText(token.token));
+        if (resolver.has_value()) {
+          resolver->AddQueryToken(token.token);
+          resolver->FillTrace(token.traces, message.mutable_trace());
+        }
+        if (request->return_logits() && logits != nullptr) {
+          message.mutable_logits()->Add(logits, logits + config.vocab_size);
+        }
+        if (!writer->Write(message)) write_failed = true;
+        cancelled = context->IsCancelled();
+        shutdown = manager_->shutting_down();
+        return !(write_failed || cancelled || shutdown || stop.stopped());
+      };
+      FOT_ASSIGN_OR_RETURN(QueryResult result, managed->session().Generate(question, options));
+      if (options.keep_turn) FOT_RETURN_IF_ERROR(manager_->Persist(*managed, true).status());
+      if (shutdown) return absl::UnavailableError("the server is shutting down");
+      if (cancelled || write_failed) return absl::CancelledError("the client cancelled");
+      message.Clear();
+      message.set_token_id(-1);
+      message.set_done(true);
+      if (stop.stopped()) {
+        message.set_finish_reason("stop");
+      } else {
+        std::string rest = stop.Add(detokenize.Flush());
+        rest += stop.Flush();
+        message.set_text(rest);
+        const bool eos = !result.tokens.empty() && options.stop_at_eos &&
+                         result.tokens.back() == config.eos_token_id;
+        message.set_finish_reason(eos ? "eos" : "length");
+      }
+      message.set_prompt_tokens(result.prompt_tokens);
+      message.set_generated_tokens(static_cast<int32_t>(result.tokens.size()));
+      writer->Write(message);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status Score(grpc::ServerContext*, const pb::ScoreRequest* request,
+                     pb::ScoreResponse* out) override {
+    return Handle("Score", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
+      const Tokenizer& tokenizer = manager_->tokenizer();
+      FOT_ASSIGN_OR_RETURN(std::vector<int> context,
+                           TextOrIds(tokenizer, request->context(), request->context_token_ids(),
+                                     "context", /*required=*/false));
+      FOT_ASSIGN_OR_RETURN(
+          std::vector<int> continuation,
+          TextOrIds(tokenizer, request->continuation(), request->continuation_token_ids(),
+                    "continuation", /*required=*/true));
+      FOT_ASSIGN_OR_RETURN(auto retrieval, QueryRetrieval(*managed, request->retrieval(), {}));
+      FOT_ASSIGN_OR_RETURN(ScoreResult result,
+                           managed->session().Score(context, continuation, retrieval));
+      out->set_log_likelihood(result.log_likelihood);
+      out->mutable_token_log_probs()->Add(result.token_log_probs.begin(),
+                                          result.token_log_probs.end());
+      out->set_perplexity(result.perplexity);
+      out->mutable_continuation_token_ids()->Add(continuation.begin(), continuation.end());
+      DetokenizeStream detokenize(&tokenizer);
+      for (size_t i = 0; i < continuation.size(); ++i) {
+        pb::TokenScore* token = out->add_token_scores();
+        token->set_token_id(continuation[i]);
+        token->set_piece(tokenizer.PieceText(continuation[i]));
+        std::string text = detokenize.Feed(continuation[i]);
+        if (i + 1 == continuation.size()) text += detokenize.Flush();
+        token->set_text(std::move(text));
+        if (i < result.token_log_probs.size()) token->set_log_prob(result.token_log_probs[i]);
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status MemoryStats(grpc::ServerContext*, const pb::MemoryStatsRequest* request,
+                           pb::MemoryStatsResponse* out) override {
+    return Handle("MemoryStats", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
+      const Session& session = managed->session();
+      const ::fot::MemoryStats stats = session.Stats();
+      for (const LayerStats& l : stats.layers) {
+        pb::LayerStats* layer = out->add_layers();
+        layer->set_layer(l.layer);
+        layer->set_index(l.index);
+        for (const HeadStats& h : l.heads) {
+          pb::HeadStats* head = layer->add_heads();
+          head->set_kv_head(h.kv_head);
+          head->set_entries(h.entries);
+          head->set_live_entries(h.live_entries);
+          head->set_bytes(h.bytes);
+          head->set_searched_queries(h.search.queries);
+          head->set_keys_scored(h.search.keys_scored);
+        }
+      }
+      const std::vector<DocumentInfo> documents = session.Documents();
+      for (int64_t id : stats.documents) {
+        if (id >= 0 && id < static_cast<int64_t>(documents.size())) {
+          out->add_documents(documents[id].name);
+        }
+      }
+      out->set_bytes(stats.bytes);
+      const IngestProgress progress = session.Progress();
+      out->set_stream_tokens(progress.stream_tokens);
+      out->set_committed_tokens(progress.committed_tokens);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status ListEntries(grpc::ServerContext*, const pb::ListEntriesRequest* request,
+                           pb::ListEntriesResponse* out) override {
+    return Handle("ListEntries", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
+      const Session& session = managed->session();
+      const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
+      const int page = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
+      if (page < 1 || page > kMaxPageSize) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("page_size must lie in [1, ", kMaxPageSize, "]"));
+      }
+      // The page token is the decimal offset of the page's first entry.
+      int64_t offset = request->offset();
+      if (offset < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("offset ", offset, " must be >= 0 (the id of the page's first entry)"));
+      }
+      if (!request->page_token().empty()) {
+        if (offset != 0) {
+          return absl::InvalidArgumentError(
+              "give page_token (to continue a listing) or offset (to start one), not both");
+        }
+        if (!absl::SimpleAtoi(request->page_token(), &offset) || offset < 0) {
+          return absl::InvalidArgumentError(
+              "page_token is not one this server returned; pass a response's next_page_token, "
+              "or use offset");
+        }
+      }
+      FOT_ASSIGN_OR_RETURN(std::vector<MemoryEntry> entries,
+                           session.ListEntries(layer, offset, page));
+      int64_t total = 0;
+      for (const LayerStats& l : session.Stats().layers) {
+        if (l.layer == layer && !l.heads.empty()) total = l.heads.front().entries;
+      }
+      const std::vector<DocumentInfo> documents = session.Documents();
+      for (const MemoryEntry& e : entries) {
+        FillEntry(manager_->tokenizer(), documents, e, out->add_entries());
+      }
+      const int64_t next = offset + static_cast<int64_t>(entries.size());
+      out->set_total_entries(total);
+      out->set_offset(offset);
+      if (!entries.empty() && next < total) {
+        out->set_next_page_token(absl::StrCat(next));
+        out->set_has_more(true);
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status EntryContext(grpc::ServerContext*, const pb::EntryContextRequest* request,
+                            pb::EntryContextResponse* out) override {
+    return Handle("EntryContext", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
+      const Session& session = managed->session();
+      const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
+      const int radius = request->radius() == 0 ? kDefaultRadius : request->radius();
+      if (radius < 1 || radius > kMaxRadius) {
+        return absl::InvalidArgumentError(absl::StrCat("radius must lie in [1, ", kMaxRadius, "]"));
+      }
+      FOT_ASSIGN_OR_RETURN(std::vector<MemoryEntry> entries,
+                           session.EntryContext(layer, request->id(), radius));
+      const std::vector<DocumentInfo> documents = session.Documents();
+      // Each token's text as the stream decodes it (whole characters only), so
+      // the three parts are valid UTF-8 and concatenate to the decoded text.
+      DetokenizeStream detokenize(&manager_->tokenizer());
+      bool seen = false;
+      for (const MemoryEntry& e : entries) {
+        FillEntry(manager_->tokenizer(), documents, e, out->add_entries());
+        const std::string text = detokenize.Feed(e.provenance.token);
+        if (e.id == request->id()) {
+          out->set_entry_text(text);
+          seen = true;
+        } else {
+          (seen ? out->mutable_text_after() : out->mutable_text_before())->append(text);
+        }
+      }
+      out->mutable_text_after()->append(detokenize.Flush());
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status SearchMemory(grpc::ServerContext*, const pb::SearchMemoryRequest* request,
+                            pb::SearchMemoryResponse* out) override {
+    return Handle("SearchMemory", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
+      const Tokenizer& tokenizer = manager_->tokenizer();
+      FOT_ASSIGN_OR_RETURN(std::vector<int> text,
+                           TextOrIds(tokenizer, request->text(), request->token_ids(), "text",
+                                     /*required=*/true));
+      const int top = request->top() == 0 ? kDefaultTraceTop : request->top();
+      if (top < 1 || top > kMaxTop) {
+        return absl::InvalidArgumentError(absl::StrCat("top must lie in [1, ", kMaxTop, "]"));
+      }
+      FOT_ASSIGN_OR_RETURN(auto retrieval, QueryRetrieval(*managed, request->retrieval(), {}));
+      EntryResolver resolver(managed->session(), tokenizer);
+      for (int t : text) resolver.AddQueryToken(t);
+      FOT_ASSIGN_OR_RETURN(std::vector<AttentionTrace> traces,
+                           managed->session().Search(text, top, retrieval));
+      resolver.FillTrace(traces, out->mutable_layers());
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status SaveSession(grpc::ServerContext*, const pb::SaveSessionRequest* request,
+                           pb::SaveSessionResponse* out) override {
+    return Handle("SaveSession", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(
+          int64_t bytes,
+          manager_->SaveSnapshot(request->session(), request->snapshot(), request->overwrite()));
+      out->set_bytes(bytes);
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status LoadSession(grpc::ServerContext*, const pb::LoadSessionRequest* request,
+                           pb::SessionInfo* out) override {
+    return Handle("LoadSession", *request, [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(auto session,
+                           manager_->LoadSnapshot(request->snapshot(), request->session()));
+      FillSessionInfo(*session, true, out);
+      return absl::OkStatus();
+    });
+  }
+
+ private:
+  SessionManager* manager_;
+  const ServerOptions options_;
+};
+
+}  // namespace
+
+struct FotServer::Impl {
+  SessionManager* manager;
+  std::unique_ptr<FotService> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+};
+
+absl::StatusOr<std::unique_ptr<FotServer>> FotServer::Start(SessionManager* manager,
+                                                            const ServerOptions& options) {
+  if (options.max_message_bytes < 1024) {
+    return absl::InvalidArgumentError("max_message_bytes must be at least 1024");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->manager = manager;
+  impl->service = std::make_unique<FotService>(manager, options);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &impl->port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  if (options.threads > 0) {
+    grpc::ResourceQuota quota("fot-server");
+    quota.SetMaxThreads(options.threads);
+    builder.SetResourceQuota(quota);
+  }
+  builder.RegisterService(impl->service.get());
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  return std::unique_ptr<FotServer>(new FotServer(std::move(impl)));
+}
+
+FotServer::FotServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FotServer::~FotServer() {
+  Shutdown(absl::ZeroDuration());
+  Wait();
+}
+
+int FotServer::port() const { return impl_->port; }
+
+void FotServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+  }
+  impl_->manager->Shutdown();
+  if (auto* health = impl_->server->GetHealthCheckService()) health->SetServingStatus(false);
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void FotServer::Wait() { impl_->server->Wait(); }
+
+}  // namespace fot
