@@ -107,6 +107,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/command_line.h"
+#include "base/env.h"
 #include "base/status_macros.h"
 #include "src/checkpoint/model_config.h"
 #include "src/checkpoint/model_weights.h"
@@ -599,11 +600,9 @@ void PrintRetrievalTable(const Flags& f, const std::vector<std::vector<Cell>>& c
 // One line per cell that asked questions (bench/plot_fot_dict_eval.py reads it).
 absl::Status WriteCsv(const Flags& f, const std::vector<std::vector<Cell>>& cells,
                       const std::vector<int64_t>& committed_at) {
-  FILE* csv = std::fopen(f.csv.c_str(), "w");
-  if (csv == nullptr) return absl::NotFoundError(absl::StrCat("cannot write --csv ", f.csv));
-  std::fprintf(csv,
-               "tokens,configuration,accuracy,recall,mass_recall,below_half,keys_scanned,"
-               "bounds,ingest_s,ask_s\n");
+  std::string csv =
+      "tokens,configuration,accuracy,recall,mass_recall,below_half,keys_scanned,"
+      "bounds,ingest_s,ask_s\n";
   for (size_t r = 0; r < f.rows.size(); ++r) {
     for (size_t si = 0; si < f.sizes.size(); ++si) {
       const Cell& c = cells[r][si];
@@ -613,14 +612,14 @@ absl::Status WriteCsv(const Flags& f, const std::vector<std::vector<Cell>>& cell
           c.retrieval.compared > 0
               ? static_cast<double>(c.retrieval.below_half) / c.retrieval.compared
               : 0.0;
-      std::fprintf(csv, "%lld,%s,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f,%.1f,%.1f\n",
-                   static_cast<long long>(committed_at[si]), f.rows[r].label.c_str(),
-                   static_cast<double>(c.all.correct) / c.all.asked, MeanOf(c, c.retrieval.recall),
-                   MeanOf(c, c.retrieval.mass), below_half, keys, bounds, c.ingest_s, c.ask_s);
+      absl::StrAppendFormat(&csv, "%d,%s,%.4f,%.4f,%.5f,%.4f,%.5f,%.5f,%.1f,%.1f\n",
+                            committed_at[si], f.rows[r].label,
+                            static_cast<double>(c.all.correct) / c.all.asked,
+                            MeanOf(c, c.retrieval.recall), MeanOf(c, c.retrieval.mass), below_half,
+                            keys, bounds, c.ingest_s, c.ask_s);
     }
   }
-  if (std::fclose(csv) != 0) return absl::InternalError(absl::StrCat("writing --csv ", f.csv));
-  return absl::OkStatus();
+  return WriteFileAtomically(*Env::Default(), f.csv, csv);
 }
 
 absl::Status Run(Flags f) {

@@ -1,9 +1,9 @@
 #include "memory/kv_memory.h"
 
-#include <filesystem>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace fot {
 
@@ -82,16 +82,15 @@ bool KvMemory::is_deleted(int64_t id) const {
   return id < split ? base_->is_deleted(id) : stores_.front()->is_deleted(id - split);
 }
 
-absl::Status KvMemory::GatherValues(int kv_head, const int64_t* ids, int64_t n,
-                                    float* out) const {
+absl::Status KvMemory::GatherValues(int kv_head, const int64_t* ids, int64_t n, float* out) const {
   if (base_ == nullptr) return stores_[kv_head]->GatherValues(ids, n, out);
   const int hd = head_dim();
   const int64_t split = base_size();
   for (int64_t i = 0; i < n; ++i) {
-    absl::Status status =
-        ids[i] < 0        ? stores_[kv_head]->GatherValues(&ids[i], 1, out + i * hd)
-        : ids[i] < split  ? base_->GatherValues(kv_head, &ids[i], 1, out + i * hd)
-                          : stores_[kv_head]->ReadValues(ids[i] - split, 1, out + i * hd);
+    absl::Status status = ids[i] < 0 ? stores_[kv_head]->GatherValues(&ids[i], 1, out + i * hd)
+                          : ids[i] < split
+                              ? base_->GatherValues(kv_head, &ids[i], 1, out + i * hd)
+                              : stores_[kv_head]->ReadValues(ids[i] - split, 1, out + i * hd);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
@@ -137,12 +136,12 @@ absl::Status KvMemory::Search(int kv_head, const float* queries, int64_t nq, int
   return absl::OkStatus();
 }
 
-absl::Status KvMemory::Append(const float* keys, const float* values,
-                              const Provenance* provenance, int64_t n) {
+absl::Status KvMemory::Append(const float* keys, const float* values, const Provenance* provenance,
+                              int64_t n) {
   const int64_t row = static_cast<int64_t>(num_kv_heads()) * head_dim();
   for (int h = 0; h < num_kv_heads(); ++h) {
-    absl::Status status = stores_[h]->Append(keys + h * head_dim(), row, values + h * head_dim(),
-                                             row, provenance, n);
+    absl::Status status =
+        stores_[h]->Append(keys + h * head_dim(), row, values + h * head_dim(), row, provenance, n);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
@@ -162,19 +161,15 @@ int64_t KvMemory::bytes() const {
   return total;
 }
 
-absl::Status KvMemory::Save(const std::string& dir) const {
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) return absl::InternalError(absl::StrCat(dir, ": cannot create: ", error.message()));
+absl::Status KvMemory::Save(const std::string& dir, Env* env) const {
+  FOT_RETURN_IF_ERROR(env->CreateDirs(dir));
   for (int h = 0; h < num_kv_heads(); ++h) {
-    absl::Status status = stores_[h]->Save(absl::StrCat(dir, "/head_", h));
-    if (!status.ok()) return status;
+    FOT_RETURN_IF_ERROR(stores_[h]->Save(absl::StrCat(dir, "/head_", h), env));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<KvMemory>> KvMemory::Load(const std::string& dir,
-                                                         int num_kv_heads) {
+absl::StatusOr<std::unique_ptr<KvMemory>> KvMemory::Load(const std::string& dir, int num_kv_heads) {
   std::vector<std::unique_ptr<KvStore>> stores;
   for (int h = 0; h < num_kv_heads; ++h) {
     absl::StatusOr<std::unique_ptr<KvStore>> store = KvStore::Load(absl::StrCat(dir, "/head_", h));

@@ -16,8 +16,8 @@
 #ifndef FOTSERVE_MEMORY_KV_MEMORY_H_
 #define FOTSERVE_MEMORY_KV_MEMORY_H_
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,8 +60,7 @@ class KvMemory {
   [[nodiscard]] absl::Status Search(int kv_head, const float* queries, int64_t nq,
                                     int64_t query_stride, int k, const SearchFilter* filter,
                                     int64_t* ids, float* scores) const;
-  [[nodiscard]] absl::Status ReadKeys(int kv_head, int64_t first, int64_t count,
-                                      float* out) const;
+  [[nodiscard]] absl::Status ReadKeys(int kv_head, int64_t first, int64_t count, float* out) const;
   [[nodiscard]] absl::Status ReadValues(int kv_head, int64_t first, int64_t count,
                                         float* out) const;
   [[nodiscard]] absl::Status GatherValues(int kv_head, const int64_t* ids, int64_t n,
@@ -72,8 +71,9 @@ class KvMemory {
   // Bytes held by all heads' stores.
   int64_t bytes() const;
 
-  // Saves every head's store under dir/head_<h>; Load reads them back.
-  [[nodiscard]] absl::Status Save(const std::string& dir) const;
+  // Saves every head's store under dir/head_<h> through `env`; Load reads
+  // them back.
+  [[nodiscard]] absl::Status Save(const std::string& dir, Env* env = Env::Default()) const;
   static absl::StatusOr<std::unique_ptr<KvMemory>> Load(const std::string& dir, int num_kv_heads);
 
  private:

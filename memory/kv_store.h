@@ -75,6 +75,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/env.h"
 #include "memory/memory_options.h"
 
 namespace fot {
@@ -163,10 +164,11 @@ class KvStore {
   // Writes the store to directory `dir` (created; its parent must exist): the
   // FAISS index (faiss::write_index), values, provenance, tombstones, and a
   // MANIFEST with options, sizes and a checksum per file. Everything is written
-  // and fsynced into `dir`.tmp first, then swapped in atomically (renameat2
-  // RENAME_EXCHANGE), so a failed or interrupted save never replaces a good
-  // one. A `dir` that exists but is not a saved store is refused.
-  [[nodiscard]] absl::Status Save(const std::string& dir) const;
+  // and fsynced into a staging directory through `env`, then swapped in
+  // atomically (ReplaceDirectory), so a failed or interrupted save never
+  // replaces a good one. A `dir` that exists but is not a saved store is
+  // refused.
+  [[nodiscard]] absl::Status Save(const std::string& dir, Env* env = Env::Default()) const;
 
   // Reads a store written by Save. Trained IVF inverted lists are memory-mapped
   // (IO_FLAG_MMAP) and copied into memory only when the store is next appended

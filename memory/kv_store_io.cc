@@ -26,6 +26,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/env.h"
+#include "base/status_macros.h"
 #include "memory/ivf_bounds.h"
 #include "memory/kv_store.h"
 #include "memory/kv_store_internal.h"
@@ -73,63 +75,59 @@ struct FileInfo {
   uint64_t hash = 0;
 };
 
+// Prefixes a status from the file layer with what was being done.
+absl::Status Annotate(const absl::Status& status, const std::string& what) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), what + ": " + std::string(status.message()));
+}
+
 // A file being written: checksums what it writes, remembers the first error.
 // Also the IOWriter FAISS's write_index writes through.
 class FileSink : public faiss::IOWriter {
  public:
-  explicit FileSink(const std::string& path) : path_(path) {
+  FileSink(Env& env, const std::string& path) {
     name = path;
-    f_ = fopen(path.c_str(), "wb");
-    if (f_ == nullptr) error_ = errno;
-  }
-  ~FileSink() override {
-    if (f_ != nullptr) fclose(f_);
+    absl::StatusOr<std::unique_ptr<WritableFile>> file = env.NewWritableFile(path);
+    if (file.ok()) {
+      file_ = std::move(*file);
+    } else {
+      status_ = file.status();
+    }
   }
   size_t operator()(const void* ptr, size_t size, size_t nitems) override {
-    if (f_ == nullptr || error_ != 0) return 0;
-    const size_t done = fwrite(ptr, size, nitems, f_);
-    if (done != nitems) error_ = errno != 0 ? errno : EIO;
-    fnv_.Add(ptr, done * size);
-    bytes_ += done * size;
-    return done;
+    if (!status_.ok()) return 0;
+    const size_t bytes = size * nitems;
+    status_ = file_->Append(std::string_view(static_cast<const char*>(ptr), bytes));
+    if (!status_.ok()) return 0;
+    fnv_.Add(ptr, bytes);
+    bytes_ += bytes;
+    return nitems;
   }
   // Flushes, fsyncs and closes; the status of the whole file.
   absl::Status Finish(FileInfo* info) {
-    if (f_ != nullptr && error_ == 0 && (fflush(f_) != 0 || fsync(::fileno(f_)) != 0)) {
-      error_ = errno;
-    }
-    if (f_ != nullptr && fclose(f_) != 0 && error_ == 0) error_ = errno;
-    f_ = nullptr;
-    if (error_ != 0) return ErrnoStatus(error_, "Save: writing " + path_);
+    if (status_.ok()) status_ = file_->Close();
+    file_.reset();
+    if (!status_.ok()) return Annotate(status_, "Save");
     *info = FileInfo{bytes_, fnv_.h};
     return absl::OkStatus();
   }
 
  private:
-  std::string path_;
-  FILE* f_ = nullptr;
-  int error_ = 0;
+  std::unique_ptr<WritableFile> file_;
+  absl::Status status_;
   Fnv fnv_;
   int64_t bytes_ = 0;
 };
 
-absl::Status WriteBlob(const std::string& path, const void* data, size_t bytes, FileInfo* info) {
-  FileSink sink(path);
+absl::Status WriteBlob(Env& env, const std::string& path, const void* data, size_t bytes,
+                       FileInfo* info) {
+  FileSink sink(env, path);
   if (bytes > 0) sink(data, 1, bytes);
   return sink.Finish(info);
 }
 
-absl::Status SyncDir(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return ErrnoStatus(errno, "Save: opening directory " + dir);
-  const int rc = fsync(fd);
-  const int err = errno;
-  close(fd);
-  return rc == 0 ? absl::OkStatus() : ErrnoStatus(err, "Save: fsync of " + dir);
-}
-
-absl::Status WriteIndex(const StoreState& st, const std::string& path, FileInfo* info) {
-  FileSink sink(path);
+absl::Status WriteIndex(Env& env, const StoreState& st, const std::string& path, FileInfo* info) {
+  FileSink sink(env, path);
   if (st.mapped_fd >= 0) {
     // Memory-mapped lists are unchanged since Load: copy the file they map
     // (write_index would write a reference to it instead of the lists).
@@ -203,16 +201,49 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+// Writes the five files and the MANIFEST of `st` into `dir`.
+absl::Status WriteStoreFiles(Env& env, const StoreState& st, const std::string& dir, int head_dim,
+                             const MemoryOptions& options) {
+  FileInfo info[5];
+  FOT_RETURN_IF_ERROR(WriteIndex(env, st, dir + "/" + kFiles[0], &info[0]));
+  const bool f32 = options.dtype == StorageType::kFloat32;
+  FOT_RETURN_IF_ERROR(
+      WriteBlob(env, dir + "/" + kFiles[1],
+                f32 ? static_cast<const void*>(st.values_f32.data()) : st.values_16.data(),
+                f32 ? st.values_f32.size() * 4 : st.values_16.size() * 2, &info[1]));
+  std::vector<char> prov(st.size * kProvenanceBytes);
+  for (int64_t i = 0; i < st.size; ++i) {
+    std::memcpy(&prov[i * kProvenanceBytes], &st.provenance[i].document, 8);
+    std::memcpy(&prov[i * kProvenanceBytes + 8], &st.provenance[i].position, 8);
+    std::memcpy(&prov[i * kProvenanceBytes + 16], &st.provenance[i].token, 4);
+  }
+  FOT_RETURN_IF_ERROR(WriteBlob(env, dir + "/" + kFiles[2], prov.data(), prov.size(), &info[2]));
+  FOT_RETURN_IF_ERROR(WriteBlob(env, dir + "/" + kFiles[3], st.deleted_bits.data(),
+                                st.deleted_bits.size() * 8, &info[3]));
+  FOT_RETURN_IF_ERROR(WriteBlob(env, dir + "/" + kFiles[4], st.overflow_ids.data(),
+                                st.overflow_ids.size() * 8, &info[4]));
+  char bound[64];
+  snprintf(bound, sizeof bound, "%a", st.bound_sq);
+  std::string m = std::string(kMagic) + "\nhead_dim " + std::to_string(head_dim) + "\noptions " +
+                  DescribeOptions(options) + "\nsize " + std::to_string(st.size) + "\ndeleted " +
+                  std::to_string(st.deleted) + "\nbuilt " + (st.built ? "1" : "0") + "\nbound_sq " +
+                  bound + "\n";
+  for (int i = 0; i < 5; ++i) {
+    m += std::string("file ") + kFiles[i] + " " + std::to_string(info[i].bytes) + " " +
+         Hex(info[i].hash) + "\n";
+  }
+  m += "end\n";
+  FileInfo unused;
+  return WriteBlob(env, dir + "/MANIFEST", m.data(), m.size(), &unused);
+}
+
 }  // namespace
 
-absl::Status KvStore::Save(const std::string& dir_in) const {
+absl::Status KvStore::Save(const std::string& dir_in, Env* env) const {
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   if (dir.empty()) return absl::InvalidArgumentError("Save: empty directory name");
-  const std::string tmp = dir + ".tmp";
-  std::error_code ec;
-  const bool exists = fs::exists(dir, ec);
-  if (exists && !IsReplaceable(dir)) {
+  if (env->Exists(dir) && !IsReplaceable(dir)) {
     return absl::FailedPreconditionError("Save: " + dir +
                                          " exists and is not a saved memory store; refusing to "
                                          "replace it (choose another directory)");
@@ -222,115 +253,61 @@ absl::Status KvStore::Save(const std::string& dir_in) const {
   if (st.broken) {
     return absl::FailedPreconditionError("Save: the store is inconsistent after a failed Append");
   }
-  fs::remove_all(tmp, ec);  // a leftover of an interrupted save
-  if (ec) return ErrnoStatus(ec.value(), "Save: removing stale " + tmp);
-  if (mkdir(tmp.c_str(), 0755) != 0) return ErrnoStatus(errno, "Save: creating " + tmp);
-  auto write_all = [&]() -> absl::Status {
-    FileInfo info[5];
-    absl::Status s = WriteIndex(st, tmp + "/" + kFiles[0], &info[0]);
-    if (s.ok()) {
-      const bool f32 = options_.dtype == StorageType::kFloat32;
-      s = WriteBlob(tmp + "/" + kFiles[1],
-                    f32 ? static_cast<const void*>(st.values_f32.data()) : st.values_16.data(),
-                    f32 ? st.values_f32.size() * 4 : st.values_16.size() * 2, &info[1]);
-    }
-    if (s.ok()) {
-      std::vector<char> prov(st.size * kProvenanceBytes);
-      for (int64_t i = 0; i < st.size; ++i) {
-        std::memcpy(&prov[i * kProvenanceBytes], &st.provenance[i].document, 8);
-        std::memcpy(&prov[i * kProvenanceBytes + 8], &st.provenance[i].position, 8);
-        std::memcpy(&prov[i * kProvenanceBytes + 16], &st.provenance[i].token, 4);
-      }
-      s = WriteBlob(tmp + "/" + kFiles[2], prov.data(), prov.size(), &info[2]);
-    }
-    if (s.ok()) {
-      s = WriteBlob(tmp + "/" + kFiles[3], st.deleted_bits.data(), st.deleted_bits.size() * 8,
-                    &info[3]);
-    }
-    if (s.ok()) {
-      s = WriteBlob(tmp + "/" + kFiles[4], st.overflow_ids.data(), st.overflow_ids.size() * 8,
-                    &info[4]);
-    }
-    if (!s.ok()) return s;
-    char bound[64];
-    snprintf(bound, sizeof bound, "%a", st.bound_sq);
-    std::string m = std::string(kMagic) + "\nhead_dim " + std::to_string(head_dim_) + "\noptions " +
-                    DescribeOptions(options_) + "\nsize " + std::to_string(st.size) + "\ndeleted " +
-                    std::to_string(st.deleted) + "\nbuilt " + (st.built ? "1" : "0") +
-                    "\nbound_sq " + bound + "\n";
-    for (int i = 0; i < 5; ++i) {
-      m += std::string("file ") + kFiles[i] + " " + std::to_string(info[i].bytes) + " " +
-           Hex(info[i].hash) + "\n";
-    }
-    m += "end\n";
-    FileInfo unused;
-    if (s = WriteBlob(tmp + "/MANIFEST", m.data(), m.size(), &unused); !s.ok()) return s;
-    return SyncDir(tmp);
-  };
-  absl::Status s = write_all();
-  if (s.ok()) {
-    // Swap atomically; the old store ends up in tmp and is removed.
-    int rc = exists ? renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE)
-                    : rename(tmp.c_str(), dir.c_str());
-    if (rc != 0 && exists && (errno == EINVAL || errno == ENOSYS)) {
-      // No RENAME_EXCHANGE on this filesystem: two renames, old kept until
-      // done.
-      const std::string old = dir + ".old";
-      fs::remove_all(old, ec);
-      rc = rename(dir.c_str(), old.c_str());
-      if (rc == 0 && (rc = rename(tmp.c_str(), dir.c_str())) != 0) {
-        const int err = errno;
-        rename(old.c_str(), dir.c_str());
-        errno = err;
-      }
-      if (rc == 0) fs::remove_all(old, ec);
-    }
-    s = rc == 0 ? absl::OkStatus() : ErrnoStatus(errno, "Save: moving " + tmp + " to " + dir);
+  absl::StatusOr<std::string> staging = MakeStagingDirectory(*env, dir);
+  if (!staging.ok()) return Annotate(staging.status(), "Save");
+  absl::Status s = WriteStoreFiles(*env, st, *staging, head_dim_, options_);
+  if (!s.ok()) {
+    env->RemoveAll(*staging).IgnoreError();  // the error to report is `s`
+    return s;
   }
-  fs::remove_all(tmp, ec);  // the failed attempt, or the replaced store
-  if (!s.ok()) return s;
-  const std::string parent = fs::path(dir).parent_path().string();
-  return SyncDir(parent.empty() ? "." : parent);
+  return Annotate(ReplaceDirectory(*env, *staging, dir), "Save");
 }
 
-absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    return absl::NotFoundError("Load: " + dir + " is not a directory (no saved store there)");
-  }
-  std::vector<char> text;
-  if (absl::Status s = ReadWholeFile(dir + "/MANIFEST", &text); !s.ok()) return s;
-  std::istringstream in(std::string(text.begin(), text.end()));
-  auto corrupt = [&](const std::string& why) {
-    return absl::DataLossError("Load: " + dir + "/MANIFEST is corrupt: " + why);
-  };
-  std::string line, key, spec, bound;
-  if (!std::getline(in, line) || line != kMagic) {
-    return corrupt("it does not start with '" + std::string(kMagic) + "'");
-  }
-  int head_dim = 0, built = 0;
-  int64_t size = -1, deleted = -1;
+namespace {
+
+// What a MANIFEST says.
+struct Manifest {
+  int head_dim = 0;
+  std::string spec;
+  int64_t size = -1;
+  int64_t deleted = -1;
+  bool built = false;
+  double bound_sq = 0;
   FileInfo files[5];
+};
+
+absl::Status Corrupt(const std::string& dir, const std::string& why) {
+  return absl::DataLossError("Load: " + dir + "/MANIFEST is corrupt: " + why);
+}
+
+absl::StatusOr<Manifest> ParseManifest(const std::string& dir, const std::string& text) {
+  std::istringstream in(text);
+  std::string line, key, bound;
+  if (!std::getline(in, line) || line != kMagic) {
+    return Corrupt(dir, "it does not start with '" + std::string(kMagic) + "'");
+  }
+  Manifest m;
+  int built = 0;
   bool seen[5] = {}, ended = false;
   while (std::getline(in, line)) {
     std::istringstream ls(line);
     ls >> key;
     bool ok = true;
-    if (key == "head_dim")
-      ok = static_cast<bool>(ls >> head_dim);
-    else if (key == "options")
-      ok = static_cast<bool>(ls >> spec);
-    else if (key == "size")
-      ok = static_cast<bool>(ls >> size);
-    else if (key == "deleted")
-      ok = static_cast<bool>(ls >> deleted);
-    else if (key == "built")
+    if (key == "head_dim") {
+      ok = static_cast<bool>(ls >> m.head_dim);
+    } else if (key == "options") {
+      ok = static_cast<bool>(ls >> m.spec);
+    } else if (key == "size") {
+      ok = static_cast<bool>(ls >> m.size);
+    } else if (key == "deleted") {
+      ok = static_cast<bool>(ls >> m.deleted);
+    } else if (key == "built") {
       ok = static_cast<bool>(ls >> built);
-    else if (key == "bound_sq")
+    } else if (key == "bound_sq") {
       ok = static_cast<bool>(ls >> bound);
-    else if (key == "end")
+    } else if (key == "end") {
       ended = true;
-    else if (key == "file") {
+    } else if (key == "file") {
       std::string name, hash;
       int64_t bytes = -1;
       ok = static_cast<bool>(ls >> name >> bytes >> hash) && bytes >= 0;
@@ -338,52 +315,43 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
       while (i < 5 && name != kFiles[i]) ++i;
       ok = ok && i < 5;
       if (ok) {
-        files[i] = FileInfo{bytes, std::strtoull(hash.c_str(), nullptr, 16)};
+        m.files[i] = FileInfo{bytes, std::strtoull(hash.c_str(), nullptr, 16)};
         seen[i] = true;
       }
     } else {
-      return corrupt("unknown line '" + line + "'");
+      return Corrupt(dir, "unknown line '" + line + "'");
     }
-    if (!ok) return corrupt("bad line '" + line + "'");
+    if (!ok) return Corrupt(dir, "bad line '" + line + "'");
   }
-  if (!ended) return corrupt("it is truncated (no 'end' line)");
+  if (!ended) return Corrupt(dir, "it is truncated (no 'end' line)");
   for (int i = 0; i < 5; ++i) {
-    if (!seen[i]) return corrupt(std::string("no entry for ") + kFiles[i]);
+    if (!seen[i]) return Corrupt(dir, std::string("no entry for ") + kFiles[i]);
   }
-  MemoryOptions options;
-  if (absl::Status s = ParseIndexSpec(spec, &options); !s.ok())
-    return corrupt(std::string(s.message()));
-  if (absl::Status s = ValidateMemoryOptions(options, head_dim); !s.ok()) {
-    return corrupt(std::string(s.message()));
+  if (m.size < 0 || m.deleted < 0 || m.deleted > m.size) {
+    return Corrupt(dir, "bad size/deleted counts");
   }
-  if (size < 0 || deleted < 0 || deleted > size) return corrupt("bad size/deleted counts");
-  std::unique_ptr<KvStore> store(new KvStore(head_dim, ResolveMemoryOptions(options, head_dim)));
-  const MemoryOptions& o = store->options_;
-  const kv_internal::Shape shape = kv_internal::MakeShape(head_dim, o);
-  StoreState& st = *store->state_;  // not shared yet: no locking
-  st.size = size;
-  st.deleted = deleted;
-  st.built = built != 0 || o.index_kind == IndexKind::kFlat;
-  st.bound_sq = std::strtod(bound.c_str(), nullptr);
-  std::vector<char> data[5];
-  for (int i = 0; i < 5; ++i) {
-    if (absl::Status s = VerifyFile(dir + "/" + kFiles[i], files[i], i == 0 ? nullptr : &data[i]);
-        !s.ok()) {
-      return s;
-    }
-  }
+  m.built = built != 0;
+  m.bound_sq = std::strtod(bound.c_str(), nullptr);
+  return m;
+}
+
+// Fills the arrays of `st` from the contents of values.bin, provenance.bin,
+// deleted.bin and overflow.bin (data[1..4]), checking them against `m`.
+absl::Status RestoreArrays(const std::string& dir, const Manifest& m, const MemoryOptions& o,
+                           std::vector<char> (&data)[5], StoreState& st) {
+  const int64_t size = m.size;
   const int64_t words = (size + 63) / 64;
-  const int64_t value_bytes = size * head_dim * BytesPerScalar(o.dtype);
+  const int64_t value_bytes = size * m.head_dim * BytesPerScalar(o.dtype);
   if (static_cast<int64_t>(data[1].size()) != value_bytes ||
       static_cast<int64_t>(data[2].size()) != size * kProvenanceBytes ||
       static_cast<int64_t>(data[3].size()) != words * 8 || data[4].size() % 8 != 0) {
-    return corrupt("file sizes do not match size=" + std::to_string(size));
+    return Corrupt(dir, "file sizes do not match size=" + std::to_string(size));
   }
   if (o.dtype == StorageType::kFloat32) {
-    st.values_f32.resize(size * head_dim);
+    st.values_f32.resize(size * m.head_dim);
     std::memcpy(st.values_f32.data(), data[1].data(), value_bytes);
   } else {
-    st.values_16.resize(size * head_dim);
+    st.values_16.resize(size * m.head_dim);
     std::memcpy(st.values_16.data(), data[1].data(), value_bytes);
   }
   st.provenance.resize(size);
@@ -405,15 +373,21 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
       ++st.live_per_document[st.provenance[id].document];
     }
   }
-  if (count_deleted != deleted) return corrupt("the tombstones disagree with 'deleted'");
+  if (count_deleted != m.deleted) return Corrupt(dir, "the tombstones disagree with 'deleted'");
   for (size_t i = 0; i < st.overflow_ids.size(); ++i) {
     const int64_t id = st.overflow_ids[i];
     if (id < 0 || id >= size || (i > 0 && id <= st.overflow_ids[i - 1])) {
-      return corrupt("overflow.bin holds a bad id");
+      return Corrupt(dir, "overflow.bin holds a bad id");
     }
     kv_internal::SetBit(&st.overflow_bits, id);
   }
+  return absl::OkStatus();
+}
 
+// Reads index.faiss into `st` and checks it is the index `m` describes.
+absl::Status OpenIndex(const std::string& dir, const Manifest& m, const MemoryOptions& o,
+                       StoreState& st) {
+  const kv_internal::Shape shape = kv_internal::MakeShape(m.head_dim, o);
   const std::string index_path = dir + "/" + kFiles[0];
   const bool ivf = st.built && o.index_kind == IndexKind::kIvf;
   try {
@@ -440,21 +414,55 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
       if (st.mapped_fd < 0) return ErrnoStatus(errno, "Load: opening " + index_path);
     }
   }
-  const int want_dim = st.built ? shape.aug : head_dim;
-  if (!type_ok || index->d != want_dim || index->ntotal != size) {
-    return corrupt("index.faiss holds a different index (d=" + std::to_string(index->d) +
-                   ", ntotal=" + std::to_string(index->ntotal) + ") than MANIFEST describes (" +
-                   DescribeOptions(o) + ", d=" + std::to_string(want_dim) +
-                   ", size=" + std::to_string(size) + ")");
+  const int want_dim = st.built ? shape.aug : m.head_dim;
+  if (!type_ok || index->d != want_dim || index->ntotal != m.size) {
+    return Corrupt(dir, "index.faiss holds a different index (d=" + std::to_string(index->d) +
+                            ", ntotal=" + std::to_string(index->ntotal) +
+                            ") than MANIFEST describes (" + DescribeOptions(o) + ", d=" +
+                            std::to_string(want_dim) + ", size=" + std::to_string(m.size) + ")");
   }
   if (ivf && !o.ivf_pq) {
     try {  // derived from the index alone, so equal to what was saved with
       st.bounds = std::make_unique<IvfBounds>(IvfBounds::Build(
-          dynamic_cast<const faiss::IndexIVF&>(*index), shape.fp16_keys, head_dim));
+          dynamic_cast<const faiss::IndexIVF&>(*index), shape.fp16_keys, m.head_dim));
     } catch (const std::exception& e) {
       return absl::DataLossError("Load: cannot read the lists of " + index_path + ": " + e.what());
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError("Load: " + dir + " is not a directory (no saved store there)");
+  }
+  std::vector<char> text;
+  FOT_RETURN_IF_ERROR(ReadWholeFile(dir + "/MANIFEST", &text));
+  FOT_ASSIGN_OR_RETURN(const Manifest m, ParseManifest(dir, std::string(text.begin(), text.end())));
+  MemoryOptions options;
+  if (absl::Status s = ParseIndexSpec(m.spec, &options); !s.ok()) {
+    return Corrupt(dir, std::string(s.message()));
+  }
+  if (absl::Status s = ValidateMemoryOptions(options, m.head_dim); !s.ok()) {
+    return Corrupt(dir, std::string(s.message()));
+  }
+  std::unique_ptr<KvStore> store(
+      new KvStore(m.head_dim, ResolveMemoryOptions(options, m.head_dim)));
+  const MemoryOptions& o = store->options_;
+  StoreState& st = *store->state_;  // not shared yet: no locking
+  st.size = m.size;
+  st.deleted = m.deleted;
+  st.built = m.built || o.index_kind == IndexKind::kFlat;
+  st.bound_sq = m.bound_sq;
+  std::vector<char> data[5];
+  for (int i = 0; i < 5; ++i) {
+    FOT_RETURN_IF_ERROR(VerifyFile(dir + "/" + kFiles[i], m.files[i], i == 0 ? nullptr : &data[i]));
+  }
+  FOT_RETURN_IF_ERROR(RestoreArrays(dir, m, o, data, st));
+  FOT_RETURN_IF_ERROR(OpenIndex(dir, m, o, st));
   return store;
 }
 

@@ -236,9 +236,16 @@ std::string BuildHeader(const std::string& dtype, const std::vector<int64_t>& sh
   return out;
 }
 
-absl::Status WriteAll(std::FILE* f, const std::string& path, const void* data, size_t size) {
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) return ErrnoError(path, "write failed");
-  return absl::OkStatus();
+// A failure of the file layer in this file's words: Unavailable, naming the
+// array's file and what was being done.
+absl::Status WriteError(const std::string& path, absl::string_view what,
+                        const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::UnavailableError(absl::StrCat(Prefix(path), what, ": ", status.message()));
+}
+
+std::string_view Bytes(const void* data, size_t size) {
+  return std::string_view(static_cast<const char*>(data), size);
 }
 
 }  // namespace
@@ -360,7 +367,7 @@ absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   return array;
 }
 
-absl::Status WriteNpy(const std::string& path, const NpyArray& array) {
+absl::Status WriteNpy(const std::string& path, const NpyArray& array, Env* env) {
   const int item_size = NpyItemSize(array.dtype);
   if (item_size == 0) {
     return absl::InvalidArgumentError(
@@ -373,13 +380,12 @@ absl::Status WriteNpy(const std::string& path, const NpyArray& array) {
                                                    " bytes of data, got ", array.bytes.size()));
   }
   const std::string header = BuildHeader(array.dtype, array.shape, 0);
-  errno = 0;
-  FilePtr file(std::fopen(path.c_str(), "wb"));
-  if (file == nullptr) return ErrnoError(path, "cannot open for writing");
-  FOT_RETURN_IF_ERROR(WriteAll(file.get(), path, header.data(), header.size()));
-  FOT_RETURN_IF_ERROR(WriteAll(file.get(), path, array.bytes.data(), array.bytes.size()));
-  if (std::fclose(file.release()) != 0) return ErrnoError(path, "close failed");
-  return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<WritableFile>> file = env->NewWritableFile(path);
+  if (!file.ok()) return WriteError(path, "cannot open for writing", file.status());
+  FOT_RETURN_IF_ERROR(WriteError(path, "write failed", (*file)->Append(header)));
+  FOT_RETURN_IF_ERROR(WriteError(path, "write failed",
+                                 (*file)->Append(Bytes(array.bytes.data(), array.bytes.size()))));
+  return WriteError(path, "close failed", (*file)->Close());
 }
 
 absl::StatusOr<std::vector<int32_t>> ReadNpyTokenIds(const std::string& path) {
@@ -462,26 +468,24 @@ absl::Status WriteNpyInt64(const std::string& path, const std::vector<int64_t>& 
 // ---------------------------------------------------------------------------
 // NpyFloat32RowWriter
 
-NpyFloat32RowWriter::NpyFloat32RowWriter(std::string path, int64_t cols, std::FILE* file)
-    : path_(std::move(path)), cols_(cols), file_(file) {}
+NpyFloat32RowWriter::NpyFloat32RowWriter(std::string path, int64_t cols,
+                                         std::unique_ptr<WritableFile> file)
+    : path_(std::move(path)), cols_(cols), file_(std::move(file)) {}
 
-NpyFloat32RowWriter::~NpyFloat32RowWriter() {
-  if (file_ != nullptr) std::fclose(file_);
-}
+NpyFloat32RowWriter::~NpyFloat32RowWriter() = default;
 
 absl::StatusOr<std::unique_ptr<NpyFloat32RowWriter>> NpyFloat32RowWriter::Create(
-    const std::string& path, int64_t cols) {
+    const std::string& path, int64_t cols, Env* env) {
   if (cols < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(Prefix(path), "row writer needs cols >= 0, got ", cols));
   }
-  errno = 0;
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) return ErrnoError(path, "cannot open for writing");
-  std::unique_ptr<NpyFloat32RowWriter> writer(new NpyFloat32RowWriter(path, cols, f));
+  absl::StatusOr<std::unique_ptr<WritableFile>> file = env->NewWritableFile(path);
+  if (!file.ok()) return WriteError(path, "cannot open for writing", file.status());
   const std::string header = BuildHeader("<f4", {0, cols}, kRowWriterHeaderSize);
-  FOT_RETURN_IF_ERROR(WriteAll(f, path, header.data(), header.size()));
-  return writer;
+  FOT_RETURN_IF_ERROR(WriteError(path, "write failed", (*file)->Append(header)));
+  return std::unique_ptr<NpyFloat32RowWriter>(
+      new NpyFloat32RowWriter(path, cols, *std::move(file)));
 }
 
 absl::Status NpyFloat32RowWriter::Append(const float* rows, int64_t n_rows) {
@@ -504,8 +508,8 @@ absl::Status NpyFloat32RowWriter::Append(const float* rows, int64_t n_rows) {
   if (rows == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(Prefix(path_), "Append given null rows"));
   }
-  errno = 0;
-  absl::Status s = WriteAll(file_, path_, rows, static_cast<size_t>(n_rows * cols_) * 4);
+  absl::Status s = WriteError(path_, "write failed",
+                              file_->Append(Bytes(rows, static_cast<size_t>(n_rows * cols_) * 4)));
   if (!s.ok()) {
     error_ = s;
     return s;
@@ -521,15 +525,9 @@ absl::Status NpyFloat32RowWriter::Finish() {
   }
   finished_ = true;
   const std::string header = BuildHeader("<f4", {rows_, cols_}, kRowWriterHeaderSize);
-  std::FILE* f = std::exchange(file_, nullptr);
-  errno = 0;
-  absl::Status s;
-  if (std::fseek(f, 0, SEEK_SET) != 0) {
-    s = ErrnoError(path_, "cannot seek to rewrite the header");
-  } else {
-    s = WriteAll(f, path_, header.data(), header.size());
-  }
-  if (std::fclose(f) != 0 && s.ok()) s = ErrnoError(path_, "close failed");
+  const std::unique_ptr<WritableFile> file = std::move(file_);
+  absl::Status s = WriteError(path_, "cannot rewrite the header", file->WriteAt(0, header));
+  if (s.ok()) s = WriteError(path_, "close failed", file->Close());
   if (!s.ok()) error_ = s;
   return s;
 }

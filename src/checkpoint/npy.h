@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/env.h"
 
 namespace fot {
 
@@ -45,7 +46,8 @@ absl::StatusOr<NpyArray> ReadNpy(const std::string& path);
 // Writes `array` to `path` (replacing any file there). The header is padded so
 // the data starts at a multiple of 64 bytes, as numpy does. Fails if
 // `array.bytes` does not hold exactly num_elements() items of `array.dtype`.
-[[nodiscard]] absl::Status WriteNpy(const std::string& path, const NpyArray& array);
+[[nodiscard]] absl::Status WriteNpy(const std::string& path, const NpyArray& array,
+                                    Env* env = Env::Default());
 
 // Reads a 1-D array of token ids (int64 "<i8" or int32 "<i4"). Fails on any
 // other dtype or rank, and on a value that is negative or above INT32_MAX
@@ -76,14 +78,16 @@ absl::StatusOr<std::vector<float>> ReadNpyFloat32(const std::string& path,
 // The header is written with a fixed size (128 bytes, room for any int64 row
 // count) so Finish() can rewrite it in place with the final row count. Until
 // Finish() succeeds the file declares 0 rows followed by data, which ReadNpy
-// rejects: an interrupted stream never passes for a complete array. After an
-// I/O error every later call returns that error. Not thread-safe.
+// rejects: an interrupted stream never passes for a complete array (one that
+// fails before its first row leaves an empty [0, cols] array). After an I/O
+// error every later call returns that error. Not thread-safe.
 class NpyFloat32RowWriter {
  public:
   // Creates (or truncates) `path`. Fails if cols < 0 or the file cannot be
   // opened for writing.
   static absl::StatusOr<std::unique_ptr<NpyFloat32RowWriter>> Create(const std::string& path,
-                                                                     int64_t cols);
+                                                                     int64_t cols,
+                                                                     Env* env = Env::Default());
 
   NpyFloat32RowWriter(const NpyFloat32RowWriter&) = delete;
   NpyFloat32RowWriter& operator=(const NpyFloat32RowWriter&) = delete;
@@ -102,11 +106,11 @@ class NpyFloat32RowWriter {
   int64_t cols() const { return cols_; }
 
  private:
-  NpyFloat32RowWriter(std::string path, int64_t cols, std::FILE* file);
+  NpyFloat32RowWriter(std::string path, int64_t cols, std::unique_ptr<WritableFile> file);
 
   const std::string path_;
   const int64_t cols_;
-  std::FILE* file_;  // owned; null once finished
+  std::unique_ptr<WritableFile> file_;  // null once finished
   int64_t rows_ = 0;
   bool finished_ = false;
   absl::Status error_;  // first I/O error, sticky

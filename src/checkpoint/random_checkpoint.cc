@@ -72,8 +72,8 @@ absl::Status WriteFolder(const std::string& dir, const ModelConfig& config,
   fs::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));
   const fs::path folder(dir);
-  FOT_RETURN_IF_ERROR(
-      WriteFileAtomically((folder / "config.json").string(), config.ToJson(TorchDType(dtype))));
+  FOT_RETURN_IF_ERROR(WriteFileAtomically(*Env::Default(), (folder / "config.json").string(),
+                                          config.ToJson(TorchDType(dtype))));
 
   // Shard boundaries: cut where the running byte count passes s/N of the
   // total, keeping at least one tensor in every shard.
@@ -121,7 +121,7 @@ absl::Status WriteFolder(const std::string& dir, const ModelConfig& config,
 
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   FOT_RETURN_IF_ERROR(WriteFileAtomically(
-      (folder / kIndexFile).string(),
+      *Env::Default(), (folder / kIndexFile).string(),
       index.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"));
   // transformers (and SafetensorsCheckpoint::Open) prefer a single file.
   return RemoveIfExists(folder / kSingleFile);

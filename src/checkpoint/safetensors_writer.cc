@@ -1,9 +1,5 @@
 #include "src/checkpoint/safetensors_writer.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -22,59 +18,10 @@ static_assert(std::endian::native == std::endian::little,
 
 using Json = nlohmann::json;
 
-absl::Status WriteAll(int fd, const void* data, size_t size, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-// Writes the pieces to a temporary file beside `path`, then renames it over `path`.
-absl::Status WritePiecesAtomically(const std::string& path,
-                                   const std::vector<std::pair<const void*, size_t>>& pieces) {
-  std::string temp = path + ".tmp.XXXXXX";
-  int fd = ::mkstemp(temp.data());
-  if (fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, ": cannot create a temporary file beside it: ", std::strerror(errno)));
-  }
-  absl::Status status = absl::OkStatus();
-  for (const auto& [data, size] : pieces) {
-    status = WriteAll(fd, data, size, temp);
-    if (!status.ok()) break;
-  }
-  if (status.ok() && ::fchmod(fd, 0644) != 0) {
-    status = absl::InternalError(absl::StrCat(temp, ": chmod failed: ", std::strerror(errno)));
-  }
-  if (status.ok() && ::fsync(fd) != 0) {
-    status = absl::InternalError(absl::StrCat(temp, ": fsync failed: ", std::strerror(errno)));
-  }
-  if (::close(fd) != 0 && status.ok()) {
-    status = absl::InternalError(absl::StrCat(temp, ": close failed: ", std::strerror(errno)));
-  }
-  if (status.ok() && ::rename(temp.c_str(), path.c_str()) != 0) {
-    status = absl::InternalError(
-        absl::StrCat(path, ": rename from ", temp, " failed: ", std::strerror(errno)));
-  }
-  if (!status.ok()) ::unlink(temp.c_str());
-  return status;
-}
-
 }  // namespace
 
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  return WritePiecesAtomically(path, {{contents.data(), contents.size()}});
-}
-
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                              const std::map<std::string, std::string>& metadata) {
+                              const std::map<std::string, std::string>& metadata, Env* env) {
   Json header = Json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::set<std::string> names;
@@ -112,11 +59,13 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
   uint64_t n = header_text.size();
   for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(n >> (8 * i));
 
-  std::vector<std::pair<const void*, size_t>> pieces;
-  pieces.emplace_back(length, sizeof(length));
-  pieces.emplace_back(header_text.data(), header_text.size());
-  for (const TensorToWrite& t : tensors) pieces.emplace_back(t.bytes.data(), t.bytes.size());
-  return WritePiecesAtomically(path, pieces);
+  std::vector<std::string_view> pieces;
+  pieces.emplace_back(reinterpret_cast<const char*>(length), sizeof(length));
+  pieces.emplace_back(header_text);
+  for (const TensorToWrite& t : tensors) {
+    pieces.emplace_back(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  }
+  return WriteFileAtomically(*env, path, pieces);
 }
 
 std::vector<uint8_t> EncodeFloats(const float* values, size_t count, DType dtype) {

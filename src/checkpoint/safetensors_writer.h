@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/env.h"
 #include "base/half_float.h"
 #include "src/checkpoint/safetensors_reader.h"
 
@@ -27,17 +28,13 @@ struct TensorToWrite {
 
 // Writes `tensors`, in the given order, to a safetensors file at `path`. The
 // header is padded with spaces to a multiple of 8 bytes (as Hugging Face does),
-// so F32 data is 4-byte aligned in a mapping. The file is written under a
-// temporary name and renamed into place: readers never see a partial file.
+// so F32 data is 4-byte aligned in a mapping. The file is written through
+// `env` atomically (WriteFileAtomically): readers never see a partial file.
 // Fails on duplicate or empty names and on byte counts that do not match shapes.
-[[nodiscard]] absl::Status WriteSafetensors(const std::string& path,
-                                            const std::vector<TensorToWrite>& tensors,
-                                            const std::map<std::string, std::string>& metadata = {
-                                                {"format", "pt"}});
-
-// Writes `contents` to `path` through a temporary file and a rename.
-[[nodiscard]] absl::Status WriteFileAtomically(const std::string& path,
-                                               const std::string& contents);
+[[nodiscard]] absl::Status WriteSafetensors(
+    const std::string& path, const std::vector<TensorToWrite>& tensors,
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
+    Env* env = Env::Default());
 
 // Scalar conversions. F32 -> 16 bit rounds to nearest, ties to even; values
 // beyond the 16-bit range become infinities; NaN stays NaN.

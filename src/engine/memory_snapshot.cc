@@ -1,12 +1,5 @@
 #include "src/engine/memory_snapshot.h"
 
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <stdio.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -48,69 +41,45 @@ std::string LambdaFile(const std::string& dir, int layer) {
 
 }  // namespace
 
-absl::Status ReplaceDirectory(const std::string& from, const std::string& to) {
-  if (!std::filesystem::exists(to)) {
-    if (::rename(from.c_str(), to.c_str()) != 0) {
-      return absl::InternalError(absl::StrCat("cannot move ", from, " to ", to));
-    }
-    return absl::OkStatus();
-  }
-  // Linux's RENAME_EXCHANGE swaps two directories in one step.
-  if (syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) != 0) {
-    return absl::InternalError(absl::StrCat("cannot replace ", to, " with ", from));
-  }
-  std::error_code ignored;
-  std::filesystem::remove_all(from, ignored);  // now the old save
-  return absl::OkStatus();
-}
+namespace {
 
-absl::StatusOr<std::string> MakeStagingDirectory(const std::string& target) {
-  const std::string staging = target + ".saving";
-  std::error_code error;
-  std::filesystem::remove_all(staging, error);
-  std::filesystem::create_directories(staging, error);
-  if (error) {
-    return absl::InternalError(absl::StrCat("cannot create ", staging, ": ", error.message()));
-  }
-  return staging;
-}
-
-absl::Status SaveMemory(const Transformer& model, const ModelState& state, const std::string& dir) {
+// Writes everything SaveMemory saves into the empty directory `staging`.
+absl::Status WriteMemory(const Transformer& model, const ModelState& state,
+                         const std::string& staging, Env& env) {
   const ModelConfig& config = model.config();
-  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir + "/MANIFEST")) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " exists and is not a saved memory; refusing to replace it"));
-  }
-  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(dir));
   for (int layer : MemoryLayers(config, state.attention)) {
     if (layer >= static_cast<int>(state.memory.size()) || state.memory[layer] == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("the state has no memory for memory layer ", layer, " of the model"));
     }
-    FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer)));
+    FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer), &env));
   }
   if (state.attention.mode == AttentionMode::kLambda) {
-    std::error_code error;
-    std::filesystem::create_directories(staging + "/lambda", error);
-    if (error) {
-      return absl::InternalError(
-          absl::StrCat("cannot create ", staging, "/lambda: ", error.message()));
-    }
+    FOT_RETURN_IF_ERROR(env.CreateDirs(staging + "/lambda"));
     for (size_t layer = 0; layer < state.lambda_caches.size(); ++layer) {
-      const std::string path = LambdaFile(staging, static_cast<int>(layer));
-      std::ofstream out(path, std::ios::binary);
-      const absl::Status written = state.lambda_caches[layer].Write(out);
-      out.flush();
-      if (!written.ok() || !out) return absl::InternalError(absl::StrCat("cannot write ", path));
+      std::ostringstream out;
+      FOT_RETURN_IF_ERROR(state.lambda_caches[layer].Write(out));
+      FOT_RETURN_IF_ERROR(WriteFile(env, LambdaFile(staging, static_cast<int>(layer)), out.str()));
     }
   }
-  {
-    std::ofstream manifest(staging + "/MANIFEST");
-    manifest << Manifest(config, state.attention, state.tokens_seen);
-    manifest.flush();
-    if (!manifest) return absl::InternalError(absl::StrCat("cannot write ", staging, "/MANIFEST"));
+  return WriteFile(env, staging + "/MANIFEST",
+                   Manifest(config, state.attention, state.tokens_seen));
+}
+
+}  // namespace
+
+absl::Status SaveMemory(const Transformer& model, const ModelState& state, const std::string& dir,
+                        Env* env) {
+  if (env->Exists(dir) && !env->Exists(dir + "/MANIFEST")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " exists and is not a saved memory; refusing to replace it"));
   }
-  return ReplaceDirectory(staging, dir);
+  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(*env, dir));
+  if (absl::Status written = WriteMemory(model, state, staging, *env); !written.ok()) {
+    env->RemoveAll(staging).IgnoreError();  // the error to report is `written`
+    return written;
+  }
+  return ReplaceDirectory(*env, staging, dir);
 }
 
 absl::StatusOr<ModelState> LoadMemory(const Transformer& model, const std::string& dir,

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/env.h"
 #include "src/model/transformer.h"
 
 namespace fot {
@@ -21,17 +22,9 @@ namespace fot {
 // Saves every memory layer's memory of `state` (the memory layers of its
 // attention: the config's under fot, attention.memory_layers under lambda);
 // not the fot local cache, but under lambda every layer's sinks and ring.
+// Every file goes through `env`.
 [[nodiscard]] absl::Status SaveMemory(const Transformer& model, const ModelState& state,
-                                      const std::string& dir);
-
-// An empty staging directory for a save to `target` (its name: target +
-// ".saving"; what an interrupted save left there is removed). Fill it, then
-// ReplaceDirectory(staging, target).
-absl::StatusOr<std::string> MakeStagingDirectory(const std::string& target);
-
-// Puts directory `staging` at `target` in one step, replacing what was there
-// (which is removed). Used for every save that must never be half-written.
-[[nodiscard]] absl::Status ReplaceDirectory(const std::string& staging, const std::string& target);
+                                      const std::string& dir, Env* env = Env::Default());
 
 // A state attending as `attention` says whose memories (and, under lambda,
 // sinks and rings) are those saved in dir; under fot its local cache is empty.

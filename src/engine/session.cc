@@ -368,10 +368,22 @@ IngestProgress Session::Progress() const {
           committed_};
 }
 
-absl::Status Session::Save(const std::string& dir) const {
+absl::Status Session::Save(const std::string& dir, Env* env) const {
   absl::ReaderMutexLock lock(&mu_);
-  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(dir));
-  FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory"));
+  if (env->Exists(dir) && !env->Exists(dir + "/session.json")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " exists and is not a saved session; refusing to replace it"));
+  }
+  FOT_ASSIGN_OR_RETURN(const std::string staging, MakeStagingDirectory(*env, dir));
+  if (absl::Status written = WriteLocked(staging, *env); !written.ok()) {
+    env->RemoveAll(staging).IgnoreError();  // the error to report is `written`
+    return written;
+  }
+  return ReplaceDirectory(*env, staging, dir);
+}
+
+absl::Status Session::WriteLocked(const std::string& staging, Env& env) const {
+  FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory", &env));
   const bool lambda = options_.attention.mode == AttentionMode::kLambda;
   nlohmann::json session;
   session["format"] = lambda ? kFormatLambda : kFormatFot;
@@ -387,21 +399,11 @@ absl::Status Session::Save(const std::string& dir) const {
                                     {"tokens", d.tokens},
                                     {"deleted", d.deleted}});
   }
-  {
-    std::ofstream out(staging + "/session.json");
-    out << session.dump(1);
-    std::ofstream stream(staging + "/stream.bin", std::ios::binary);
-    const uint64_t count = stream_.size();
-    stream.write(reinterpret_cast<const char*>(&count), sizeof(count));
-    stream.write(reinterpret_cast<const char*>(provenance_.data()),
-                 static_cast<std::streamsize>(count * sizeof(Provenance)));
-    if (!out || !stream) return absl::InternalError(absl::StrCat("cannot write ", staging));
-  }
-  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir + "/session.json")) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " exists and is not a saved session; refusing to replace it"));
-  }
-  return ReplaceDirectory(staging, dir);
+  FOT_RETURN_IF_ERROR(WriteFile(env, staging + "/session.json", session.dump(1)));
+  const uint64_t count = stream_.size();
+  std::string stream(reinterpret_cast<const char*>(&count), sizeof(count));
+  stream.append(reinterpret_cast<const char*>(provenance_.data()), count * sizeof(Provenance));
+  return WriteFile(env, staging + "/stream.bin", stream);
 }
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,

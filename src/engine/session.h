@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "base/env.h"
 #include "src/engine/engine.h"
 #include "src/engine/memory_inspection.h"
 #include "src/engine/sampler.h"
@@ -165,12 +166,16 @@ class Session {
   // Saves the options, memory (lambda: and sinks and rings), documents and
   // the pending tail to dir (atomically replaced). Load gives a session whose
   // queries equal this one's bit for bit; sessions saved before lambda
-  // attention existed load as fot sessions.
-  [[nodiscard]] absl::Status Save(const std::string& dir) const;
+  // attention existed load as fot sessions. Every file goes through `env`.
+  [[nodiscard]] absl::Status Save(const std::string& dir, Env* env = Env::Default()) const;
   static absl::StatusOr<std::unique_ptr<Session>> Load(const Engine* engine,
                                                        const std::string& dir);
 
  private:
+  // Writes the session's files into the empty directory `staging`.
+  absl::Status WriteLocked(const std::string& staging, Env& env) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
   Session(const Engine* engine, SessionOptions options, ModelState state);
 
   // Processes every full window that has L − 1 tokens after it (lambda:

@@ -46,21 +46,6 @@ int64_t DirectoryBytes(const std::string& dir) {
   return total;
 }
 
-// Writes `text` to `path` through a temporary file and a rename.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", temporary));
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", temporary, " to ", path));
-  }
-  return absl::OkStatus();
-}
-
 nlohmann::json StateJson(const DocumentState& s) {
   return {{"text", s.text}, {"complete", s.complete}, {"offset", s.offset}, {"tokens", s.tokens}};
 }
@@ -351,20 +336,14 @@ absl::StatusOr<std::unique_ptr<SessionManager>> SessionManager::Open(
       new SessionManager(engine, tokenizer, std::move(options)));
   const std::string& data_dir = manager->options_.data_dir;
   if (data_dir.empty()) return manager;
-  std::error_code error;
-  fs::create_directories(data_dir + "/sessions", error);
-  if (!error) fs::create_directories(data_dir + "/snapshots", error);
-  if (error) {
-    return absl::InternalError(
-        absl::StrCat("cannot create the data directory ", data_dir, ": ", error.message()));
-  }
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(data_dir + "/sessions", error)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && ValidateName(name, "session").ok()) names.push_back(name);
-  }
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
+  Env& env = *manager->options_.env;
+  FOT_RETURN_IF_ERROR(env.CreateDirs(data_dir + "/sessions"));
+  FOT_RETURN_IF_ERROR(env.CreateDirs(data_dir + "/snapshots"));
+  FOT_ASSIGN_OR_RETURN(const std::vector<std::string> entries, env.ListDir(data_dir + "/sessions"));
+  for (const std::string& name : entries) {
+    if (!ValidateName(name, "session").ok() || !fs::is_directory(manager->SessionDir(name))) {
+      continue;  // not a session's directory
+    }
     const std::string dir = manager->SessionDir(name);
     auto loaded = manager->LoadFrom(name, dir, dir);
     if (!loaded.ok()) {
@@ -459,11 +438,10 @@ absl::Status SessionManager::Delete(const std::string& name) {
     session->deleted_ = true;
   }
   if (!session->dir_.empty()) {
-    std::error_code error;
-    fs::remove_all(session->dir_, error);
-    if (error) {
-      return absl::InternalError(absl::StrCat("session '", name, "' is deleted but ", session->dir_,
-                                              " could not be removed: ", error.message()));
+    if (absl::Status removed = options_.env->RemoveAll(session->dir_); !removed.ok()) {
+      return absl::Status(removed.code(),
+                          absl::StrCat("session '", name,
+                                       "' is deleted but its files are not: ", removed.message()));
     }
   }
   return absl::OkStatus();
@@ -500,9 +478,8 @@ absl::Status SessionManager::SaveTo(ManagedSession& session, const std::string& 
     documents = session.documents_;
     saved = session.saved_;
   }
-  std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", error.message()));
+  Env& env = *options_.env;
+  FOT_RETURN_IF_ERROR(env.CreateDirs(dir));
   // The bookkeeping is written before the session: each document lists the
   // state of the previous save and the new one, and loading picks the one
   // whose token count matches the session that was actually saved. So a
@@ -518,8 +495,8 @@ absl::Status SessionManager::SaveTo(ManagedSession& session, const std::string& 
     candidates.push_back(StateJson(state));
     meta["documents"][name] = candidates;
   }
-  FOT_RETURN_IF_ERROR(WriteFileAtomically(dir + "/" + kIngestFile, meta.dump()));
-  FOT_RETURN_IF_ERROR(session.session().Save(dir + "/" + kStateDir));
+  FOT_RETURN_IF_ERROR(WriteFileAtomically(env, dir + "/" + kIngestFile, meta.dump()));
+  FOT_RETURN_IF_ERROR(session.session().Save(dir + "/" + kStateDir, &env));
   if (dir == session.dir_) {
     absl::MutexLock lock(&session.mu_);
     session.saved_ = documents;
@@ -646,15 +623,14 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::PersistNew(
 std::vector<std::string> SessionManager::Snapshots() const {
   std::vector<std::string> names;
   if (options_.data_dir.empty()) return names;
-  std::error_code error;
-  for (const auto& entry : fs::directory_iterator(options_.data_dir + "/snapshots", error)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && ValidateName(name, "").ok() &&
-        fs::exists(entry.path() / kStateDir)) {
+  absl::StatusOr<std::vector<std::string>> entries =
+      options_.env->ListDir(options_.data_dir + "/snapshots");
+  if (!entries.ok()) return names;
+  for (const std::string& name : *entries) {
+    if (ValidateName(name, "").ok() && options_.env->Exists(SnapshotDir(name) + "/" + kStateDir)) {
       names.push_back(name);
     }
   }
-  std::sort(names.begin(), names.end());
   return names;
 }
 

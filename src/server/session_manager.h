@@ -34,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "base/env.h"
 #include "src/engine/engine.h"
 #include "src/engine/session.h"
 #include "src/tokenizer/tokenizer.h"
@@ -104,7 +105,8 @@ class DocumentTokenizer {
 };
 
 struct SessionManagerOptions {
-  std::string data_dir;  // "" keeps sessions in memory only
+  std::string data_dir;       // "" keeps sessions in memory only
+  Env* env = Env::Default();  // every file of the data directory goes through it; not owned
   int max_sessions = 64;
   SessionOptions defaults;  // options of sessions whose request leaves fields empty
   // Minimum time between two saves of a session during an ingest stream; the

@@ -184,8 +184,7 @@ SpmBackend* LoadSpm(const std::string& path, BackendError* error) {
   return new SentencePieceBackend(std::move(processor));
 }
 
-BackendError TrainSpm(const std::string& corpus_path, int vocab_size,
-                      const std::string& model_path) {
+BackendError TrainSpm(const std::string& corpus_path, int vocab_size, std::string* model) {
   const std::string corpus_prefix = "tokenizer corpus '" + corpus_path + "': ";
   errno = 0;
   std::ifstream corpus(corpus_path, std::ios::binary);
@@ -228,31 +227,7 @@ BackendError TrainSpm(const std::string& corpus_path, int vocab_size,
                                              "-piece tokenizer failed: " + status.ToString());
   }
 
-  // Write beside the target and rename, so `model_path` is never half-written.
-  const std::string model_prefix = ModelPrefix(model_path);
-  const std::string tmp_path = model_path + ".tmp";
-  {
-    errno = 0;
-    std::ofstream out(tmp_path, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      const int err = errno;
-      return Error(Kind::kUnavailable,
-                   model_prefix + "cannot open '" + tmp_path +
-                       "' for writing: " + (err != 0 ? std::strerror(err) : "I/O error"));
-    }
-    out.write(serialized.data(), static_cast<std::streamsize>(serialized.size()));
-    out.close();
-    if (!out) {
-      std::remove(tmp_path.c_str());
-      return Error(Kind::kUnavailable, model_prefix + "write failed");
-    }
-  }
-  if (std::rename(tmp_path.c_str(), model_path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp_path.c_str());
-    return Error(Kind::kUnavailable, model_prefix + "cannot rename '" + tmp_path +
-                                         "' into place: " + std::strerror(err));
-  }
+  *model = std::move(serialized);
   return {};
 }
 
@@ -266,6 +241,6 @@ extern "C" __attribute__((visibility("default"))) fot::tokenizer_internal::SpmBa
 }
 
 extern "C" __attribute__((visibility("default"))) fot::tokenizer_internal::BackendError
-fot_spm_train(const std::string& corpus_path, int vocab_size, const std::string& model_path) {
-  return fot::tokenizer_internal::TrainSpm(corpus_path, vocab_size, model_path);
+fot_spm_train(const std::string& corpus_path, int vocab_size, std::string* model) {
+  return fot::tokenizer_internal::TrainSpm(corpus_path, vocab_size, model);
 }

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "src/tokenizer/tokenizer_backend.h"
 
 namespace fot {
@@ -201,7 +203,7 @@ void DetokenizeStream::Compact() {
 // --- training -------------------------------------------------------------------
 
 absl::Status TrainTokenizer(const std::string& corpus_path, int vocab_size,
-                            const std::string& model_path) {
+                            const std::string& model_path, Env* env) {
   if (vocab_size <= 0) {
     return absl::InvalidArgumentError("tokenizer corpus '" + corpus_path +
                                       "': vocab_size must be positive, got " +
@@ -209,7 +211,15 @@ absl::Status TrainTokenizer(const std::string& corpus_path, int vocab_size,
   }
   const SpmModule& module = Module();
   if (module.train == nullptr) return absl::InternalError(module.error);
-  return ToStatus(module.train(corpus_path, vocab_size, model_path));
+  std::string model;
+  FOT_RETURN_IF_ERROR(ToStatus(module.train(corpus_path, vocab_size, &model)));
+  // Written whole or not at all, so `model_path` is never half a model.
+  const absl::Status written = WriteFileAtomically(*env, model_path, model);
+  if (!written.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("tokenizer model '", model_path, "': cannot write: ", written.message()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fot

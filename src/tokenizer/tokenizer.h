@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/env.h"
 
 namespace fot {
 
@@ -105,7 +106,7 @@ class DetokenizeStream {
 // unk/bos/eos = 0/1/2 as in LLaMA. Deterministic: the same corpus and size give
 // the same file. `model_path` is replaced only if training succeeds.
 [[nodiscard]] absl::Status TrainTokenizer(const std::string& corpus_path, int vocab_size,
-                                          const std::string& model_path);
+                                          const std::string& model_path, Env* env = Env::Default());
 
 }  // namespace fot
 

@@ -76,10 +76,10 @@ class SpmBackend {
 // Loads the model file at `path`; on failure returns null and fills `*error`.
 using LoadSpmFn = SpmBackend* (*)(const std::string& path, BackendError* error);
 inline constexpr char kLoadSpmSymbol[] = "fot_spm_load";
-// Trains a byte-fallback BPE model on the lines of `corpus_path` and writes it
-// to `model_path` (replaced only once training succeeded). Deterministic.
+// Trains a byte-fallback BPE model on the lines of `corpus_path`; its model
+// file's bytes go to *model (the caller writes them). Deterministic.
 using TrainSpmFn = BackendError (*)(const std::string& corpus_path, int vocab_size,
-                                    const std::string& model_path);
+                                    std::string* model);
 inline constexpr char kTrainSpmSymbol[] = "fot_spm_train";
 
 }  // namespace tokenizer_internal

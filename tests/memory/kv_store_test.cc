@@ -18,6 +18,7 @@
 
 #include "gtest/gtest.h"
 #include "memory/memory_options.h"
+#include "tests/base/faulty_env.h"
 
 namespace fot {
 namespace {
@@ -686,13 +687,45 @@ TEST(KvStoreTest, FailedSaveLeavesThePreviousSaveIntact) {
   absl::StatusOr<std::unique_ptr<KvStore>> loaded = KvStore::Load(dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameStore(*small, **loaded, MakeData(Data::kGaussian, 5, 16, 28));
-  EXPECT_FALSE(fs::exists(dir + ".tmp"));
+  EXPECT_FALSE(fs::exists(dir + ".saving"));
   // A directory that is not a saved store is never replaced.
   const std::string other = TempDir("not_a_store");
   fs::create_directories(other);
   std::ofstream(other + "/precious.txt") << "keep me";
   EXPECT_EQ(small->Save(other).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(fs::exists(other + "/precious.txt"));
+}
+
+// Every write of a save failing in turn (ENOSPC, then EIO): the error comes
+// back, and the directory still loads as the previous save or the new one.
+TEST(KvStoreTest, AFailingDiskAtAnyWriteKeepsAWholeSave) {
+  for (const std::string spec : {"flat", "ivf:nlist=4,train_size=160"}) {
+    auto previous = MakeStore(8, spec);
+    Fill(previous.get(), MakeData(Data::kGaussian, 100, 8, 40));
+    auto next = MakeStore(8, spec);
+    Fill(next.get(), MakeData(Data::kGaussian, 300, 8, 41));
+    const std::string dir = TempDir("failing_disk");
+    ASSERT_TRUE(previous->Save(dir).ok());
+    for (const int error_number : {ENOSPC, EIO}) {
+      const int operations = ForEachFailurePoint(
+          [&](Env& env) { return next->Save(dir, &env); },
+          [&](const absl::Status& status, int fail_at) {
+            auto loaded = KvStore::Load(dir);
+            ASSERT_TRUE(loaded.ok())
+                << spec << " failing at " << fail_at << ": " << loaded.status();
+            if (status.ok()) {
+              EXPECT_EQ((*loaded)->size(), next->size()) << fail_at;
+              return;
+            }
+            EXPECT_NE(status.message().find("injected"), std::string::npos) << status;
+            EXPECT_TRUE((*loaded)->size() == previous->size() || (*loaded)->size() == next->size())
+                << fail_at;
+            ASSERT_TRUE(previous->Save(dir).ok());
+          },
+          error_number);
+      EXPECT_GT(operations, 15) << spec;  // five files, a manifest and the swap
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "gtest/gtest.h"
+#include "tests/base/faulty_env.h"
 
 namespace fot {
 namespace {
@@ -324,6 +326,42 @@ TEST(NpyRowWriterTest, ZeroRowsGiveAnEmptyArray) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(shape, (std::vector<int64_t>{0, 512}));
   EXPECT_TRUE(got->empty());
+}
+
+// A failed write of either writer is reported (Unavailable, naming the file)
+// and never leaves a file that reads as an array of other contents.
+TEST(NpyWriterTest, AFailingDiskIsReportedAndNeverPassesForAnArray) {
+  const std::string path = TempPath("failing_disk.npy");
+  const std::vector<float> rows = {1, 2, 3, 4, 5, 6};
+  for (const bool streamed : {false, true}) {
+    ForEachFailurePoint(
+        [&](Env& env) -> absl::Status {
+          if (!streamed) {
+            NpyArray array{"<f4", {2, 3}, std::vector<uint8_t>(rows.size() * 4)};
+            std::memcpy(array.bytes.data(), rows.data(), array.bytes.size());
+            return WriteNpy(path, array, &env);
+          }
+          FOT_ASSIGN_OR_RETURN(auto writer, NpyFloat32RowWriter::Create(path, 3, &env));
+          FOT_RETURN_IF_ERROR(writer->Append(rows.data(), 2));
+          return writer->Finish();
+        },
+        [&](const absl::Status& status, int fail_at) {
+          std::vector<int64_t> shape;
+          auto read = ReadNpyFloat32(path, &shape);
+          if (status.ok()) {
+            ASSERT_TRUE(read.ok()) << read.status();
+            EXPECT_EQ(*read, rows);
+            return;
+          }
+          EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+          EXPECT_NE(status.message().find(path), std::string::npos) << status;
+          // What is left is unreadable, the stream's 0-row placeholder, or
+          // the whole array (a failure at the very end).
+          if (read.ok() && !(streamed && shape[0] == 0)) {
+            EXPECT_EQ(*read, rows) << "failing at " << fail_at;
+          }
+        });
+  }
 }
 
 TEST(NpyRowWriterTest, UnfinishedFileIsRejectedByReaders) {

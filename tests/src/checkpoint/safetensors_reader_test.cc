@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "src/checkpoint/safetensors_writer.h"
+#include "tests/base/faulty_env.h"
 
 namespace fot {
 namespace {
@@ -102,6 +103,28 @@ TEST(SafetensorsWriterTest, HeaderIsPaddedToEightBytesAndDataIsAligned) {
   auto checkpoint = SafetensorsCheckpoint::OpenFile(path);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
   EXPECT_EQ(reinterpret_cast<uintptr_t>((*checkpoint)->Find("odd_name_x").value()->data) % 4, 0u);
+}
+
+TEST(SafetensorsWriterTest, AFailingDiskAtAnyWriteKeepsThePreviousFile) {
+  const std::string path = FreshDir() + "/model.safetensors";
+  ASSERT_TRUE(WriteSafetensors(path, {FloatTensor("w", {1}, {7}, DType::kF32)}).ok());
+  const int operations = ForEachFailurePoint(
+      [&](Env& env) {
+        return WriteSafetensors(path, {FloatTensor("w", {2}, {8, 9}, DType::kF32)},
+                                {{"format", "pt"}}, &env);
+      },
+      [&](const absl::Status& status, int fail_at) {
+        auto checkpoint = SafetensorsCheckpoint::OpenFile(path);
+        ASSERT_TRUE(checkpoint.ok()) << "failing at " << fail_at << ": " << checkpoint.status();
+        const std::vector<float> w = Decoded(**(*checkpoint)->Find("w"));
+        if (status.ok()) {
+          EXPECT_EQ(w, std::vector<float>({8, 9}));
+        } else {
+          EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+          EXPECT_TRUE(w == std::vector<float>({7}) || w == std::vector<float>({8, 9}));
+        }
+      });
+  EXPECT_GE(operations, 5);  // create, three appends, fsync, rename, directory fsync
 }
 
 TEST(SafetensorsWriterTest, RejectsByteCountThatDoesNotMatchShape) {

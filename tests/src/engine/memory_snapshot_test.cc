@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/engine/engine.h"
+#include "tests/base/faulty_env.h"
 #include "tests/src/small_model.h"
 
 namespace fot {
@@ -91,6 +92,37 @@ TEST_P(MemorySnapshotErrorTest, AFailedSaveLeavesThePreviousOneIntact) {
   auto loaded = LoadMemory(engine_->transformer(), dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->memory[0]->size(), saved_size);
+}
+
+// Every write of the save failing in turn: the error comes back and the
+// directory loads as the previous save or the new one, never a mixture.
+TEST_P(MemorySnapshotErrorTest, AFailingDiskAtAnyWriteKeepsAWholeSave) {
+  ModelState state = BuildMemory();
+  const std::string dir = ::testing::TempDir() + "/memory_failing_disk";
+  const int64_t previous = state.tokens_seen;
+  ASSERT_TRUE(SaveMemory(engine_->transformer(), state, dir).ok());
+  ModelState previous_state = *LoadMemory(engine_->transformer(), dir);
+  ASSERT_TRUE(engine_->Prefill({1, 2, 3}, 8, &state, LogitsMode::kNone, Ignore()).ok());
+  ASSERT_TRUE(engine_->transformer().FlushLocalCache(&state).ok());
+  const int64_t next = state.tokens_seen;
+  const int operations = ForEachFailurePoint(
+      [&](Env& env) { return SaveMemory(engine_->transformer(), state, dir, &env); },
+      [&](const absl::Status& status, int fail_at) {
+        auto loaded = LoadMemory(engine_->transformer(), dir);
+        ASSERT_TRUE(loaded.ok()) << "failing at " << fail_at << ": " << loaded.status();
+        if (status.ok()) {
+          EXPECT_EQ(loaded->tokens_seen, next);
+          return;
+        }
+        EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+        EXPECT_TRUE(loaded->tokens_seen == previous || loaded->tokens_seen == next) << fail_at;
+        EXPECT_EQ(loaded->memory[0]->size(), loaded->tokens_seen == previous
+                                                 ? previous_state.memory[0]->size()
+                                                 : state.memory[0]->size());
+        ASSERT_TRUE(SaveMemory(engine_->transformer(), previous_state, dir).ok());
+      },
+      ENOSPC, /*stride=*/7);  // samples the failure points of a long save
+  EXPECT_GT(operations, 40);
 }
 
 TEST_P(MemorySnapshotErrorTest, RefusesMissingForeignAndCorruptDirectories) {

@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/model/kernels.h"
+#include "tests/base/faulty_env.h"
 #include "tests/src/small_model.h"
 
 namespace fot {
@@ -242,6 +243,36 @@ TEST_F(SessionTest, SaveAndLoadKeepMemoryTailAndDocuments) {
   // And ingest continues where it stopped.
   const int more = 4;
   EXPECT_TRUE((*loaded)->AppendToDocument("doc2", {&more, 1}).ok());
+}
+
+// Every write of the save failing in turn: the error comes back, and the
+// directory loads as the previous save or the new one, never a mixture.
+TEST_F(SessionTest, AFailingDiskAtAnyWriteKeepsAWholeSave) {
+  std::unique_ptr<Session> session = NewSession();
+  Ingest(session.get(), 9);
+  const std::string dir = ::testing::TempDir() + "/session_failing_disk";
+  ASSERT_TRUE(session->Save(dir).ok());
+  const int64_t previous = session->Progress().stream_tokens;
+  const int more[] = {4, 5, 6, 7, 8};
+  ASSERT_TRUE(session->AppendToDocument("doc2", more).ok());
+  const int64_t next = session->Progress().stream_tokens;
+  std::unique_ptr<Session> previous_session = *Session::Load(engine_.get(), dir);
+  const int operations = ForEachFailurePoint(
+      [&](Env& env) { return session->Save(dir, &env); },
+      [&](const absl::Status& status, int fail_at) {
+        auto loaded = Session::Load(engine_.get(), dir);
+        ASSERT_TRUE(loaded.ok()) << "failing at " << fail_at << ": " << loaded.status();
+        const int64_t tokens = (*loaded)->Progress().stream_tokens;
+        if (status.ok()) {
+          EXPECT_EQ(tokens, next);
+          return;
+        }
+        EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+        EXPECT_TRUE(tokens == previous || tokens == next) << fail_at;
+        ASSERT_TRUE(previous_session->Save(dir).ok());
+      },
+      ENOSPC, /*stride=*/3);  // samples the failure points of a long save
+  EXPECT_GT(operations, 40);
 }
 
 TEST_F(SessionTest, ScoreIsTheLogLikelihoodOfTheOneShotLogits) {

@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "src/checkpoint/random_checkpoint.h"
+#include "tests/base/faulty_env.h"
 
 namespace fot {
 namespace {
@@ -60,9 +61,11 @@ class ManagerTest : public ::testing::Test {
     delete tokenizer_;
   }
 
-  std::unique_ptr<SessionManager> Open(const std::string& data_dir, int max_sessions = 4) {
+  std::unique_ptr<SessionManager> Open(const std::string& data_dir, int max_sessions = 4,
+                                       Env* env = Env::Default()) {
     SessionManagerOptions options;
     options.data_dir = data_dir;
+    options.env = env;
     options.max_sessions = max_sessions;
     options.defaults.memory = engine_->DefaultMemoryOptions();
     std::vector<std::string> errors;
@@ -240,6 +243,55 @@ TEST_F(ManagerTest, AcknowledgedIngestSurvivesReopening) {
   // Beyond what the server holds, or a new document with an offset.
   EXPECT_EQ(DocumentIngest::Open(manager.get(), {"s", "other", true, 3, false}).status().code(),
             absl::StatusCode::kOutOfRange);
+}
+
+// A disk that fails at any one write while a document streams in: the chunk
+// gets an error or an acknowledgement, and after a restart the session holds
+// at least everything acknowledged and loads without errors.
+TEST_F(ManagerTest, AFailingDiskDuringIngestLosesNothingAcknowledged) {
+  const std::string text = "the river sees birds and a bright window. the quiet house";
+  const std::string base = ::testing::TempDir() + "/manager_failing_disk";
+  std::filesystem::remove_all(base);
+  int64_t first = 0;
+  {
+    auto manager = Open(base);
+    ASSERT_TRUE(manager->Create("s", {}).ok());
+    auto ingest = DocumentIngest::Open(manager.get(), {"s", "doc", false, 0, true});
+    ASSERT_TRUE(ingest.ok()) << ingest.status();
+    auto ack = (*ingest)->Chunk(text.substr(0, 30), {}, false);
+    ASSERT_TRUE(ack.ok()) << ack.status();
+    first = ack->resume_offset;
+  }
+  const std::string data = base + "_copy";
+  const int operations = ForEachFailurePoint(
+      [&](Env& env) -> absl::Status {
+        std::filesystem::remove_all(data);
+        std::filesystem::copy(base, data, std::filesystem::copy_options::recursive);
+        SessionManagerOptions options;
+        options.data_dir = data;
+        options.env = &env;
+        options.defaults.memory = engine_->DefaultMemoryOptions();
+        auto manager = SessionManager::Open(engine_, tokenizer_, options, nullptr);
+        if (!manager.ok()) return manager.status();
+        auto ingest = DocumentIngest::Open(manager->get(), {"s", "doc", true, first, false});
+        if (!ingest.ok()) return ingest.status();
+        auto ack = (*ingest)->Chunk(text.substr(first), {}, true);
+        return ack.ok() ? absl::OkStatus() : ack.status();
+      },
+      [&](const absl::Status& status, int fail_at) {
+        auto manager = Open(data);  // expects no load errors
+        auto session = manager->Get("s");
+        ASSERT_TRUE(session.ok()) << "failing at " << fail_at << ": " << session.status();
+        const int64_t offset = (*session)->Document("doc").offset;
+        if (status.ok()) {
+          EXPECT_EQ(offset, static_cast<int64_t>(text.size())) << fail_at;
+        } else {
+          EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+          EXPECT_TRUE(offset == first || offset == static_cast<int64_t>(text.size())) << fail_at;
+        }
+      },
+      ENOSPC, /*stride=*/3);  // samples the failure points of a long save
+  EXPECT_GT(operations, 20);
 }
 
 }  // namespace

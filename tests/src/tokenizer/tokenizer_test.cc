@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/base/faulty_env.h"
 
 namespace fot {
 namespace {
@@ -340,6 +341,24 @@ TEST_F(TokenizerTest, TrainingErrors) {
 
   std::ifstream never(out);
   EXPECT_FALSE(never.good()) << "a failed training must not leave a model file";
+}
+
+TEST_F(TokenizerTest, AFailingDiskKeepsThePreviousModelFile) {
+  const std::string path = TempPath("failing_disk.model");
+  ASSERT_TRUE(WriteFileAtomically(*Env::Default(), path, "previous").ok());
+  const std::string trained = ReadFile(*model_path_);
+  ForEachFailurePoint(
+      [&](Env& env) { return TrainTokenizer(*corpus_path_, kVocabSize, path, &env); },
+      [&](const absl::Status& status, int fail_at) {
+        const std::string now = ReadFile(path);
+        if (status.ok()) {
+          EXPECT_EQ(now, trained);
+          return;
+        }
+        EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+        EXPECT_TRUE(now == "previous" || now == trained) << "failing at " << fail_at;
+        ASSERT_TRUE(WriteFileAtomically(*Env::Default(), path, "previous").ok());
+      });
 }
 
 }  // namespace
