@@ -44,8 +44,7 @@ absl::Status KvMemory::SplitRange(int64_t first, int64_t count, Read read) const
   const int64_t split = base_size();
   if (first < split) {
     const int64_t n = std::min(count, split - first);
-    absl::Status status = read(*base_, first, n, 0);
-    if (!status.ok()) return status;
+    FOT_RETURN_IF_ERROR(read(*base_, first, n, 0));
   }
   const int64_t own_first = std::max(first, split);
   if (own_first < first + count) {
@@ -87,11 +86,10 @@ absl::Status KvMemory::GatherValues(int kv_head, const int64_t* ids, int64_t n, 
   const int hd = head_dim();
   const int64_t split = base_size();
   for (int64_t i = 0; i < n; ++i) {
-    absl::Status status = ids[i] < 0 ? stores_[kv_head]->GatherValues(&ids[i], 1, out + i * hd)
-                          : ids[i] < split
-                              ? base_->GatherValues(kv_head, &ids[i], 1, out + i * hd)
-                              : stores_[kv_head]->ReadValues(ids[i] - split, 1, out + i * hd);
-    if (!status.ok()) return status;
+    FOT_RETURN_IF_ERROR(ids[i] < 0 ? stores_[kv_head]->GatherValues(&ids[i], 1, out + i * hd)
+                        : ids[i] < split
+                            ? base_->GatherValues(kv_head, &ids[i], 1, out + i * hd)
+                            : stores_[kv_head]->ReadValues(ids[i] - split, 1, out + i * hd));
   }
   return absl::OkStatus();
 }
@@ -140,17 +138,15 @@ absl::Status KvMemory::Append(const float* keys, const float* values, const Prov
                               int64_t n) {
   const int64_t row = static_cast<int64_t>(num_kv_heads()) * head_dim();
   for (int h = 0; h < num_kv_heads(); ++h) {
-    absl::Status status =
-        stores_[h]->Append(keys + h * head_dim(), row, values + h * head_dim(), row, provenance, n);
-    if (!status.ok()) return status;
+    FOT_RETURN_IF_ERROR(stores_[h]->Append(keys + h * head_dim(), row, values + h * head_dim(), row,
+                                           provenance, n));
   }
   return absl::OkStatus();
 }
 
 absl::Status KvMemory::DeleteDocument(int64_t document) {
   for (auto& store : stores_) {
-    absl::Status status = store->DeleteDocument(document);
-    if (!status.ok()) return status;
+    FOT_RETURN_IF_ERROR(store->DeleteDocument(document));
   }
   return absl::OkStatus();
 }

@@ -143,7 +143,7 @@ absl::Status WriteIndex(Env& env, const StoreState& st, const std::string& path,
     try {
       faiss::write_index(st.index.get(), &sink);
     } catch (const std::exception& e) {
-      if (absl::Status s = sink.Finish(info); !s.ok()) return s;
+      FOT_RETURN_IF_ERROR(sink.Finish(info));
       return kv_internal::FaissError("write_index", e);
     }
   }
@@ -180,7 +180,7 @@ absl::Status VerifyFile(const std::string& path, const FileInfo& want, std::vect
   }
   Fnv fnv;
   if (data != nullptr) {
-    if (absl::Status s = ReadWholeFile(path, data); !s.ok()) return s;
+    FOT_RETURN_IF_ERROR(ReadWholeFile(path, data));
     fnv.Add(data->data(), data->size());
   } else {
     std::ifstream in(path, std::ios::binary);

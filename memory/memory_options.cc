@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status_macros.h"
+
 namespace fot {
 namespace {
 
@@ -98,39 +100,30 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
       return absl::InvalidArgumentError("memory option dtype has an unknown value " +
                                         std::to_string(static_cast<int>(o.dtype)));
   }
-  absl::Status s;
   switch (o.index_kind) {
     case IndexKind::kFlat:
       return absl::OkStatus();
     case IndexKind::kHnsw:
-      if (!(s = CheckRange("hnsw_m", o.hnsw_m, 2, kMaxHnswM)).ok()) return s;
-      if (!(s = CheckRange("hnsw_ef_construction", o.hnsw_ef_construction, 1, kMaxEf)).ok()) {
-        return s;
-      }
+      FOT_RETURN_IF_ERROR(CheckRange("hnsw_m", o.hnsw_m, 2, kMaxHnswM));
+      FOT_RETURN_IF_ERROR(CheckRange("hnsw_ef_construction", o.hnsw_ef_construction, 1, kMaxEf));
       return CheckRange("hnsw_ef_search", o.hnsw_ef_search, 1, kMaxEf);
     case IndexKind::kIvf: {
-      if (!(s = CheckRange("ivf_nlist", o.ivf_nlist, 0, kMaxNlist,
-                           "0 lets the number of lists grow with the memory"))
-               .ok()) {
-        return s;
-      }
-      if (!(s = CheckRange("ivf_nprobe", o.ivf_nprobe, 0, o.ivf_nlist > 0 ? o.ivf_nlist : kMaxNlist,
-                           "nprobe caps the probed lists, at most ivf_nlist; 0 (auto) leaves "
-                           "it to ivf_max_scan"))
-               .ok()) {
-        return s;
-      }
+      FOT_RETURN_IF_ERROR(CheckRange("ivf_nlist", o.ivf_nlist, 0, kMaxNlist,
+                                     "0 lets the number of lists grow with the memory"));
+      FOT_RETURN_IF_ERROR(
+          CheckRange("ivf_nprobe", o.ivf_nprobe, 0, o.ivf_nlist > 0 ? o.ivf_nlist : kMaxNlist,
+                     "nprobe caps the probed lists, at most ivf_nlist; 0 (auto) leaves "
+                     "it to ivf_max_scan"));
       if (!(o.ivf_max_scan > 0.0 && o.ivf_max_scan <= 1.0)) {
         return absl::InvalidArgumentError(
             "memory option ivf_max_scan=" + std::to_string(o.ivf_max_scan) +
             " is out of range (0, 1]: the share of keys a query may scan");
       }
-      if (o.ivf_pq && o.ivf_pq_m != 0 &&
-          !(s = CheckRange("ivf_pq_m", o.ivf_pq_m, 1, head_dim + 2,
-                           "PQ splits head_dim + 2 dimensions into ivf_pq_m parts; 0 picks "
-                           "one part per 4 dimensions"))
-               .ok()) {
-        return s;
+      if (o.ivf_pq && o.ivf_pq_m != 0) {
+        FOT_RETURN_IF_ERROR(
+            CheckRange("ivf_pq_m", o.ivf_pq_m, 1, head_dim + 2,
+                       "PQ splits head_dim + 2 dimensions into ivf_pq_m parts; 0 picks "
+                       "one part per 4 dimensions"));
       }
       if (!o.ivf_pq && o.ivf_pq_m != 0) {
         return absl::InvalidArgumentError("memory option ivf_pq_m=" + std::to_string(o.ivf_pq_m) +
@@ -140,13 +133,11 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
         int64_t centroids = o.ivf_nlist > 0 ? o.ivf_nlist : IvfListsFor(o.ivf_train_size);
         if (o.ivf_pq) centroids = std::max<int64_t>(centroids, kPqCodebookSize);
         const int64_t lo = kMinPointsPerCentroid * centroids;
-        if (!(s = CheckRange("ivf_train_size", o.ivf_train_size, lo, kMaxTrainSize,
-                             "k-means needs at least 39 keys per centroid (ivf_nlist lists, "
-                             "and 256 PQ codes per sub-quantizer with PQ); 0 picks 40 per "
-                             "centroid"))
-                 .ok()) {
-          return s;
-        }
+        FOT_RETURN_IF_ERROR(
+            CheckRange("ivf_train_size", o.ivf_train_size, lo, kMaxTrainSize,
+                       "k-means needs at least 39 keys per centroid (ivf_nlist lists, "
+                       "and 256 PQ codes per sub-quantizer with PQ); 0 picks 40 per "
+                       "centroid"));
       }
       return absl::OkStatus();
     }
