@@ -102,6 +102,121 @@ int64_t KvStore::overflow_size() const {
   return static_cast<int64_t>(state_->overflow_ids.size());
 }
 
+namespace {
+
+// InvalidArgument unless every key and value is finite and within the range
+// of its storage.
+absl::Status CheckRows(const Shape& s, const MemoryOptions& o, const float* keys,
+                       int64_t key_stride, const float* values, int64_t value_stride, int64_t n) {
+  const float key_max = MaxFinite(s.fp16_keys ? StorageType::kFloat16 : StorageType::kFloat32);
+  const float value_max = MaxFinite(o.dtype);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int j = 0; j < s.d; ++j) {
+      const float k = keys[i * key_stride + j], v = values[i * value_stride + j];
+      if (std::fabs(k) <= key_max && std::fabs(v) <= value_max) continue;
+      const bool key = !(std::fabs(k) <= key_max);
+      return absl::InvalidArgumentError(std::string("Append: ") + (key ? "key" : "value") +
+                                        " row " + std::to_string(i) + " dim " + std::to_string(j) +
+                                        " is " + std::to_string(key ? k : v) +
+                                        ": not finite or beyond the range of its storage (" +
+                                        (key ? (s.fp16_keys ? "float16 keys" : "float32 keys")
+                                             : std::string(StorageTypeName(o.dtype)) + " values") +
+                                        "); use dtype f32 for such data");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// What an append does to the index, prepared without holding mu_ (readers go
+// on meanwhile): a new index when one is (re)built now, else the reduced keys
+// to add (empty: add the keys themselves).
+struct IndexUpdate {
+  std::unique_ptr<faiss::Index> built;
+  std::unique_ptr<IvfBounds> built_bounds;
+  double bound_sq = 0;
+  std::vector<float> aug;
+  std::vector<uint8_t> overflow;  // [n] or empty: none of the new keys overflows
+};
+
+// `k` holds the n new keys [n, d]. Only the writer (write_mu_) calls this.
+IndexUpdate PrepareIndexUpdate(const Shape& s, const MemoryOptions& o, const StoreState& st,
+                               const std::vector<float>& k, int64_t n) {
+  IndexUpdate u;
+  u.bound_sq = st.bound_sq;
+  if (o.index_kind == IndexKind::kFlat) return u;
+  const int64_t old_size = st.size;
+  const int64_t threshold = o.index_kind == IndexKind::kHnsw ? kHnswBuildSize : o.ivf_train_size;
+  if ((!st.built && old_size + n >= threshold) || NeedsMoreLists(o, st, old_size + n)) {
+    // A (re)build from the stored keys plus these. The bound covers every key
+    // now, so nothing overflows.
+    std::vector<float> all(old_size * s.d);
+    KeyReader reader(s, st);
+    for (int64_t i = 0; i < old_size; ++i) reader.Read(i, &all[i * s.d]);
+    all.insert(all.end(), k.begin(), k.end());
+    u.bound_sq = std::max(kBoundHeadroomSq * MaxNormSq(s, all.data(), old_size + n), 1e-30);
+    u.aug = Augment(s, all.data(), old_size + n, u.bound_sq, &u.overflow);
+    const int nlist = o.ivf_nlist > 0 ? o.ivf_nlist : IvfListsFor(old_size + n);
+    u.built = BuildApproximate(s, o, nlist, u.aug.data(), old_size + n);
+    if (UsesBounds(o)) {
+      u.built_bounds = std::make_unique<IvfBounds>(
+          IvfBounds::Build(dynamic_cast<const faiss::IndexIVF&>(*u.built), s.fp16_keys, s.d));
+    }
+    u.overflow.assign(n, 0);
+  } else if (st.built) {
+    u.aug = Augment(s, k.data(), n, st.bound_sq, &u.overflow);
+  }
+  return u;
+}
+
+// Puts the prepared index in place, or adds the new keys to the index.
+// Caller holds mu_ exclusively.
+void ApplyIndexUpdate(const Shape& s, StoreState& st, IndexUpdate& u, const float* k, int64_t n) {
+  if (u.built != nullptr) {
+    st.index.swap(u.built);  // the old index is freed after unlocking
+    st.bounds.swap(u.built_bounds);
+    st.built = true;
+    st.bound_sq = u.bound_sq;
+    std::fill(st.overflow_bits.begin(), st.overflow_bits.end(), 0);
+    st.overflow_ids.clear();
+    if (st.mapped_fd >= 0) close(st.mapped_fd);
+    st.mapped_fd = -1;
+    return;
+  }
+  CopyMappedListsToMemory(&st);
+  ReserveIndex(st.index.get(), n);
+  st.index->add(n, u.aug.empty() ? k : u.aug.data());
+  if (st.bounds != nullptr) ExtendBounds(s, st, st.size, k, n);
+}
+
+// Appends values (f32 rows, or `encoded` 16-bit ones), provenance and the
+// bookkeeping of n entries whose keys the index already holds. Caller holds
+// mu_ exclusively.
+void AppendEntries(StoreState& st, const MemoryOptions& o, int d, const float* values,
+                   int64_t value_stride, const std::vector<uint16_t>& encoded,
+                   const Provenance* provenance, const std::vector<uint8_t>& overflow, int64_t n) {
+  const int64_t old_size = st.size;
+  if (o.dtype == StorageType::kFloat32) {
+    for (int64_t i = 0; i < n; ++i) {
+      st.values_f32.insert(st.values_f32.end(), values + i * value_stride,
+                           values + i * value_stride + d);
+    }
+  }
+  st.values_16.insert(st.values_16.end(), encoded.begin(), encoded.end());
+  st.provenance.insert(st.provenance.end(), provenance, provenance + n);
+  st.deleted_bits.resize((old_size + n + 63) / 64, 0);
+  st.overflow_bits.resize((old_size + n + 63) / 64, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    ++st.live_per_document[provenance[i].document];
+    if (!overflow.empty() && overflow[i]) {
+      SetBit(&st.overflow_bits, old_size + i);
+      st.overflow_ids.push_back(old_size + i);
+    }
+  }
+  st.size = old_size + n;
+}
+
+}  // namespace
+
 absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float* values,
                              int64_t value_stride, const Provenance* provenance, int64_t n) {
   if (n < 0) return absl::InvalidArgumentError("Append: n=" + std::to_string(n) + " < 0");
@@ -115,22 +230,7 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
                                       " must be >= head_dim=" + std::to_string(head_dim_));
   }
   const Shape s = MakeShape(head_dim_, options_);
-  const float key_max = MaxFinite(s.fp16_keys ? StorageType::kFloat16 : StorageType::kFloat32);
-  const float value_max = MaxFinite(options_.dtype);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int j = 0; j < head_dim_; ++j) {
-      const float k = keys[i * key_stride + j], v = values[i * value_stride + j];
-      if (std::fabs(k) <= key_max && std::fabs(v) <= value_max) continue;
-      const bool key = !(std::fabs(k) <= key_max);
-      return absl::InvalidArgumentError(
-          std::string("Append: ") + (key ? "key" : "value") + " row " + std::to_string(i) +
-          " dim " + std::to_string(j) + " is " + std::to_string(key ? k : v) +
-          ": not finite or beyond the range of its storage (" +
-          (key ? (s.fp16_keys ? "float16 keys" : "float32 keys")
-               : std::string(StorageTypeName(options_.dtype)) + " values") +
-          "); use dtype f32 for such data");
-    }
-  }
+  FOT_RETURN_IF_ERROR(CheckRows(s, options_, keys, key_stride, values, value_stride, n));
   std::vector<float> k(n * head_dim_);
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(&k[i * head_dim_], keys + i * key_stride, head_dim_ * sizeof(float));
@@ -157,72 +257,15 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
   }
   const int64_t old_size = st.size;
   try {
-    std::unique_ptr<faiss::Index> built;  // the approximate index, built now
-    std::unique_ptr<IvfBounds> built_bounds;
-    double bound_sq = st.bound_sq;
-    std::vector<float> aug;
-    std::vector<uint8_t> overflow;
-    if (options_.index_kind != IndexKind::kFlat) {
-      const int64_t threshold =
-          options_.index_kind == IndexKind::kHnsw ? kHnswBuildSize : options_.ivf_train_size;
-      if ((!st.built && old_size + n >= threshold) || NeedsMoreLists(options_, st, old_size + n)) {
-        // Private (re)build from the stored keys plus these; readers go on
-        // meanwhile. The bound covers every key now, so nothing overflows.
-        std::vector<float> all(old_size * head_dim_);
-        KeyReader reader(s, st);
-        for (int64_t i = 0; i < old_size; ++i) reader.Read(i, &all[i * head_dim_]);
-        all.insert(all.end(), k.begin(), k.end());
-        bound_sq = std::max(kBoundHeadroomSq * MaxNormSq(s, all.data(), old_size + n), 1e-30);
-        aug = Augment(s, all.data(), old_size + n, bound_sq, &overflow);
-        const int nlist = options_.ivf_nlist > 0 ? options_.ivf_nlist : IvfListsFor(old_size + n);
-        built = BuildApproximate(s, options_, nlist, aug.data(), old_size + n);
-        if (UsesBounds(options_)) {
-          built_bounds = std::make_unique<IvfBounds>(IvfBounds::Build(
-              dynamic_cast<const faiss::IndexIVF&>(*built), s.fp16_keys, head_dim_));
-        }
-        overflow.assign(n, 0);
-      } else if (st.built) {
-        aug = Augment(s, k.data(), n, st.bound_sq, &overflow);
-      }
-    }
+    IndexUpdate update = PrepareIndexUpdate(s, options_, st, k, n);
     WriteLock l(&mu_);
     GrowFor(&st.provenance, n);
     GrowFor(&st.values_f32, options_.dtype == StorageType::kFloat32 ? n * head_dim_ : 0);
     GrowFor(&st.values_16, encoded.size());
-    if (built != nullptr) {
-      st.index.swap(built);  // the old index is freed after unlocking
-      st.bounds.swap(built_bounds);
-      st.built = true;
-      st.bound_sq = bound_sq;
-      std::fill(st.overflow_bits.begin(), st.overflow_bits.end(), 0);
-      st.overflow_ids.clear();
-      if (st.mapped_fd >= 0) close(st.mapped_fd);
-      st.mapped_fd = -1;
-    } else {
-      CopyMappedListsToMemory(&st);
-      ReserveIndex(st.index.get(), n);
-      st.index->add(n, aug.empty() ? k.data() : aug.data());
-      if (st.bounds != nullptr) ExtendBounds(s, st, old_size, k.data(), n);
-    }
+    ApplyIndexUpdate(s, st, update, k.data(), n);
     // The index holds the new keys; the rest cannot fail but for bad_alloc.
-    if (options_.dtype == StorageType::kFloat32) {
-      for (int64_t i = 0; i < n; ++i) {
-        st.values_f32.insert(st.values_f32.end(), values + i * value_stride,
-                             values + i * value_stride + head_dim_);
-      }
-    }
-    st.values_16.insert(st.values_16.end(), encoded.begin(), encoded.end());
-    st.provenance.insert(st.provenance.end(), provenance, provenance + n);
-    st.deleted_bits.resize((old_size + n + 63) / 64, 0);
-    st.overflow_bits.resize((old_size + n + 63) / 64, 0);
-    for (int64_t i = 0; i < n; ++i) {
-      ++st.live_per_document[provenance[i].document];
-      if (!overflow.empty() && overflow[i]) {
-        SetBit(&st.overflow_bits, old_size + i);
-        st.overflow_ids.push_back(old_size + i);
-      }
-    }
-    st.size = old_size + n;
+    AppendEntries(st, options_, head_dim_, values, value_stride, encoded, provenance,
+                  update.overflow, n);
     return absl::OkStatus();
   } catch (const std::exception& e) {
     WriteLock l(&mu_);
