@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "src/engine/window_split.h"
+#include "src/model/window_split.h"
 #include "src/model/kernels.h"
 
 namespace fot {
