@@ -49,25 +49,18 @@ struct LambdaScratch {
     const float* values;  // in-call entries' values; null: read from memory
     Provenance provenance;
   };
-  struct Tile {                           // one per OpenMP thread
-    std::vector<float> queries;           // [tile rows, head_dim], scaled, unrotated
-    std::vector<float> rotated;           // [tile rows, head_dim], for one key segment
-    std::vector<float> memory_queries;    // [tile rows, head_dim], scaled, memory-positioned
-    std::vector<float> scores;            // [tile rows, key block]
-    std::vector<float> in_call;           // [tile rows, in-call memory entries] (knn)
-    std::vector<float> output;            // [tile rows, head_dim], unnormalised
-    std::vector<float> row_max, row_sum;  // [tile rows]
-    std::vector<float> block_keys, block_values;  // [key block, head_dim]
-    std::vector<uint8_t> block_live;              // [key block]
-    std::vector<Provenance> block_provenance;
+  // One per OpenMP thread: the shared tile buffers (queries: scaled,
+  // unrotated) and what the Λ mask adds.
+  struct Tile : TileBuffers {
+    std::vector<float> rotated;         // [tile rows, head_dim], for one key segment
+    std::vector<float> memory_queries;  // [tile rows, head_dim], scaled, memory-positioned
+    std::vector<float> in_call;         // [tile rows, in-call memory entries] (knn)
     std::vector<Candidate> candidates;
     std::vector<int64_t> gather_ids;  // knn: the memory entries whose values are read
   };
   std::vector<Tile> tiles;
-  std::vector<float> new_keys;        // [n, num_kv_heads, head_dim], rotated by ring slot
-  std::vector<float> search_queries;  // knn: [rows, head_dim] per kv head, unscaled
-  std::vector<int64_t> ids;           // knn: [kv_heads][rows * K]
-  std::vector<float> search_scores;   // knn: [kv_heads][rows * K]
+  std::vector<float> new_keys;  // [n, num_kv_heads, head_dim], rotated by ring slot
+  KnnResults knn;               // queries memory-positioned
 };
 
 // Immutable after construction; Step may run on many threads at once, each
