@@ -322,15 +322,11 @@ absl::Status AttendLambdaTile(const LambdaCall& c, const TileRows& tile, LambdaS
 
 }  // namespace
 
-LambdaAttention::LambdaAttention(int head_dim, float rope_theta, int max_local_window)
-    : rope_(head_dim, rope_theta, LambdaPositions::TableSize(max_local_window)) {}
-
-absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositions& positions,
-                                   const float* q, const float* k, const float* v,
-                                   const Provenance* provenance, int n, LambdaCache* cache,
-                                   KvMemory* memory, const Retrieval& retrieval,
-                                   LambdaScratch* scratch, float* out,
-                                   AttentionTrace* trace) const {
+absl::Status LambdaAttend(const AttentionDims& dims, const LambdaPositions& positions,
+                          const Rope& rope, const float* q, const float* k, const float* v,
+                          const Provenance* provenance, int n, LambdaCache* cache, KvMemory* memory,
+                          const Retrieval& retrieval, LambdaScratch* scratch, float* out,
+                          AttentionTrace* trace) {
   const int hd = dims.head_dim;
   const int kv_heads = dims.num_kv_heads;
   const int kv_stride = kv_heads * hd;
@@ -342,8 +338,8 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
   if (positions.rotates) {
     scratch->new_keys.assign(k, k + static_cast<size_t>(n) * kv_stride);
     for (int r = 0; r < n; ++r) {
-      rope_.Apply(&scratch->new_keys[static_cast<size_t>(r) * kv_stride], 1, kv_heads,
-                  positions.KeyRotation(KeyKind::kLocal, t0 + r));
+      rope.Apply(&scratch->new_keys[static_cast<size_t>(r) * kv_stride], 1, kv_heads,
+                 positions.KeyRotation(KeyKind::kLocal, t0 + r));
     }
     new_keys = scratch->new_keys.data();
   }
@@ -354,7 +350,7 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
   const bool knn = memory != nullptr && retrieval.mode == Retrieval::Mode::kKnn;
   LambdaCall call{dims,
                   positions,
-                  rope_,
+                  rope,
                   q,
                   n,
                   t0,
@@ -382,7 +378,7 @@ absl::Status LambdaAttention::Step(const AttentionDims& dims, const LambdaPositi
     for (int g = 0; g < kv_heads; ++g) {
       for (int row = 0; row < total_rows; ++row) {
         float* query = &scratch->knn.queries[(static_cast<size_t>(g) * total_rows + row) * hd];
-        Rotate(rope_, positions.QueryRotation(KeyKind::kMemory, t0 + row % n, 0), query);
+        Rotate(rope, positions.QueryRotation(KeyKind::kMemory, t0 + row % n, 0), query);
       }
     }
     FOT_RETURN_IF_ERROR(

@@ -22,9 +22,10 @@
 // before they are appended to the FAISS memory at the end of the call (with
 // the ids they then get, so knn merges them with FAISS's results exactly).
 //
-// State: the layer's LambdaCache (G sinks + a ring of L), O(G + L) however
-// long the stream; memory layers' memory grows by one entry per token that
-// leaves the local branch.
+// State: the layer's LambdaCache (G sinks + a ring of L; a stream keeps one
+// per layer in its LambdaStreamCache), O(G + L) however long the stream;
+// memory layers' memory grows by one entry per token that leaves the local
+// branch.
 #ifndef FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_
 #define FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_
 
@@ -63,32 +64,23 @@ struct LambdaScratch {
   KnnResults knn;               // queries memory-positioned
 };
 
-// Immutable after construction; Step may run on many threads at once, each
-// with its own cache, memory and scratch.
-class LambdaAttention {
- public:
-  // head_dim, rope_theta, and the largest local window (max_position_embeddings).
-  LambdaAttention(int head_dim, float rope_theta, int max_local_window);
-
-  // One layer's attention for n new tokens at stream positions
-  // [cache->tokens(), cache->tokens() + n), 1 <= n <= L:
-  //   q: [n, num_heads, head_dim] and k, v: [n, num_kv_heads, head_dim], the
-  //      raw projections (no rotation applied); provenance: [n].
-  //   out: [n, num_heads, head_dim].
-  // Then appends the tokens that left the local branch (and are not global)
-  // to `memory` (null: a layer without memory; they are dropped) and writes
-  // the new entries to `cache`. With a trace and a memory, records what the
-  // last query retrieved, as Attend does. Fails only if memory fails.
-  [[nodiscard]] absl::Status Step(const AttentionDims& dims, const LambdaPositions& positions,
-                                  const float* q, const float* k, const float* v,
-                                  const Provenance* provenance, int n, LambdaCache* cache,
-                                  KvMemory* memory, const Retrieval& retrieval,
-                                  LambdaScratch* scratch, float* out,
-                                  AttentionTrace* trace = nullptr) const;
-
- private:
-  Rope rope_;
-};
+// One layer's attention for n new tokens at stream positions
+// [cache->tokens(), cache->tokens() + n), 1 <= n <= L:
+//   q: [n, num_heads, head_dim] and k, v: [n, num_kv_heads, head_dim], the
+//      raw projections (no rotation applied); provenance: [n].
+//   rope: covers the rotations of LambdaPositions::TableSize(L).
+//   out: [n, num_heads, head_dim].
+// Then appends the tokens that left the local branch (and are not global)
+// to `memory` (null: a layer without memory; they are dropped) and writes
+// the new entries to `cache`. With a trace and a memory, records what the
+// last query retrieved, as Attend does. Fails only if memory fails. May run
+// on many threads at once, each with its own cache, memory and scratch.
+[[nodiscard]] absl::Status LambdaAttend(const AttentionDims& dims, const LambdaPositions& positions,
+                                        const Rope& rope, const float* q, const float* k,
+                                        const float* v, const Provenance* provenance, int n,
+                                        LambdaCache* cache, KvMemory* memory,
+                                        const Retrieval& retrieval, LambdaScratch* scratch,
+                                        float* out, AttentionTrace* trace = nullptr);
 
 }  // namespace fot
 
