@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -215,9 +214,21 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
   if (static_cast<int>(scratch->tiles.size()) < grid.threads) scratch->tiles.resize(grid.threads);
   if (trace != nullptr) trace->heads.assign(dims.num_heads, {});
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const AttendCall call{dims,         q,           n,         num_cached, keys, values,
-                        memory,       memory_size, retrieval, scale,      knn,  top_k,
-                        scratch->knn, trace,       out};
+  const AttendCall call{.dims = dims,
+                        .q = q,
+                        .n = n,
+                        .num_cached = num_cached,
+                        .keys = keys,
+                        .values = values,
+                        .memory = memory,
+                        .memory_size = memory_size,
+                        .retrieval = retrieval,
+                        .scale = scale,
+                        .knn = knn,
+                        .top_k = top_k,
+                        .knn_results = scratch->knn,
+                        .trace = trace,
+                        .out = out};
   const int block = std::max({kKeyBlock, num_local, top_k});
   return ForEachTile(grid, [&](int thread, const TileRows& tile) {
     TileBuffers* s = &scratch->tiles[thread];

@@ -348,27 +348,27 @@ absl::Status LambdaAttend(const AttentionDims& dims, const LambdaPositions& posi
   const int64_t in_call_end =
       memory != nullptr ? std::max(in_call_first, t0 + n - L) : in_call_first;
   const bool knn = memory != nullptr && retrieval.mode == Retrieval::Mode::kKnn;
-  LambdaCall call{dims,
-                  positions,
-                  rope,
-                  q,
-                  n,
-                  t0,
-                  L,
-                  1.0f / std::sqrt(static_cast<float>(hd)),
-                  retrieval.filter,
-                  *cache,
-                  memory,
-                  memory != nullptr ? memory->size() : 0,
-                  knn,
-                  knn ? retrieval.top_k : 0,
-                  scratch->knn,
-                  in_call_first,
-                  in_call_end,
-                  static_cast<int>(in_call_end - in_call_first),
-                  {},
-                  trace,
-                  out};
+  LambdaCall call{.dims = dims,
+                  .positions = positions,
+                  .rope = rope,
+                  .q = q,
+                  .n = n,
+                  .t0 = t0,
+                  .L = L,
+                  .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
+                  .filter = retrieval.filter,
+                  .cache = *cache,
+                  .memory = memory,
+                  .memory_size = memory != nullptr ? memory->size() : 0,
+                  .knn = knn,
+                  .top_k = knn ? retrieval.top_k : 0,
+                  .knn_results = scratch->knn,
+                  .in_call_first = in_call_first,
+                  .in_call_end = in_call_end,
+                  .in_call = static_cast<int>(in_call_end - in_call_first),
+                  .segments = {},
+                  .trace = trace,
+                  .out = out};
   call.segments = CallSegments(call, new_keys, v, provenance);
 
   // knn: one search per kv head for all its rows (unscaled ⟨q_mem, key⟩).
