@@ -35,6 +35,7 @@
 #include "bench/mid_size_model.h"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/engine/engine.h"
+#include "src/model/lambda_stream_cache.h"
 
 ABSL_FLAG(std::string, paths, "lambda,fot", "Which paths to run, in order: lambda, fot");
 ABSL_FLAG(int64_t, max_tokens, 1 << 20, "Largest stream length measured");
@@ -63,7 +64,9 @@ double RssMiB() {  // current resident set, /proc/self/statm
 // fixed-size local caches are left out).
 double StateMiB(const ModelState& state) {
   double bytes = 0;
-  for (const LambdaCache& cache : state.lambda_caches) bytes += cache.floats() * sizeof(float);
+  if (const auto* lambda = dynamic_cast<const LambdaStreamCache*>(state.cache.get())) {
+    for (const LambdaCache& cache : lambda->layers()) bytes += cache.floats() * sizeof(float);
+  }
   for (const auto& memory : state.memory) {
     if (memory != nullptr) bytes += memory->bytes();
   }

@@ -68,6 +68,7 @@
 #include "memory/memory_options.h"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/engine/engine.h"
+#include "src/model/fot_stream_cache.h"
 
 namespace fot::memory_bench {
 namespace {
@@ -336,7 +337,7 @@ void SetRetrieval(ModelState* state, Mode mode, int top_k) {
 }
 
 void ClearCaches(ModelState* state) {
-  for (LocalCache& cache : state->caches) cache.Clear();
+  static_cast<FotStreamCache*>(state->cache.get())->DropWindow();  // every state here is fot
 }
 
 bool Fail(benchmark::State& st, const absl::Status& s) {

@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "src/engine/window_split.h"
 #include "src/model/kernels.h"
 
 namespace fot {
@@ -38,8 +37,10 @@ MemoryOptions Engine::DefaultMemoryOptions() const {
 }
 
 absl::StatusOr<ModelState> Engine::NewOverlayState(const ModelState& base) const {
-  FOT_ASSIGN_OR_RETURN(ModelState state, NewState(MemoryOptions{}, base.attention));
-  state.lambda_caches = base.lambda_caches;  // lambda: continue base's stream
+  ModelState state;
+  state.attention = base.attention;
+  state.cache = base.cache->Fork();  // continues base's stream
+  state.memory.resize(base.memory.size());
   for (size_t l = 0; l < base.memory.size(); ++l) {
     if (base.memory[l] == nullptr) continue;
     FOT_ASSIGN_OR_RETURN(state.memory[l], KvMemory::CreateOverlay(base.memory[l].get()));
@@ -55,16 +56,7 @@ absl::Status Engine::ProcessWindow(absl::Span<const int> tokens, ModelState* sta
     return absl::InvalidArgumentError(absl::StrCat(
         "a window holds 1 to ", config().max_position_embeddings, " tokens, not ", tokens.size()));
   }
-  if (state->attention.mode == AttentionMode::kLambda) {
-    return RunLambda(tokens, state, LogitsMode::kNone, nullptr, provenance);
-  }
-  if (state->cache_size() != 0) {
-    return absl::FailedPreconditionError("ProcessWindow needs an empty local cache");
-  }
-  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
-  FOT_RETURN_IF_ERROR(RunChunk(tokens, provenance.empty() ? nullptr : provenance.data(), 0, state,
-                               LogitsMode::kNone, /*is_last_chunk=*/false, nullptr));
-  return transformer_.FlushLocalCache(state);
+  return Run(StreamInput::kWindow, tokens, 0, state, LogitsMode::kNone, nullptr, provenance);
 }
 
 absl::Status Engine::CheckInput(absl::Span<const int> tokens,
@@ -116,67 +108,31 @@ absl::Status Engine::RunChunk(absl::Span<const int> tokens, const Provenance* pr
 absl::Status Engine::Prefill(absl::Span<const int> tokens, int last_context_length,
                              ModelState* state, LogitsMode mode, const LogitsSink& sink,
                              absl::Span<const Provenance> provenance) const {
-  const int window = config().max_position_embeddings;
   if (tokens.empty()) return absl::InvalidArgumentError("the input has no tokens");
-  if (state->attention.mode == AttentionMode::kLambda) {
-    return RunLambda(tokens, state, mode, sink, provenance);
-  }
-  if (last_context_length < 1 || last_context_length > window) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("last_context_length ", last_context_length,
-                     " must lie in [1, max_position_embeddings = ", window, "]"));
-  }
-  if (state->cache_size() != 0) {
-    return absl::FailedPreconditionError(
-        "Prefill needs an empty local cache; use Append to continue a stream");
-  }
-  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
-
-  const std::vector<TokenRange> windows =
-      SplitWindows(static_cast<int64_t>(tokens.size()), window, last_context_length);
-  for (size_t i = 0; i < windows.size(); ++i) {
-    const TokenRange& w = windows[i];
-    const bool last = i + 1 == windows.size();
-    FOT_RETURN_IF_ERROR(RunChunk(tokens.subspan(w.begin, w.size),
-                                 provenance.empty() ? nullptr : &provenance[w.begin], w.begin,
-                                 state, mode, last, sink));
-    if (!last) FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
-  }
-  return absl::OkStatus();
+  return Run(StreamInput::kPrefill, tokens, last_context_length, state, mode, sink, provenance);
 }
 
 absl::Status Engine::Append(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
                             const LogitsSink& sink, absl::Span<const Provenance> provenance) const {
-  const int window = config().max_position_embeddings;
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to append");
-  if (state->attention.mode == AttentionMode::kLambda) {
-    return RunLambda(tokens, state, mode, sink, provenance);
-  }
-  if (static_cast<int64_t>(tokens.size()) > window) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot append ", tokens.size(), " tokens at once: more than the window (", window, ")"));
-  }
-  FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
-  if (state->cache_size() + static_cast<int64_t>(tokens.size()) > window) {
-    FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
-  }
-  return RunChunk(tokens, provenance.empty() ? nullptr : provenance.data(), 0, state, mode,
-                  /*is_last_chunk=*/true, sink);
+  return Run(StreamInput::kAppend, tokens, 0, state, mode, sink, provenance);
 }
 
-// --- lambda attention (attention_options.h, lambda_attention.h) ------------
-
-absl::Status Engine::RunLambda(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
-                               const LogitsSink& sink,
-                               absl::Span<const Provenance> provenance) const {
+absl::Status Engine::Run(StreamInput input, absl::Span<const int> tokens, int last_context_length,
+                         ModelState* state, LogitsMode mode, const LogitsSink& sink,
+                         absl::Span<const Provenance> provenance) const {
+  // The cache cuts the input into Forward calls and says when memory takes it.
+  std::vector<ForwardCall>& calls = state->scratch.calls;
+  FOT_RETURN_IF_ERROR(
+      state->cache->Plan(input, static_cast<int64_t>(tokens.size()), last_context_length, &calls));
   FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
-  const int64_t total = static_cast<int64_t>(tokens.size());
-  const int block = state->attention.local_window;
-  for (int64_t begin = 0; begin < total; begin += block) {
-    const int64_t size = std::min<int64_t>(block, total - begin);
-    FOT_RETURN_IF_ERROR(RunChunk(tokens.subspan(begin, size),
-                                 provenance.empty() ? nullptr : &provenance[begin], begin, state,
-                                 mode, /*is_last_chunk=*/begin + size == total, sink));
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const ForwardCall& call = calls[i];
+    if (call.flush_before) FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
+    FOT_RETURN_IF_ERROR(RunChunk(tokens.subspan(call.begin, call.size),
+                                 provenance.empty() ? nullptr : &provenance[call.begin], call.begin,
+                                 state, mode, /*is_last_chunk=*/i + 1 == calls.size(), sink));
+    if (call.flush_after) FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
   }
   return absl::OkStatus();
 }

@@ -59,9 +59,9 @@ class Engine {
 
   // A fresh state whose memories are private overlays over `base`'s: it reads
   // base's memory and appends only to its own (DESIGN.md §2 queries). `base`
-  // must outlive it and its memory must not change while it is used. Under
-  // lambda it also starts from a copy of base's sinks and ring, so it
-  // continues base's stream.
+  // must outlive it and its memory must not change while it is used. Its
+  // cache is base's forked (StreamCache::Fork): under lambda a copy of base's
+  // sinks and ring, so it continues base's stream; under fot an empty window.
   absl::StatusOr<ModelState> NewOverlayState(const ModelState& base) const;
 
   // Runs one window (at most W tokens) from an empty local cache and moves it
@@ -101,9 +101,10 @@ class Engine {
   absl::Status RunChunk(absl::Span<const int> tokens, const Provenance* provenance, int64_t first,
                         ModelState* state, LogitsMode mode, bool is_last_chunk,
                         const LogitsSink& sink) const;
-  // Lambda attention: the tokens continue the stream, in blocks of L queries.
-  absl::Status RunLambda(absl::Span<const int> tokens, ModelState* state, LogitsMode mode,
-                         const LogitsSink& sink, absl::Span<const Provenance> provenance) const;
+  // The Forward calls and flushes the state's cache plans for `input`.
+  absl::Status Run(StreamInput input, absl::Span<const int> tokens, int last_context_length,
+                   ModelState* state, LogitsMode mode, const LogitsSink& sink,
+                   absl::Span<const Provenance> provenance) const;
 
   Transformer transformer_;
 };

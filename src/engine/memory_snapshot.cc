@@ -12,21 +12,17 @@ namespace {
 
 constexpr char kMagic[] = "fotserve-memory 1";
 
-// The layers with memory under `attention` (resolved).
-const std::vector<int>& MemoryLayers(const ModelConfig& config, const AttentionOptions& attention) {
-  return attention.mode == AttentionMode::kLambda ? *attention.memory_layers : config.mem_layers;
-}
-
-// What must match between the saved memory and the model loading it. fot
-// manifests are what they were before lambda attention existed.
-std::string Manifest(const ModelConfig& config, const AttentionOptions& attention,
-                     int64_t tokens_seen) {
+// What must match between the saved memory and the model loading it. A
+// stream whose cache is saved with it (lambda) names its attention, so that
+// only the same attention loads it; fot manifests are what they were before
+// lambda attention existed.
+std::string Manifest(const ModelConfig& config, const ModelState& state, int64_t tokens_seen) {
   std::string manifest =
-      absl::StrCat(kMagic, "\nmem_layers ", absl::StrJoin(MemoryLayers(config, attention), ","),
+      absl::StrCat(kMagic, "\nmem_layers ", absl::StrJoin(state.cache->memory_layers(), ","),
                    "\nnum_key_value_heads ", config.num_key_value_heads, "\nhead_dim ",
                    config.head_dim(), "\ntokens_seen ", tokens_seen, "\n");
-  if (attention.mode == AttentionMode::kLambda) {
-    absl::StrAppend(&manifest, "attention ", DescribeAttention(attention), "\n");
+  if (state.cache->persistent()) {
+    absl::StrAppend(&manifest, "attention ", DescribeAttention(state.attention), "\n");
   }
   return manifest;
 }
@@ -35,35 +31,31 @@ std::string LayerDir(const std::string& dir, int layer) {
   return absl::StrCat(dir, "/layer_", layer);
 }
 
-std::string LambdaFile(const std::string& dir, int layer) {
-  return absl::StrCat(dir, "/lambda/layer_", layer, ".bin");
+// A saved stream cache's layer, e.g. dir/lambda/layer_3.bin.
+std::string CacheFile(const std::string& dir, const StreamCache& cache, int layer) {
+  return absl::StrCat(dir, "/", cache.kind(), "/layer_", layer, ".bin");
 }
-
-}  // namespace
-
-namespace {
 
 // Writes everything SaveMemory saves into the empty directory `staging`.
 absl::Status WriteMemory(const Transformer& model, const ModelState& state,
                          const std::string& staging, Env& env) {
   const ModelConfig& config = model.config();
-  for (int layer : MemoryLayers(config, state.attention)) {
+  for (int layer : state.cache->memory_layers()) {
     if (layer >= static_cast<int>(state.memory.size()) || state.memory[layer] == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("the state has no memory for memory layer ", layer, " of the model"));
     }
     FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer), &env));
   }
-  if (state.attention.mode == AttentionMode::kLambda) {
-    FOT_RETURN_IF_ERROR(env.CreateDirs(staging + "/lambda"));
-    for (size_t layer = 0; layer < state.lambda_caches.size(); ++layer) {
+  if (state.cache->persistent()) {
+    FOT_RETURN_IF_ERROR(env.CreateDirs(absl::StrCat(staging, "/", state.cache->kind())));
+    for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
       std::ostringstream out;
-      FOT_RETURN_IF_ERROR(state.lambda_caches[layer].Write(out));
-      FOT_RETURN_IF_ERROR(WriteFile(env, LambdaFile(staging, static_cast<int>(layer)), out.str()));
+      FOT_RETURN_IF_ERROR(state.cache->Write(layer, out));
+      FOT_RETURN_IF_ERROR(WriteFile(env, CacheFile(staging, *state.cache, layer), out.str()));
     }
   }
-  return WriteFile(env, staging + "/MANIFEST",
-                   Manifest(config, state.attention, state.tokens_seen));
+  return WriteFile(env, staging + "/MANIFEST", Manifest(config, state, state.tokens_seen));
 }
 
 }  // namespace
@@ -96,26 +88,22 @@ absl::StatusOr<ModelState> LoadMemory(const Transformer& model, const std::strin
   }
   const int64_t tokens_seen = std::atoll(saved.c_str() + tokens_at + 12);
   FOT_ASSIGN_OR_RETURN(ModelState state, model.NewState(MemoryOptions{}, attention));
-  const std::string expected = Manifest(config, state.attention, tokens_seen);
+  const std::string expected = Manifest(config, state, tokens_seen);
   if (saved != expected) {
     return absl::FailedPreconditionError(absl::StrCat(
         dir, " holds memory of a model with other memory layers or head shapes, or ",
         "of another attention: it says\n", saved, "where this stream needs\n", expected));
   }
-  for (int layer : MemoryLayers(config, state.attention)) {
+  for (int layer : state.cache->memory_layers()) {
     FOT_ASSIGN_OR_RETURN(state.memory[layer],
                          KvMemory::Load(LayerDir(dir, layer), config.num_key_value_heads));
   }
-  for (size_t layer = 0; layer < state.lambda_caches.size(); ++layer) {
-    const std::string path = LambdaFile(dir, static_cast<int>(layer));
+  for (int layer = 0; state.cache->persistent() && layer < config.num_hidden_layers; ++layer) {
+    const std::string path = CacheFile(dir, *state.cache, layer);
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::DataLossError(absl::StrCat(path, " is missing"));
-    const absl::Status read = state.lambda_caches[layer].Read(in);
+    const absl::Status read = state.cache->Read(layer, in, tokens_seen);
     if (!read.ok()) return absl::DataLossError(absl::StrCat(path, ": ", read.message()));
-    if (state.lambda_caches[layer].tokens() != tokens_seen) {
-      return absl::DataLossError(absl::StrCat(path, " holds ", state.lambda_caches[layer].tokens(),
-                                              " tokens, the manifest ", tokens_seen));
-    }
   }
   state.tokens_seen = tokens_seen;
   return state;

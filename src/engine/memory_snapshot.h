@@ -2,11 +2,12 @@
 // session survives a restart and a memory built once can be reused.
 //
 // Layout: dir/MANIFEST (what model and attention the memory belongs to) and
-// dir/layer_<l>/head_<h>/ (one KvStore each, see memory/kv_store.h). Under
-// lambda attention also dir/lambda/layer_<l>.bin, every layer's sinks and
-// ring (LambdaCache::Write): the state a lambda stream continues from. A save
-// is written beside the target and swapped in whole, so a failed or
-// interrupted save never replaces a good one.
+// dir/layer_<l>/head_<h>/ (one KvStore each, see memory/kv_store.h). When
+// the stream's cache is saved with it (StreamCache::persistent: lambda's
+// sinks and rings) also dir/<kind>/layer_<l>.bin, every layer's
+// (StreamCache::Write), e.g. dir/lambda/layer_3.bin: the state a lambda
+// stream continues from. A save is written beside the target and swapped in
+// whole, so a failed or interrupted save never replaces a good one.
 #ifndef FOTSERVE_SRC_ENGINE_MEMORY_SNAPSHOT_H_
 #define FOTSERVE_SRC_ENGINE_MEMORY_SNAPSHOT_H_
 

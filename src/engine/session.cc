@@ -97,13 +97,12 @@ Session::Session(const Engine* engine, SessionOptions options, ModelState state)
       options_(std::move(options)),
       last_context_length_(options_.last_context_length),
       memory_layers_(LayersWithMemory(state)),
+      sink_tokens_(state.cache->sink_tokens()),
       state_(std::move(state)) {
   state_.retrieval = options_.retrieval;
 }
 
-int64_t Session::EntryPosition(int64_t id) const {
-  return options_.attention.mode == AttentionMode::kLambda ? id + options_.attention.n_global : id;
-}
+int64_t Session::EntryPosition(int64_t id) const { return id + sink_tokens_; }
 
 absl::StatusOr<DocumentInfo> Session::StartDocument(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("a document needs a non-empty id");
@@ -145,27 +144,14 @@ absl::StatusOr<IngestProgress> Session::AppendToDocument(const std::string& name
 }
 
 absl::Status Session::CommitWindows() {
-  if (options_.attention.mode == AttentionMode::kLambda) {
-    // Blocks of L from the stream's start, as a one-shot Prefill runs them; a
-    // block is final once a token follows it, which keeps the pending tail
-    // non-empty (Score needs the logits of the token before a continuation).
-    const int64_t block = options_.attention.local_window;
-    while (static_cast<int64_t>(stream_.size()) - committed_ > block) {
-      FOT_RETURN_IF_ERROR(
-          engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, block), &state_,
-                                 absl::MakeConstSpan(provenance_).subspan(committed_, block)));
-      committed_ += block;
-    }
-    return absl::OkStatus();
-  }
-  const int64_t window = engine_->config().max_position_embeddings;
-  // A full window is final once L − 1 tokens follow it: any question (>= 1
-  // token) then leaves it whole in the one-shot split.
-  while (static_cast<int64_t>(stream_.size()) - committed_ >= window + last_context_length_ - 1) {
+  // The one-shot split of the stream's cache (fot: windows of W once L − 1
+  // tokens follow; lambda: blocks of L once a token follows).
+  const CommitRule rule = state_.cache->Commits(last_context_length_);
+  while (static_cast<int64_t>(stream_.size()) - committed_ >= rule.size + rule.follow) {
     FOT_RETURN_IF_ERROR(
-        engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, window), &state_,
-                               absl::MakeConstSpan(provenance_).subspan(committed_, window)));
-    committed_ += window;
+        engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, rule.size), &state_,
+                               absl::MakeConstSpan(provenance_).subspan(committed_, rule.size)));
+    committed_ += rule.size;
   }
   return absl::OkStatus();
 }
@@ -384,10 +370,11 @@ absl::Status Session::Save(const std::string& dir, Env* env) const {
 
 absl::Status Session::WriteLocked(const std::string& staging, Env& env) const {
   FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory", &env));
-  const bool lambda = options_.attention.mode == AttentionMode::kLambda;
+  // A stream whose cache is saved with it (lambda) records its attention.
+  const bool with_cache = state_.cache->persistent();
   nlohmann::json session;
-  session["format"] = lambda ? kFormatLambda : kFormatFot;
-  if (lambda) session["attention"] = AttentionJson(options_.attention);
+  session["format"] = with_cache ? kFormatLambda : kFormatFot;
+  if (with_cache) session["attention"] = AttentionJson(options_.attention);
   session["index"] = DescribeOptions(options_.memory);
   session["retrieval"] = DescribeRetrieval(options_.retrieval);
   session["last_context_length"] = last_context_length_;
@@ -455,11 +442,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
       loaded->state_.memory.empty()) {
     return absl::DataLossError(absl::StrCat(dir, ": committed count does not fit the stream"));
   }
-  if (!loaded->state_.lambda_caches.empty() &&
-      loaded->state_.lambda_caches.front().tokens() != loaded->committed_) {
-    return absl::DataLossError(absl::StrCat(
-        dir, ": the saved lambda state holds ", loaded->state_.lambda_caches.front().tokens(),
-        " tokens, the session ", loaded->committed_, " committed ones"));
+  // LoadMemory checked that a saved cache holds tokens_seen tokens.
+  if (loaded->state_.cache->persistent() && loaded->state_.tokens_seen != loaded->committed_) {
+    return absl::DataLossError(absl::StrCat(dir, ": the saved ", loaded->state_.cache->kind(),
+                                            " state holds ", loaded->state_.tokens_seen,
+                                            " tokens, the session ", loaded->committed_,
+                                            " committed ones"));
   }
   for (const auto& d : session["documents"]) {
     loaded->documents_.push_back({d.value("id", int64_t{0}), d.value("name", ""),

@@ -192,6 +192,7 @@ class Session {
   const SessionOptions options_;
   const int last_context_length_;
   const std::vector<int> memory_layers_;
+  const int64_t sink_tokens_;  // StreamCache::sink_tokens, for EntryPosition (no lock)
 
   mutable absl::Mutex mu_;
   ModelState state_ ABSL_GUARDED_BY(mu_);         // memory of committed windows

@@ -5,91 +5,38 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
+#include "src/model/attention_tiles.h"
 #include "src/model/kernels.h"
 
 namespace fot {
 namespace {
 
-// A tile of query rows times a block of keys is the largest score buffer:
-// 256 × 512 floats = 512 KiB, which stays in L2.
-constexpr int kTileRows = 256;
-constexpr int kKeyBlock = 512;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// A tile of query rows. Rows are (group member j, position p) pairs flattened
-// as j * n + p, so a query head group shares each key block and one matrix
-// product serves all its heads.
-struct Tile {
-  int kv_head;
-  int first_row;
-  int rows;
-  int n;           // queries per head
-  int num_cached;  // local positions before the first query
-};
-
-// Folds one block of keys into the tile: scores by one matrix product, the
-// causal mask (local keys) or the visibility mask (memory), then the values.
-void FoldBlock(const Tile& tile, int head_dim, const float* block_keys, const float* block_values,
-               int key_stride, int block_size, bool causal, const uint8_t* live,
-               AttentionScratch::Tile* s) {
-  float* scores = s->scores.data();
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tile.rows, block_size, head_dim, 1.0f,
-              s->queries.data(), head_dim, block_keys, key_stride, 0.0f, scores, block_size);
+// The local keys of the window: scores by one matrix product, the causal mask
+// (query at local position num_cached + p sees keys [0, num_cached + p]),
+// then the values.
+void FoldLocalKeys(const TileRows& tile, int n, int num_cached, int head_dim, const float* keys,
+                   const float* values, int key_stride, TileBuffers* s) {
+  const int count = num_cached + n;
+  ScoreBlock(s->queries.data(), tile.rows, head_dim, keys, key_stride, count, s->scores.data());
   for (int r = 0; r < tile.rows; ++r) {
-    float* row = scores + static_cast<size_t>(r) * block_size;
-    if (causal) {
-      const int position = (tile.first_row + r) % tile.n;
-      const int visible = tile.num_cached + position + 1;
-      std::fill(row + std::min(visible, block_size), row + block_size, kNegInf);
-    }
-    if (live != nullptr) {
-      for (int j = 0; j < block_size; ++j) row[j] = live[j] ? row[j] : kNegInf;
-    }
-    FoldSoftmaxRow(row, block_size, head_dim, &s->row_max[r], &s->row_sum[r],
-                   s->output.data() + static_cast<size_t>(r) * head_dim);
+    float* row = s->scores.data() + static_cast<size_t>(r) * count;
+    const int position = (tile.first_row + r) % n;
+    const int visible = num_cached + position + 1;
+    std::fill(row + std::min(visible, count), row + count, kNegInf);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tile.rows, head_dim, block_size, 1.0f,
-              scores, block_size, block_values, key_stride, 1.0f, s->output.data(), head_dim);
-}
-
-// Dense: every memory entry of the tile's kv head, block by block.
-absl::Status FoldDenseMemory(const Tile& tile, int head_dim, const KvMemory& memory,
-                             const Retrieval& retrieval, AttentionScratch::Tile* s) {
-  const int64_t size = memory.size();
-  const int g = tile.kv_head;
-  const bool masked = memory.has_deleted() || !retrieval.filter.documents.empty();
-  const std::vector<int64_t>& documents = retrieval.filter.documents;
-  for (int64_t b = 0; b < size; b += kKeyBlock) {
-    const int count = static_cast<int>(std::min<int64_t>(kKeyBlock, size - b));
-    absl::Status status = memory.ReadKeys(g, b, count, s->block_keys.data());
-    if (status.ok()) status = memory.ReadValues(g, b, count, s->block_values.data());
-    if (masked && status.ok()) {
-      status = memory.ReadProvenance(b, count, s->block_provenance.data());
-      for (int j = 0; j < count && status.ok(); ++j) {
-        const int64_t document = s->block_provenance[j].document;
-        s->block_live[j] = !memory.is_deleted(b + j) &&
-                           (documents.empty() || std::find(documents.begin(), documents.end(),
-                                                           document) != documents.end());
-      }
-    }
-    if (!status.ok()) return status;
-    FoldBlock(tile, head_dim, s->block_keys.data(), s->block_values.data(), head_dim, count,
-              /*causal=*/false, masked ? s->block_live.data() : nullptr, s);
-  }
-  return absl::OkStatus();
+  FoldScores(tile.rows, count, head_dim, values, key_stride, s);
 }
 
 // knn: each row's retrieved entries, with the scores FAISS returned.
-absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scale,
+absl::Status FoldRetrieved(const TileRows& tile, int head_dim, int top_k, float scale,
                            const KvMemory& memory, const int64_t* ids, const float* scores,
-                           AttentionScratch::Tile* s) {
+                           TileBuffers* s) {
   for (int r = 0; r < tile.rows; ++r) {
     const size_t row = static_cast<size_t>(tile.first_row + r) * top_k;
     float* p = s->scores.data();
@@ -105,26 +52,86 @@ absl::Status FoldRetrieved(const Tile& tile, int head_dim, int top_k, float scal
   return absl::OkStatus();
 }
 
-// Dense: the last query's `top` best memory entries by inner product (a search
-// of the head's store) with their share of the final softmax.
-absl::Status TraceRow(const float* query, int kv_head, int head_dim, float scale, float row_max,
-                      float row_sum, const KvMemory& memory, const Retrieval& retrieval, int top,
-                      std::vector<TracedEntry>* entries) {
-  std::vector<int64_t> ids(top);
-  std::vector<float> scores(top);
-  const SearchFilter* filter = &retrieval.filter;
-  absl::Status status =
-      memory.Search(kv_head, query, 1, head_dim, top, filter, ids.data(), scores.data());
-  if (!status.ok()) return status;
-  entries->clear();
-  for (int j = 0; j < top && ids[j] >= 0; ++j) {
-    Provenance provenance;
-    status = memory.ReadProvenance(ids[j], 1, &provenance);
-    if (!status.ok()) return status;
-    entries->push_back(
-        {ids[j], provenance, scores[j], std::exp(scores[j] * scale - row_max) / row_sum});
+// What one Attend call's tiles share; read-only inside the parallel loop.
+struct AttendCall {
+  const AttentionDims& dims;
+  const float* q;
+  int n;
+  int num_cached;
+  const float* keys;
+  const float* values;
+  const KvMemory* memory;
+  int64_t memory_size;
+  const Retrieval& retrieval;
+  float scale;
+  bool knn;
+  int top_k;
+  const KnnResults& knn_results;
+  AttentionTrace* trace;  // null: none
+  float* out;
+};
+
+// The last query's trace for kv head g's row `row` (its query head): knn,
+// exactly what it attended to, best first; dense, the best entries by inner
+// product (a search of the head's store); each with its share of the softmax.
+absl::Status TraceLastQuery(const AttendCall& c, const TileRows& tile, int r,
+                            const TileBuffers& s) {
+  const int row = tile.first_row + r;
+  const int g = tile.kv_head;
+  const int group = c.dims.num_heads / c.dims.num_kv_heads;
+  std::vector<TracedEntry>* entries = &c.trace->heads[g * group + row / c.n];
+  absl::Status failure;
+  if (c.knn) {
+    const int total_rows = group * c.n;
+    const size_t at = KnnResultAt(total_rows, c.top_k, g, row);
+    for (int j = 0; j < std::min(c.trace->top, c.top_k) && c.knn_results.ids[at + j] >= 0; ++j) {
+      const float score = c.knn_results.scores[at + j];
+      Provenance provenance;
+      absl::Status status = c.memory->ReadProvenance(c.knn_results.ids[at + j], 1, &provenance);
+      if (!status.ok()) failure = status;
+      entries->push_back({c.knn_results.ids[at + j], provenance, score,
+                          std::exp(score * c.scale - s.row_max[r]) / s.row_sum[r]});
+    }
+    return failure;
+  }
+  failure = SearchTopEntries(*c.memory, g, c.q + RowOffset(c.dims, c.n, g, row), c.dims.head_dim,
+                             c.trace->top, c.retrieval.filter, entries);
+  if (!failure.ok()) return failure;
+  for (TracedEntry& entry : *entries) {
+    entry.attention_share = std::exp(entry.inner_product * c.scale - s.row_max[r]) / s.row_sum[r];
   }
   return absl::OkStatus();
+}
+
+// One tile: memory (knn's retrieved entries or every entry), then the local
+// keys, into one softmax; the trace of the last query; the scatter.
+absl::Status AttendTile(const AttendCall& c, const TileRows& tile, TileBuffers* s) {
+  const int hd = c.dims.head_dim;
+  const int g = tile.kv_head;
+  StartTile(c.dims, c.q, c.n, tile, c.scale, s);
+  absl::Status status;
+  if (c.knn) {
+    const int total_rows = c.dims.num_heads / c.dims.num_kv_heads * c.n;
+    const size_t at = KnnResultAt(total_rows, c.top_k, g, 0);
+    status = FoldRetrieved(tile, hd, c.top_k, c.scale, *c.memory, &c.knn_results.ids[at],
+                           &c.knn_results.scores[at], s);
+  } else if (c.memory_size > 0) {
+    status = FoldDenseMemory(s->queries.data(), tile.rows, hd, g, *c.memory, c.retrieval.filter, s);
+  }
+  if (!status.ok()) return status;
+  const int kv_stride = c.dims.num_kv_heads * hd;
+  FoldLocalKeys(tile, c.n, c.num_cached, hd, c.keys + g * hd, c.values + g * hd, kv_stride, s);
+
+  absl::Status failure;
+  if (c.trace != nullptr && c.memory_size > 0) {
+    for (int r = 0; r < tile.rows; ++r) {
+      if ((tile.first_row + r) % c.n != c.n - 1) continue;
+      absl::Status traced = TraceLastQuery(c, tile, r, *s);
+      if (!traced.ok()) failure = traced;
+    }
+  }
+  ScatterTile(c.dims, c.n, tile, *s, c.out);
+  return failure;
 }
 
 }  // namespace
@@ -189,128 +196,45 @@ absl::Status Attend(const AttentionDims& dims, const float* q, int n, int num_ca
                     const Retrieval& retrieval, AttentionScratch* scratch, float* out,
                     AttentionTrace* trace) {
   const int hd = dims.head_dim;
-  const int group = dims.num_heads / dims.num_kv_heads;
-  const int total_rows = group * n;
+  const int total_rows = dims.num_heads / dims.num_kv_heads * n;
   const int num_local = num_cached + n;
-  const int kv_stride = dims.num_kv_heads * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t memory_size = memory != nullptr ? memory->size() : 0;
   const bool knn = memory_size > 0 && retrieval.mode == Retrieval::Mode::kKnn;
   const int top_k = knn ? retrieval.top_k : 0;
 
   // knn: one search per kv head for all its query rows (unscaled ⟨q, key⟩).
   if (knn) {
-    const size_t head_queries = static_cast<size_t>(total_rows) * hd;
-    const size_t per_head = static_cast<size_t>(total_rows) * top_k;
-    scratch->search_queries.resize(head_queries * dims.num_kv_heads);
-    scratch->ids.resize(per_head * dims.num_kv_heads);
-    scratch->scores.resize(per_head * dims.num_kv_heads);
-    for (int g = 0; g < dims.num_kv_heads; ++g) {
-      for (int row = 0; row < total_rows; ++row) {
-        const float* src =
-            q + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
-        std::copy(src, src + hd, &scratch->search_queries[g * head_queries + row * hd]);
-      }
-    }
-    const SearchFilter* filter = &retrieval.filter;
-    FOT_RETURN_IF_ERROR(SearchMemoryHeads(*memory, dims.num_kv_heads,
-                                          scratch->search_queries.data(), total_rows, hd, top_k,
-                                          filter, scratch->ids.data(), scratch->scores.data()));
+    GatherSearchQueries(dims, q, n, top_k, &scratch->knn);
+    FOT_RETURN_IF_ERROR(
+        SearchGatheredQueries(*memory, dims, n, top_k, retrieval.filter, &scratch->knn));
   }
 
-  const int tile_rows = std::min(kTileRows, total_rows);
-  const int tiles_per_head = (total_rows + tile_rows - 1) / tile_rows;
-  const int items = dims.num_kv_heads * tiles_per_head;
-  // One token over a short context is too little work to share.
-  const int64_t memory_read = knn ? top_k : memory_size;
-  const int64_t work =
-      static_cast<int64_t>(total_rows) * (num_local + memory_read) * dims.num_kv_heads;
-  const int threads = work < (1 << 14) ? 1 : std::min(omp_get_max_threads(), items);
-  if (static_cast<int>(scratch->tiles.size()) < threads) scratch->tiles.resize(threads);
-
+  const TileGrid grid =
+      TileGrid::For(dims.num_kv_heads, total_rows, num_local + (knn ? top_k : memory_size));
+  if (static_cast<int>(scratch->tiles.size()) < grid.threads) scratch->tiles.resize(grid.threads);
   if (trace != nullptr) trace->heads.assign(dims.num_heads, {});
-  std::vector<absl::Status> failures(threads);
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-  for (int item = 0; item < items; ++item) {
-    const int thread = omp_get_thread_num();
-    if (!failures[thread].ok()) continue;
-    AttentionScratch::Tile* s = &scratch->tiles[thread];
-    const int block = std::max({kKeyBlock, num_local, top_k});
-    s->queries.resize(static_cast<size_t>(tile_rows) * hd);
-    s->output.resize(static_cast<size_t>(tile_rows) * hd);
-    s->scores.resize(static_cast<size_t>(tile_rows) * block);
-    s->row_max.resize(tile_rows);
-    s->row_sum.resize(tile_rows);
-    if (memory != nullptr) {
-      s->block_keys.resize(static_cast<size_t>(block) * hd);
-      s->block_values.resize(static_cast<size_t>(block) * hd);
-      s->block_live.resize(block);
-      s->block_provenance.resize(block);
-    }
-
-    const int g = item / tiles_per_head;
-    const int first = (item % tiles_per_head) * tile_rows;
-    const Tile tile{g, first, std::min(tile_rows, total_rows - first), n, num_cached};
-    // Gather this tile's query rows, pre-scaled.
-    for (int r = 0; r < tile.rows; ++r) {
-      const int row = first + r;
-      const float* src =
-          q + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
-      float* dst = s->queries.data() + static_cast<size_t>(r) * hd;
-      for (int d = 0; d < hd; ++d) dst[d] = src[d] * scale;
-    }
-    std::fill_n(s->output.begin(), static_cast<size_t>(tile.rows) * hd, 0.0f);
-    std::fill_n(s->row_max.begin(), tile.rows, kNegInf);
-    std::fill_n(s->row_sum.begin(), tile.rows, 0.0f);
-
-    absl::Status status;
-    if (knn) {
-      const size_t per_head = static_cast<size_t>(total_rows) * top_k;
-      status = FoldRetrieved(tile, hd, top_k, scale, *memory, &scratch->ids[g * per_head],
-                             &scratch->scores[g * per_head], s);
-    } else if (memory_size > 0) {
-      status = FoldDenseMemory(tile, hd, *memory, retrieval, s);
-    }
-    if (!status.ok()) {
-      failures[thread] = status;
-      continue;
-    }
-    FoldBlock(tile, hd, keys + g * hd, values + g * hd, kv_stride, num_local, /*causal=*/true,
-              nullptr, s);
-
-    // Normalise and scatter back to [position, head, head_dim].
-    for (int r = 0; r < tile.rows; ++r) {
-      const int row = first + r;
-      if (trace != nullptr && memory_size > 0 && row % n == n - 1) {
-        std::vector<TracedEntry>* entries = &trace->heads[g * group + row / n];
-        if (knn) {  // exactly what it attended to, best first
-          const size_t at =
-              static_cast<size_t>(g) * total_rows * top_k + static_cast<size_t>(row) * top_k;
-          for (int j = 0; j < std::min(trace->top, top_k) && scratch->ids[at + j] >= 0; ++j) {
-            const float score = scratch->scores[at + j];
-            Provenance provenance;
-            status = memory->ReadProvenance(scratch->ids[at + j], 1, &provenance);
-            if (!status.ok()) failures[thread] = status;
-            entries->push_back({scratch->ids[at + j], provenance, score,
-                                std::exp(score * scale - s->row_max[r]) / s->row_sum[r]});
-          }
-        } else {
-          status = TraceRow(
-              q + (static_cast<size_t>(n - 1) * dims.num_heads + g * group + row / n) * hd, g, hd,
-              scale, s->row_max[r], s->row_sum[r], *memory, retrieval, trace->top, entries);
-          if (!status.ok()) failures[thread] = status;
-        }
-      }
-      const float inv_sum = 1.0f / s->row_sum[r];
-      const float* o = s->output.data() + static_cast<size_t>(r) * hd;
-      float* dst = out + (static_cast<size_t>(row % n) * dims.num_heads + g * group + row / n) * hd;
-      for (int d = 0; d < hd; ++d) dst[d] = o[d] * inv_sum;
-    }
-  }
-  for (const absl::Status& failure : failures) {
-    if (!failure.ok()) return failure;
-  }
-  return absl::OkStatus();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const AttendCall call{.dims = dims,
+                        .q = q,
+                        .n = n,
+                        .num_cached = num_cached,
+                        .keys = keys,
+                        .values = values,
+                        .memory = memory,
+                        .memory_size = memory_size,
+                        .retrieval = retrieval,
+                        .scale = scale,
+                        .knn = knn,
+                        .top_k = top_k,
+                        .knn_results = scratch->knn,
+                        .trace = trace,
+                        .out = out};
+  const int block = std::max({kKeyBlock, num_local, top_k});
+  return ForEachTile(grid, [&](int thread, const TileRows& tile) {
+    TileBuffers* s = &scratch->tiles[thread];
+    ReserveTile(grid.tile_rows, hd, block, memory != nullptr, s);
+    return AttendTile(call, tile, s);
+  });
 }
 
 }  // namespace fot

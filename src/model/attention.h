@@ -57,25 +57,30 @@ struct AttentionTrace {
   std::vector<std::vector<TracedEntry>> heads;  // [num_heads], best first
 };
 
+// One thread's buffers for a tile of query rows (attention_tiles.h).
+struct TileBuffers {
+  std::vector<float> queries;       // [tile rows, head_dim], scaled by 1/sqrt(head_dim)
+  std::vector<float> scores;        // [tile rows, key block]
+  std::vector<float> output;        // [tile rows, head_dim], unnormalised
+  std::vector<float> row_max;       // [tile rows]
+  std::vector<float> row_sum;       // [tile rows]
+  std::vector<float> block_keys;    // [key block, head_dim] decoded from memory
+  std::vector<float> block_values;  // [key block, head_dim]
+  std::vector<uint8_t> block_live;  // [key block] entry visible (not deleted, in filter)
+  std::vector<Provenance> block_provenance;
+};
+
+// knn: the search results of every query row, per kv head.
+struct KnnResults {
+  std::vector<float> queries;  // [kv_heads][group * n, head_dim], unscaled
+  std::vector<int64_t> ids;    // [kv_heads][group * n * top_k]
+  std::vector<float> scores;   // [kv_heads][group * n * top_k]
+};
+
 // Buffers reused across calls, so that generating a token allocates nothing.
 struct AttentionScratch {
-  // One per OpenMP thread Attend uses.
-  struct Tile {
-    std::vector<float> queries;       // [tile rows, head_dim], scaled by 1/sqrt(head_dim)
-    std::vector<float> scores;        // [tile rows, key block]
-    std::vector<float> output;        // [tile rows, head_dim], unnormalised
-    std::vector<float> row_max;       // [tile rows]
-    std::vector<float> row_sum;       // [tile rows]
-    std::vector<float> block_keys;    // [key block, head_dim] decoded from memory
-    std::vector<float> block_values;  // [key block, head_dim]
-    std::vector<uint8_t> block_live;  // [key block] entry visible (not deleted, in filter)
-    std::vector<Provenance> block_provenance;
-  };
-  std::vector<Tile> tiles;
-  // knn: the search results of every query row, per kv head.
-  std::vector<float> search_queries;  // [group * n, head_dim]
-  std::vector<int64_t> ids;           // [kv_heads][group * n * top_k]
-  std::vector<float> scores;          // [kv_heads][group * n * top_k]
+  std::vector<TileBuffers> tiles;  // one per OpenMP thread Attend uses
+  KnnResults knn;
 };
 
 // n queries sit at local positions [num_cached, num_cached + n). Each attends

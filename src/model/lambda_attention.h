@@ -22,9 +22,10 @@
 // before they are appended to the FAISS memory at the end of the call (with
 // the ids they then get, so knn merges them with FAISS's results exactly).
 //
-// State: the layer's LambdaCache (G sinks + a ring of L), O(G + L) however
-// long the stream; memory layers' memory grows by one entry per token that
-// leaves the local branch.
+// State: the layer's LambdaCache (G sinks + a ring of L; a stream keeps one
+// per layer in its LambdaStreamCache), O(G + L) however long the stream;
+// memory layers' memory grows by one entry per token that leaves the local
+// branch.
 #ifndef FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_
 #define FOTSERVE_SRC_MODEL_LAMBDA_ATTENTION_H_
 
@@ -49,53 +50,37 @@ struct LambdaScratch {
     const float* values;  // in-call entries' values; null: read from memory
     Provenance provenance;
   };
-  struct Tile {                           // one per OpenMP thread
-    std::vector<float> queries;           // [tile rows, head_dim], scaled, unrotated
-    std::vector<float> rotated;           // [tile rows, head_dim], for one key segment
-    std::vector<float> memory_queries;    // [tile rows, head_dim], scaled, memory-positioned
-    std::vector<float> scores;            // [tile rows, key block]
-    std::vector<float> in_call;           // [tile rows, in-call memory entries] (knn)
-    std::vector<float> output;            // [tile rows, head_dim], unnormalised
-    std::vector<float> row_max, row_sum;  // [tile rows]
-    std::vector<float> block_keys, block_values;  // [key block, head_dim]
-    std::vector<uint8_t> block_live;              // [key block]
-    std::vector<Provenance> block_provenance;
+  // One per OpenMP thread: the shared tile buffers (queries: scaled,
+  // unrotated) and what the Λ mask adds.
+  struct Tile : TileBuffers {
+    std::vector<float> rotated;         // [tile rows, head_dim], for one key segment
+    std::vector<float> memory_queries;  // [tile rows, head_dim], scaled, memory-positioned
+    std::vector<float> in_call;         // [tile rows, in-call memory entries] (knn)
     std::vector<Candidate> candidates;
     std::vector<int64_t> gather_ids;  // knn: the memory entries whose values are read
   };
   std::vector<Tile> tiles;
-  std::vector<float> new_keys;        // [n, num_kv_heads, head_dim], rotated by ring slot
-  std::vector<float> search_queries;  // knn: [rows, head_dim] per kv head, unscaled
-  std::vector<int64_t> ids;           // knn: [kv_heads][rows * K]
-  std::vector<float> search_scores;   // knn: [kv_heads][rows * K]
+  std::vector<float> new_keys;  // [n, num_kv_heads, head_dim], rotated by ring slot
+  KnnResults knn;               // queries memory-positioned
 };
 
-// Immutable after construction; Step may run on many threads at once, each
-// with its own cache, memory and scratch.
-class LambdaAttention {
- public:
-  // head_dim, rope_theta, and the largest local window (max_position_embeddings).
-  LambdaAttention(int head_dim, float rope_theta, int max_local_window);
-
-  // One layer's attention for n new tokens at stream positions
-  // [cache->tokens(), cache->tokens() + n), 1 <= n <= L:
-  //   q: [n, num_heads, head_dim] and k, v: [n, num_kv_heads, head_dim], the
-  //      raw projections (no rotation applied); provenance: [n].
-  //   out: [n, num_heads, head_dim].
-  // Then appends the tokens that left the local branch (and are not global)
-  // to `memory` (null: a layer without memory; they are dropped) and writes
-  // the new entries to `cache`. With a trace and a memory, records what the
-  // last query retrieved, as Attend does. Fails only if memory fails.
-  [[nodiscard]] absl::Status Step(const AttentionDims& dims, const LambdaPositions& positions,
-                                  const float* q, const float* k, const float* v,
-                                  const Provenance* provenance, int n, LambdaCache* cache,
-                                  KvMemory* memory, const Retrieval& retrieval,
-                                  LambdaScratch* scratch, float* out,
-                                  AttentionTrace* trace = nullptr) const;
-
- private:
-  Rope rope_;
-};
+// One layer's attention for n new tokens at stream positions
+// [cache->tokens(), cache->tokens() + n), 1 <= n <= L:
+//   q: [n, num_heads, head_dim] and k, v: [n, num_kv_heads, head_dim], the
+//      raw projections (no rotation applied); provenance: [n].
+//   rope: covers the rotations of LambdaPositions::TableSize(L).
+//   out: [n, num_heads, head_dim].
+// Then appends the tokens that left the local branch (and are not global)
+// to `memory` (null: a layer without memory; they are dropped) and writes
+// the new entries to `cache`. With a trace and a memory, records what the
+// last query retrieved, as Attend does. Fails only if memory fails. May run
+// on many threads at once, each with its own cache, memory and scratch.
+[[nodiscard]] absl::Status LambdaAttend(const AttentionDims& dims, const LambdaPositions& positions,
+                                        const Rope& rope, const float* q, const float* k,
+                                        const float* v, const Provenance* provenance, int n,
+                                        LambdaCache* cache, KvMemory* memory,
+                                        const Retrieval& retrieval, LambdaScratch* scratch,
+                                        float* out, AttentionTrace* trace = nullptr);
 
 }  // namespace fot
 

@@ -11,43 +11,17 @@ namespace fot {
 Transformer::Transformer(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)),
       weights_(std::move(weights)),
-      rope_(config_.head_dim(), config_.rope_theta, config_.max_position_embeddings),
-      lambda_(config_.head_dim(), config_.rope_theta, config_.max_position_embeddings) {}
-
-bool Transformer::Rotates(int layer) const {
-  return config_.mem_positionals || !config_.IsMemoryLayer(layer);
-}
+      rope_(config_.head_dim(), config_.rope_theta, RopePositions(config_)) {}
 
 absl::StatusOr<ModelState> Transformer::NewState(const MemoryOptions& options,
                                                  const AttentionOptions& attention) const {
   ModelState state;
   FOT_ASSIGN_OR_RETURN(state.attention, ResolveAttentionOptions(config_, attention));
-  if (state.attention.mode == AttentionMode::kLambda) {
-    const std::vector<int>& layers = *state.attention.memory_layers;
-    for (int l = 0; l < config_.num_hidden_layers; ++l) {
-      const bool memory_layer = std::find(layers.begin(), layers.end(), l) != layers.end();
-      state.lambda_caches.emplace_back(config_.num_key_value_heads, config_.head_dim(),
-                                       state.attention.n_global, state.attention.local_window,
-                                       memory_layer && Rotates(l));
-      std::unique_ptr<KvMemory> memory;
-      if (memory_layer) {
-        FOT_ASSIGN_OR_RETURN(
-            memory, KvMemory::Create(config_.num_key_value_heads, config_.head_dim(), options));
-      }
-      state.memory.push_back(std::move(memory));
-    }
-    return state;
-  }
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    const bool memory_layer = config_.IsMemoryLayer(l);
-    state.caches.emplace_back(config_.num_key_value_heads, config_.head_dim(),
-                              config_.max_position_embeddings, memory_layer && Rotates(l));
-    std::unique_ptr<KvMemory> memory;
-    if (memory_layer) {
-      FOT_ASSIGN_OR_RETURN(
-          memory, KvMemory::Create(config_.num_key_value_heads, config_.head_dim(), options));
-    }
-    state.memory.push_back(std::move(memory));
+  state.cache = NewStreamCache(config_, state.attention);
+  state.memory.resize(config_.num_hidden_layers);
+  for (int l : state.cache->memory_layers()) {
+    FOT_ASSIGN_OR_RETURN(state.memory[l], KvMemory::Create(config_.num_key_value_heads,
+                                                           config_.head_dim(), options));
   }
   return state;
 }
@@ -66,6 +40,8 @@ absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Prove
   s.x.resize(rows * hidden);
   s.normed.resize(rows * hidden);
   s.q.resize(rows * heads * hd);
+  s.k.resize(rows * kv_heads * hd);
+  s.v.resize(rows * kv_heads * hd);
   s.attn.resize(rows * heads * hd);
   s.gate.resize(rows * inter);
   s.up.resize(rows * inter);
@@ -82,41 +58,22 @@ absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Prove
     // attention rmsnorm
     RmsNorm(s.x.data(), w.input_layernorm, n, hidden, config_.rms_norm_eps, s.normed.data());
 
-    if (state->attention.mode == AttentionMode::kLambda) {
-      // Λ-shaped attention over sinks, ring (+ memory): lambda_attention.h
-      FOT_RETURN_IF_ERROR(LambdaLayerAttention(l, provenance, n, state));
-    } else {
-      LocalCache& cache = state->caches[l];
-      const int first = cache.size();
+    // q, k, v projections, unrotated: the cache rotates them as its
+    // positions say
+    Linear(s.normed.data(), n, hidden, w.q_proj, heads * hd, s.q.data());
+    Linear(s.normed.data(), n, hidden, w.k_proj, kv_heads * hd, s.k.data());
+    Linear(s.normed.data(), n, hidden, w.v_proj, kv_heads * hd, s.v.data());
 
-      // q, k, v projections; k and v land straight in the local cache
-      Linear(s.normed.data(), n, hidden, w.q_proj, heads * hd, s.q.data());
-      float* keys = cache.keys_at(first);
-      std::copy(provenance, provenance + n, cache.provenance_at(first));
-      Linear(s.normed.data(), n, hidden, w.k_proj, kv_heads * hd, keys);
-      Linear(s.normed.data(), n, hidden, w.v_proj, kv_heads * hd, cache.values_at(first));
-
-      // RoPE by position in the local window; memory layers also keep the raw
-      // keys, which is what memory stores ("rotated as position 0")
-      if (Rotates(l)) {
-        if (cache.keeps_raw_keys()) {
-          std::memcpy(cache.raw_keys_at(first), keys, rows * kv_heads * hd * sizeof(float));
-        }
-        rope_.Apply(s.q.data(), n, heads, first);
-        rope_.Apply(keys, n, kv_heads, first);
-      }
-      cache.Grow(n);
-
-      // attention over the local window (+ memory), one softmax
-      AttentionTrace* trace = nullptr;
-      if (state->trace && state->memory[l] != nullptr) {
-        state->traces.resize(config_.num_hidden_layers);
-        trace = &state->traces[l];
-      }
-      FOT_RETURN_IF_ERROR(Attend(dims, s.q.data(), n, first, cache.keys(), cache.values(),
-                                 state->memory[l].get(), state->retrieval, &s.attention,
-                                 s.attn.data(), trace));
+    // attention over the layer's past (+ memory), one softmax; the tokens
+    // join the past
+    AttentionTrace* trace = nullptr;
+    if (state->trace && state->memory[l] != nullptr) {
+      state->traces.resize(config_.num_hidden_layers);
+      trace = &state->traces[l];
     }
+    FOT_RETURN_IF_ERROR(state->cache->Attend({l, dims, n, s.q.data(), s.k.data(), s.v.data(),
+                                              provenance, state->memory[l].get(), &state->retrieval,
+                                              &rope_, s.attn.data(), trace}));
 
     // output projection + residual
     LinearAccumulate(s.attn.data(), n, heads * hd, w.o_proj, hidden, s.x.data());
@@ -141,47 +98,7 @@ void Transformer::Logits(const float* hidden, int rows, float* logits) const {
 }
 
 absl::Status Transformer::FlushLocalCache(ModelState* state) const {
-  if (state->attention.mode == AttentionMode::kLambda) return absl::OkStatus();
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    LocalCache& cache = state->caches[l];
-    if (KvMemory* memory = state->memory[l].get()) {
-      FOT_RETURN_IF_ERROR(
-          memory->Append(cache.memory_keys(), cache.values(), cache.provenance(), cache.size()));
-    }
-  }
-  for (LocalCache& cache : state->caches) cache.Clear();
-  return absl::OkStatus();
-}
-
-// --- lambda attention (attention_options.h, lambda_attention.h) ------------
-
-absl::Status Transformer::LambdaLayerAttention(int layer, const Provenance* provenance, int n,
-                                               ModelState* state) const {
-  const int hidden = config_.hidden_size;
-  const int heads = config_.num_attention_heads;
-  const int kv_heads = config_.num_key_value_heads;
-  const int hd = config_.head_dim();
-  const LayerWeights& w = weights_.layer(layer);
-  ForwardScratch& s = state->scratch;
-  s.lambda_k.resize(static_cast<size_t>(n) * kv_heads * hd);
-  s.lambda_v.resize(s.lambda_k.size());
-
-  // q, k, v projections, unrotated: positions are the attention's business
-  Linear(s.normed.data(), n, hidden, w.q_proj, heads * hd, s.q.data());
-  Linear(s.normed.data(), n, hidden, w.k_proj, kv_heads * hd, s.lambda_k.data());
-  Linear(s.normed.data(), n, hidden, w.v_proj, kv_heads * hd, s.lambda_v.data());
-
-  AttentionTrace* trace = nullptr;
-  if (state->trace && state->memory[layer] != nullptr) {
-    state->traces.resize(config_.num_hidden_layers);
-    trace = &state->traces[layer];
-  }
-  const LambdaPositions positions{state->attention.local_window, Rotates(layer),
-                                  *state->attention.memory_positioning};
-  return lambda_.Step({heads, kv_heads, hd}, positions, s.q.data(), s.lambda_k.data(),
-                      s.lambda_v.data(), provenance, n, &state->lambda_caches[layer],
-                      state->memory[layer].get(), state->retrieval, &s.lambda, s.attn.data(),
-                      trace);
+  return state->cache->Flush(state->memory);
 }
 
 }  // namespace fot

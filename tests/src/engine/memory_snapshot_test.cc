@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/engine/engine.h"
+#include "src/model/lambda_stream_cache.h"
 #include "tests/base/faulty_env.h"
 #include "tests/src/small_model.h"
 
@@ -156,7 +157,7 @@ TEST_P(MemorySnapshotErrorTest, LambdaStateSavesSinksAndRingAndLoadsOnlyAsTheSam
   ASSERT_TRUE(SaveMemory(engine_->transformer(), state, dir).ok());
   auto loaded = LoadMemory(engine_->transformer(), dir, lambda);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->lambda_caches[2].tokens(), 300);
+  EXPECT_EQ(dynamic_cast<const LambdaStreamCache&>(*loaded->cache).layers()[2].tokens(), 300);
   EXPECT_EQ(loaded->memory[1]->size(), state.memory[1]->size());
   EXPECT_EQ(loaded->memory[0], nullptr);
   EXPECT_EQ(Ask(&*loaded), Ask(&state));  // continues the stream exactly

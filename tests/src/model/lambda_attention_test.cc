@@ -16,6 +16,8 @@
 #include "gtest/gtest.h"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/engine/engine.h"
+#include "src/model/fot_stream_cache.h"
+#include "src/model/lambda_stream_cache.h"
 #include "tests/src/reference_logits.h"
 #include "tests/src/small_model.h"
 
@@ -48,6 +50,11 @@ AttentionOptions Lambda(int n_global, int local_window) {
   options.n_global = n_global;
   options.local_window = local_window;
   return options;
+}
+
+// Every layer's sinks and ring of a lambda state.
+const std::vector<LambdaCache>& LambdaLayers(const ModelState& state) {
+  return dynamic_cast<const LambdaStreamCache&>(*state.cache).layers();
 }
 
 ModelState NewStateOrDie(const Engine& engine, const AttentionOptions& attention) {
@@ -214,8 +221,8 @@ TEST_F(LongLlamaLambdaTest, DefaultsToAsFirstWithTheConfigsMemoryLayers) {
   EXPECT_EQ(state.attention.local_window, 16);
   EXPECT_EQ(*state.attention.memory_positioning, MemoryPositioning::kAsFirst);
   EXPECT_EQ(*state.attention.memory_layers, (std::vector<int>{1, 2}));
-  EXPECT_TRUE(state.caches.empty());
-  EXPECT_EQ(state.lambda_caches.size(), 3u);
+  EXPECT_EQ(dynamic_cast<const FotStreamCache*>(state.cache.get()), nullptr);
+  EXPECT_EQ(LambdaLayers(state).size(), 3u);
 }
 
 TEST_F(LongLlamaLambdaTest, KnnMergesEntriesLeavingDuringACallExactly) {
@@ -310,7 +317,7 @@ TEST_F(LongLlamaLambdaTest, OverlayStateContinuesTheStreamAndLeavesTheBaseAlone)
   ModelState whole = NewStateOrDie(*engine_, Lambda(2, 8));
   const std::vector<float> all = StreamLogits(*engine_, &whole, ids, {36});
   for (int i = 0; i < 97; ++i) ASSERT_NEAR(continued[i], all[35 * 97 + i], 1e-4) << i;
-  EXPECT_EQ(base.lambda_caches[0].tokens(), 30);
+  EXPECT_EQ(LambdaLayers(base)[0].tokens(), 30);
   EXPECT_EQ(base.memory[1]->size(), 30 - 8 - 2);
 }
 
@@ -338,13 +345,13 @@ TEST(LambdaStateTest, StaysAtNGlobalPlusLEntriesWhile100kTokensStreamThrough) {
                     ->Append({ids.data() + at, 5000}, &state, LogitsMode::kLast,
                              [&](int64_t, int64_t, const float* l) { last.assign(l, l + 31); })
                     .ok());
-    for (const LambdaCache& cache : state.lambda_caches) {
+    for (const LambdaCache& cache : LambdaLayers(state)) {
       ASSERT_EQ(cache.entries(), 4 + 32);
       if (floats < 0) floats = cache.floats();
       ASSERT_EQ(cache.floats(), floats);  // nothing grows
     }
   }
-  EXPECT_EQ(state.lambda_caches[0].tokens(), 100000);
+  EXPECT_EQ(LambdaLayers(state)[0].tokens(), 100000);
   EXPECT_EQ(state.cache_size(), 36);
   for (float v : last) EXPECT_TRUE(std::isfinite(v));
 }
@@ -360,7 +367,7 @@ TEST(LambdaStateTest, MemoryLayersGrowOnlyTheirMemoryNotTheState) {
   const std::vector<int> ids = RandomTokens(3000, 97, 11);
   for (size_t at = 0; at < ids.size(); at += 500) {
     ASSERT_TRUE(engine->Append({ids.data() + at, 500}, &state, LogitsMode::kNone, nullptr).ok());
-    for (const LambdaCache& cache : state.lambda_caches) ASSERT_EQ(cache.entries(), 12);
+    for (const LambdaCache& cache : LambdaLayers(state)) ASSERT_EQ(cache.entries(), 12);
     EXPECT_EQ(state.memory[2]->size(), static_cast<int64_t>(at + 500) - 8 - 4);
   }
 }
@@ -404,7 +411,7 @@ TEST_F(LongLlamaLambdaTest, RejectedTokensLeaveTheStateAlone) {
   ModelState state = NewStateOrDie(*engine_, Lambda(2, 8));
   EXPECT_EQ(engine_->Append({1, 97}, &state, LogitsMode::kNone, nullptr).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(state.lambda_caches[0].tokens(), 0);
+  EXPECT_EQ(LambdaLayers(state)[0].tokens(), 0);
 }
 
 }  // namespace

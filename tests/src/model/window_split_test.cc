@@ -1,4 +1,4 @@
-#include "src/engine/window_split.h"
+#include "src/model/window_split.h"
 
 #include "gtest/gtest.h"
 

@@ -1,8 +1,8 @@
 // How a long input is cut into windows (DESIGN.md §1): the first max(T − L, 0)
 // tokens in windows of W from the start (the last of these may be shorter),
 // then the remaining tokens as the last window, which becomes the local cache.
-#ifndef FOTSERVE_SRC_ENGINE_WINDOW_SPLIT_H_
-#define FOTSERVE_SRC_ENGINE_WINDOW_SPLIT_H_
+#ifndef FOTSERVE_SRC_MODEL_WINDOW_SPLIT_H_
+#define FOTSERVE_SRC_MODEL_WINDOW_SPLIT_H_
 
 #include <cstdint>
 #include <vector>
@@ -21,4 +21,4 @@ std::vector<TokenRange> SplitWindows(int64_t num_tokens, int window, int last_co
 
 }  // namespace fot
 
-#endif  // FOTSERVE_SRC_ENGINE_WINDOW_SPLIT_H_
+#endif  // FOTSERVE_SRC_MODEL_WINDOW_SPLIT_H_
