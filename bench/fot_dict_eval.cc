@@ -622,6 +622,235 @@ absl::Status WriteCsv(const Flags& f, const std::vector<std::vector<Cell>>& cell
   return WriteFileAtomically(*Env::Default(), f.csv, csv);
 }
 
+// What every size of a run shares.
+struct Eval {
+  const DictCorpus& corpus;
+  const Model& model;
+  const Flags& f;
+  Retrieval knn1;       // the cheapest read: the ingest of rows that share one
+  Retrieval knn_exact;  // exact top-K: the reference of --retrieval_stats
+};
+
+// What a run measured.
+struct Results {
+  std::vector<std::vector<Cell>> cells;  // [row][size]
+  std::vector<int64_t> committed_at;     // [size]: tokens in memory when asked; 0 if none
+};
+
+// The report's word on the shared ingest: checked (CheckSharedIngest), not
+// checked, or not shared.
+absl::StatusOr<std::string> SharedIngestNote(const Eval& e) {
+  std::string check_note = "not run (--nocheck_shared_ingest)";
+  if (!e.model.shared_ingest) {
+    check_note = "not shared: several memory layers, each row ingests on its own";
+  } else if (e.f.check_shared_ingest) {
+    FOT_ASSIGN_OR_RETURN(const int compared, CheckSharedIngest(e.corpus, e.model, e.f, e.knn1));
+    check_note = absl::StrCat(
+        "flat sessions ingested with dense and with knn:1 retrieval gave "
+        "bit-identical logits on ",
+        compared, " questions at 4 096 tokens");
+  }
+  return check_note;
+}
+
+// A seed per size (not per position in --sizes), so a cell's documents do
+// not depend on the other sizes asked for; passkey documents take the next
+// --passkey seeds.
+uint32_t SizeSeed(const Flags& f, int64_t size) {
+  return kEvalSeedBase + 1000 * static_cast<uint32_t>(f.seed) +
+         21 * static_cast<uint32_t>(std::bit_width(static_cast<uint64_t>(size)));
+}
+
+// What is asked at one size: the dictionary document, whose questions are
+// chosen once the first ingest tells the committed length, and the passkey
+// documents.
+struct SizeDocuments {
+  uint32_t seed = 0;
+  std::vector<DictRecord> records;
+  Document dict;
+  std::vector<Document> passkeys;
+};
+
+absl::StatusOr<SizeDocuments> MakeSizeDocuments(const Eval& e, int64_t size) {
+  SizeDocuments docs;
+  docs.seed = SizeSeed(e.f, size);
+  docs.dict = DictionaryDocument(e.corpus, e.model, e.f.aligned, size, docs.seed, &docs.records);
+  for (int j = 0; j < e.f.passkey; ++j) {
+    FOT_ASSIGN_OR_RETURN(
+        PasskeyDocument p,
+        e.corpus.Passkey(size, e.model.last_context, (j + 0.5) / e.f.passkey, docs.seed + 1 + j));
+    docs.passkeys.push_back({absl::StrCat("passkey ", j + 1, "/", e.f.passkey),
+                             std::move(p.tokens),
+                             {{p.question, p.answer, true}}});
+  }
+  return docs;
+}
+
+// The rows that run at `size`, grouped by the ingest they share.
+std::map<std::pair<Store, std::string>, std::vector<size_t>> IngestGroups(const Eval& e,
+                                                                          int64_t size) {
+  std::map<std::pair<Store, std::string>, std::vector<size_t>> groups;
+  for (size_t r = 0; r < e.f.rows.size(); ++r) {
+    if (!RowRunsAt(e.f, e.f.rows[r], size)) continue;
+    const Retrieval& ingest = e.model.shared_ingest ? e.knn1 : e.f.rows[r].retrieval;
+    groups[{e.f.rows[r].store, DescribeRetrieval(ingest)}].push_back(r);
+  }
+  return groups;
+}
+
+// Asks `row` every question into *cell. With --retrieval_stats and an
+// approximate row, each question is also asked with exact search, once for
+// all the rows of the session (*exact_answers), and the two compared.
+absl::Status AskRow(const Eval& e, Session* session, const std::vector<Question>& questions,
+                    const Row& row, std::vector<Answer>* exact_answers, Cell* cell) {
+  const bool stats = e.f.retrieval_stats && row.approximate();
+  double ask_s = 0;
+  for (size_t qi = 0; qi < questions.size(); ++qi) {
+    const Question& q = questions[qi];
+    Answer got;
+    if (stats && (*exact_answers)[qi].tokens.empty()) {  // once per question for all rows
+      FOT_RETURN_IF_ERROR(
+          Ask(session, q, e.knn_exact, 0, nullptr, &(*exact_answers)[qi], e.f.top_k).status());
+    }
+    const Answer& exact = (*exact_answers)[qi];
+    const SearchCounters before = Counters(*session, &cell->retrieval.store_size);
+    const auto start = Clock::now();
+    FOT_ASSIGN_OR_RETURN(const bool ok, Ask(session, q, row.retrieval, 0, nullptr,
+                                            stats ? &got : nullptr, e.f.top_k));
+    ask_s += Seconds(start);
+    const SearchCounters after = Counters(*session, &cell->retrieval.store_size);
+    cell->retrieval.search.queries += after.queries - before.queries;
+    cell->retrieval.search.keys_scored += after.keys_scored - before.keys_scored;
+    cell->retrieval.search.lists_bounded += after.lists_bounded - before.lists_bounded;
+    if (stats) Compare(exact, got, &cell->retrieval);
+    cell->all.Add(ok);
+    if (q.uncut) cell->uncut.Add(ok);
+  }
+  cell->ask_s = ask_s;
+  return absl::OkStatus();
+}
+
+// Ingests each passkey document into a session of its own and asks it of every row.
+absl::Status AskPasskeys(const Eval& e, Store store, const Retrieval& ingest,
+                         const std::string& group, const std::vector<Document>& passkeys,
+                         const std::vector<size_t>& rows, size_t si, Results* results) {
+  for (const Document& p : passkeys) {
+    double seconds = 0;
+    FOT_ASSIGN_OR_RETURN(
+        std::unique_ptr<Session> session,
+        Ingest(e.model, e.f, store, ingest, group + " " + p.name, p.tokens, &seconds));
+    for (size_t r : rows) {
+      FOT_ASSIGN_OR_RETURN(const bool ok,
+                           Ask(session.get(), p.questions.front(), e.f.rows[r].retrieval));
+      results->cells[r][si].passkey.Add(ok);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One ingest of the dictionary into `store`, asked by each of `rows` at size
+// index `si`; then the passkey documents.
+absl::Status RunGroup(const Eval& e, size_t si, Store store, const std::vector<size_t>& rows,
+                      SizeDocuments* docs, Results* results) {
+  const Flags& f = e.f;
+  const int64_t size = f.sizes[si];
+  const Retrieval& ingest = e.model.shared_ingest ? e.knn1 : f.rows[rows.front()].retrieval;
+  std::vector<std::string> labels;
+  for (size_t r : rows) labels.push_back(f.rows[r].id);
+  const std::string group = absl::StrCat(Thousands(size), " ", absl::StrJoin(labels, "+"));
+  double ingest_s = 0;
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
+                       Ingest(e.model, f, store, ingest, group, docs->dict.tokens, &ingest_s));
+  const int64_t committed = session->Progress().committed_tokens;
+  int64_t& committed_at = results->committed_at[si];
+  if (docs->dict.questions.empty() && f.queries > 0) {
+    committed_at = committed;
+    ChooseQuestions(e.corpus, e.model, committed, docs->records, f.queries, docs->seed,
+                    &docs->dict.questions);
+  } else if (committed != committed_at && f.queries > 0) {
+    return absl::InternalError("sessions of one document committed different lengths");
+  }
+  std::vector<Answer> exact_answers(docs->dict.questions.size());
+  for (size_t r : rows) {
+    Cell& cell = results->cells[r][si];
+    cell.ran = true;
+    cell.ingest_s = ingest_s;
+    cell.shared_ingest = rows.size() > 1;
+    FOT_RETURN_IF_ERROR(
+        AskRow(e, session.get(), docs->dict.questions, f.rows[r], &exact_answers, &cell));
+    std::fprintf(stderr, "  [%s] %s: %s, uncut %s, %.1f s to ask\n", group.c_str(),
+                 f.rows[r].label.c_str(), Percent(cell.all).c_str(), Percent(cell.uncut).c_str(),
+                 cell.ask_s);
+  }
+  session.reset();  // before the passkey sessions
+  return AskPasskeys(e, store, ingest, group, docs->passkeys, rows, si, results);
+}
+
+// Every row that runs at size index `si`.
+absl::Status RunSize(const Eval& e, size_t si, Results* results) {
+  const int64_t size = e.f.sizes[si];
+  FOT_ASSIGN_OR_RETURN(SizeDocuments docs, MakeSizeDocuments(e, size));
+  const auto groups = IngestGroups(e, size);
+  std::fprintf(stderr, "size %s: dictionary of %zu records (%zu tokens), seed %u\n",
+               Thousands(size).c_str(), docs.records.size(), docs.dict.tokens.size(), docs.seed);
+  for (const auto& [key, rows] : groups) {
+    FOT_RETURN_IF_ERROR(RunGroup(e, si, key.first, rows, &docs, results));
+  }
+  return absl::OkStatus();
+}
+
+// The report's title and what its columns and cells are.
+void PrintReportHeader(const std::string& dir, const Model& model, const Flags& f,
+                       const std::vector<int64_t>& committed_at, const std::string& check_note) {
+  const ModelConfig& config = model.engine->config();
+  std::string layers = absl::StrJoin(config.mem_layers, ",");
+  std::printf("## fot-dict-eval: %s through the C++ engine\n\n", dir.c_str());
+  std::printf(
+      "W %d, L %d, memory layers [%s] of %d; %s dictionary layout; %d dictionary questions per "
+      "cell (records drawn uniformly among those wholly in memory), greedy, exact match of "
+      "\"VALUE;\"; seed %d (documents from std::mt19937 seeds >= %u, never training data); knn "
+      "K = %d; ivf \"%s\", hnsw \"%s\".\n",
+      model.window, model.last_context, layers.c_str(), config.num_hidden_layers,
+      f.aligned ? "window-aligned" : "stream", f.queries, f.seed, kEvalSeedBase, f.top_k,
+      DescribeOptions(f.ivf).c_str(), DescribeOptions(f.hnsw).c_str());
+  std::printf("Columns: tokens in memory when asked (committed:");
+  for (size_t si = 0; si < f.sizes.size(); ++si) {
+    std::printf(" %s", committed_at[si] > 0 ? Thousands(committed_at[si]).c_str() : "?");
+  }
+  std::printf("). One ingest per store serves its rows (shared ingest check: %s).\n",
+              check_note.c_str());
+}
+
+// The dictionary accuracy and time tables, and with --retrieval_stats the retrieval table.
+void PrintDictionaryTables(const Flags& f, const std::vector<std::vector<Cell>>& cells) {
+  PrintTable("Dictionary, all asked records", f, cells,
+             [](const Cell& c) { return Percent(c.all); });
+  PrintTable("Dictionary, records not cut by a window boundary", f, cells,
+             [](const Cell& c) { return Percent(c.uncut); });
+  PrintTable(
+      "Time per cell: ingest of the dictionary document (shared: one ingest serves "
+      "several rows) + asking",
+      f, cells, [&](const Cell& c) {
+        return absl::StrFormat("ingest %.1f s%s + ask %.1f s", c.ingest_s,
+                               c.shared_ingest ? " (shared)" : "", c.ask_s);
+      });
+  if (f.retrieval_stats) PrintRetrievalTable(f, cells);
+}
+
+// What memory off would score by guessing, against what it did.
+void PrintChanceLevel(const Flags& f, const std::vector<std::vector<Cell>>& cells) {
+  int off_asked = 0;
+  for (size_t r = 0; r < f.rows.size(); ++r) {
+    if (f.rows[r].store != Store::kOff) continue;
+    for (const Cell& c : cells[r]) off_asked += c.all.asked;
+  }
+  std::printf(
+      "\nChance level (memory off): the value is 4 random digits, so a guess is right with "
+      "probability 1e-4 per question (%.3f expected correct of the %d asked with memory off); "
+      "passkey: 5 digits, 1e-5.\n",
+      1e-4 * off_asked, off_asked);
+}
+
 absl::Status Run(Flags f) {
   const std::string dir = absl::GetFlag(FLAGS_model);
   FOT_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
@@ -644,153 +873,21 @@ absl::Status Run(Flags f) {
   FOT_ASSIGN_OR_RETURN(const Retrieval knn1, Knn(1));
   FOT_ASSIGN_OR_RETURN(Retrieval knn_exact, Knn(f.top_k));
   knn_exact.filter.exact = true;
+  const Eval e{corpus, model, f, knn1, knn_exact};
 
-  std::vector<std::vector<Cell>> cells(f.rows.size(), std::vector<Cell>(f.sizes.size()));
-  std::vector<int64_t> committed_at(f.sizes.size(), 0);
-  std::string check_note = "not run (--nocheck_shared_ingest)";
-  if (!model.shared_ingest) {
-    check_note = "not shared: several memory layers, each row ingests on its own";
-  } else if (f.check_shared_ingest) {
-    FOT_ASSIGN_OR_RETURN(const int compared, CheckSharedIngest(corpus, model, f, knn1));
-    check_note = absl::StrCat(
-        "flat sessions ingested with dense and with knn:1 retrieval gave "
-        "bit-identical logits on ",
-        compared, " questions at 4 096 tokens");
-  }
-  for (size_t si = 0; si < f.sizes.size(); ++si) {
-    const int64_t size = f.sizes[si];
-    // A seed per size (not per position in --sizes), so a cell's documents do
-    // not depend on the other sizes asked for; passkey documents take the next
-    // --passkey seeds.
-    const uint32_t seed = kEvalSeedBase + 1000 * static_cast<uint32_t>(f.seed) +
-                          21 * static_cast<uint32_t>(std::bit_width(static_cast<uint64_t>(size)));
-    std::vector<DictRecord> records;
-    Document dict = DictionaryDocument(corpus, model, f.aligned, size, seed, &records);
-    std::vector<Document> passkeys;
-    for (int j = 0; j < f.passkey; ++j) {
-      FOT_ASSIGN_OR_RETURN(PasskeyDocument p, corpus.Passkey(size, model.last_context,
-                                                             (j + 0.5) / f.passkey, seed + 1 + j));
-      passkeys.push_back({absl::StrCat("passkey ", j + 1, "/", f.passkey),
-                          std::move(p.tokens),
-                          {{p.question, p.answer, true}}});
-    }
-    // The rows that run at this size, grouped by the ingest they share.
-    std::map<std::pair<Store, std::string>, std::vector<size_t>> groups;
-    for (size_t r = 0; r < f.rows.size(); ++r) {
-      if (!RowRunsAt(f, f.rows[r], size)) continue;
-      const Retrieval& ingest = model.shared_ingest ? knn1 : f.rows[r].retrieval;
-      groups[{f.rows[r].store, DescribeRetrieval(ingest)}].push_back(r);
-    }
-    std::fprintf(stderr, "size %s: dictionary of %zu records (%zu tokens), seed %u\n",
-                 Thousands(size).c_str(), records.size(), dict.tokens.size(), seed);
-    for (const auto& [key, rows] : groups) {
-      const Store store = key.first;
-      const Retrieval& ingest = model.shared_ingest ? knn1 : f.rows[rows.front()].retrieval;
-      std::vector<std::string> labels;
-      for (size_t r : rows) labels.push_back(f.rows[r].id);
-      const std::string group = absl::StrCat(Thousands(size), " ", absl::StrJoin(labels, "+"));
-      double ingest_s = 0;
-      FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
-                           Ingest(model, f, store, ingest, group, dict.tokens, &ingest_s));
-      const int64_t committed = session->Progress().committed_tokens;
-      if (dict.questions.empty() && f.queries > 0) {
-        committed_at[si] = committed;
-        ChooseQuestions(corpus, model, committed, records, f.queries, seed, &dict.questions);
-      } else if (committed != committed_at[si] && f.queries > 0) {
-        return absl::InternalError("sessions of one document committed different lengths");
-      }
-      std::vector<Answer> exact_answers(dict.questions.size());
-      for (size_t r : rows) {
-        Cell& cell = cells[r][si];
-        cell.ran = true;
-        cell.ingest_s = ingest_s;
-        cell.shared_ingest = rows.size() > 1;
-        const bool stats = f.retrieval_stats && f.rows[r].approximate();
-        double ask_s = 0;
-        for (size_t qi = 0; qi < dict.questions.size(); ++qi) {
-          const Question& q = dict.questions[qi];
-          Answer got;
-          if (stats && exact_answers[qi].tokens.empty()) {  // once per question for all rows
-            FOT_RETURN_IF_ERROR(
-                Ask(session.get(), q, knn_exact, 0, nullptr, &exact_answers[qi], f.top_k).status());
-          }
-          const Answer& exact = exact_answers[qi];
-          const SearchCounters before = Counters(*session, &cell.retrieval.store_size);
-          const auto start = Clock::now();
-          FOT_ASSIGN_OR_RETURN(const bool ok, Ask(session.get(), q, f.rows[r].retrieval, 0, nullptr,
-                                                  stats ? &got : nullptr, f.top_k));
-          ask_s += Seconds(start);
-          const SearchCounters after = Counters(*session, &cell.retrieval.store_size);
-          cell.retrieval.search.queries += after.queries - before.queries;
-          cell.retrieval.search.keys_scored += after.keys_scored - before.keys_scored;
-          cell.retrieval.search.lists_bounded += after.lists_bounded - before.lists_bounded;
-          if (stats) Compare(exact, got, &cell.retrieval);
-          cell.all.Add(ok);
-          if (q.uncut) cell.uncut.Add(ok);
-        }
-        cell.ask_s = ask_s;
-        std::fprintf(stderr, "  [%s] %s: %s, uncut %s, %.1f s to ask\n", group.c_str(),
-                     f.rows[r].label.c_str(), Percent(cell.all).c_str(),
-                     Percent(cell.uncut).c_str(), cell.ask_s);
-      }
-      session.reset();
-      for (const Document& p : passkeys) {
-        double seconds = 0;
-        FOT_ASSIGN_OR_RETURN(
-            session, Ingest(model, f, store, ingest, group + " " + p.name, p.tokens, &seconds));
-        for (size_t r : rows) {
-          FOT_ASSIGN_OR_RETURN(const bool ok,
-                               Ask(session.get(), p.questions.front(), f.rows[r].retrieval));
-          cells[r][si].passkey.Add(ok);
-        }
-      }
-    }
-  }
+  Results results{std::vector<std::vector<Cell>>(f.rows.size(), std::vector<Cell>(f.sizes.size())),
+                  std::vector<int64_t>(f.sizes.size(), 0)};
+  FOT_ASSIGN_OR_RETURN(const std::string check_note, SharedIngestNote(e));
+  for (size_t si = 0; si < f.sizes.size(); ++si) FOT_RETURN_IF_ERROR(RunSize(e, si, &results));
 
-  // The report.
-  std::string layers = absl::StrJoin(config.mem_layers, ",");
-  std::printf("## fot-dict-eval: %s through the C++ engine\n\n", dir.c_str());
-  std::printf(
-      "W %d, L %d, memory layers [%s] of %d; %s dictionary layout; %d dictionary questions per "
-      "cell (records drawn uniformly among those wholly in memory), greedy, exact match of "
-      "\"VALUE;\"; seed %d (documents from std::mt19937 seeds >= %u, never training data); knn "
-      "K = %d; ivf \"%s\", hnsw \"%s\".\n",
-      model.window, model.last_context, layers.c_str(), config.num_hidden_layers,
-      f.aligned ? "window-aligned" : "stream", f.queries, f.seed, kEvalSeedBase, f.top_k,
-      DescribeOptions(f.ivf).c_str(), DescribeOptions(f.hnsw).c_str());
-  std::printf("Columns: tokens in memory when asked (committed:");
-  for (size_t si = 0; si < f.sizes.size(); ++si) {
-    std::printf(" %s", committed_at[si] > 0 ? Thousands(committed_at[si]).c_str() : "?");
-  }
-  std::printf("). One ingest per store serves its rows (shared ingest check: %s).\n",
-              check_note.c_str());
-  PrintTable("Dictionary, all asked records", f, cells,
-             [](const Cell& c) { return Percent(c.all); });
-  PrintTable("Dictionary, records not cut by a window boundary", f, cells,
-             [](const Cell& c) { return Percent(c.uncut); });
-  PrintTable(
-      "Time per cell: ingest of the dictionary document (shared: one ingest serves "
-      "several rows) + asking",
-      f, cells, [&](const Cell& c) {
-        return absl::StrFormat("ingest %.1f s%s + ask %.1f s", c.ingest_s,
-                               c.shared_ingest ? " (shared)" : "", c.ask_s);
-      });
-  if (f.retrieval_stats) PrintRetrievalTable(f, cells);
-  if (!f.csv.empty()) FOT_RETURN_IF_ERROR(WriteCsv(f, cells, committed_at));
+  PrintReportHeader(dir, model, f, results.committed_at, check_note);
+  PrintDictionaryTables(f, results.cells);
+  if (!f.csv.empty()) FOT_RETURN_IF_ERROR(WriteCsv(f, results.cells, results.committed_at));
   if (f.passkey > 0) {
-    PrintTable(absl::StrCat("Passkey, ", f.passkey, " documents per size (exact match)"), f, cells,
-               [](const Cell& c) { return Percent(c.passkey); });
+    PrintTable(absl::StrCat("Passkey, ", f.passkey, " documents per size (exact match)"), f,
+               results.cells, [](const Cell& c) { return Percent(c.passkey); });
   }
-  int off_asked = 0;
-  for (size_t r = 0; r < f.rows.size(); ++r) {
-    if (f.rows[r].store != Store::kOff) continue;
-    for (const Cell& c : cells[r]) off_asked += c.all.asked;
-  }
-  std::printf(
-      "\nChance level (memory off): the value is 4 random digits, so a guess is right with "
-      "probability 1e-4 per question (%.3f expected correct of the %d asked with memory off); "
-      "passkey: 5 digits, 1e-5.\n",
-      1e-4 * off_asked, off_asked);
+  PrintChanceLevel(f, results.cells);
   return absl::OkStatus();
 }
 

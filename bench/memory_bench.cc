@@ -487,6 +487,128 @@ double MaxNormSq(const float* x, int64_t n, int d) {
   return best;
 }
 
+// The bare FAISS indexes one store is compared with.
+struct BareIndexes {
+  std::unique_ptr<faiss::Index> quantizer, alt_quantizer;  // of the IVF indexes
+  std::unique_ptr<faiss::Index> bare;
+  std::unique_ptr<faiss::Index> alt;  // a float32 index of the same family; null for HNSW
+  std::string bare_name, alt_name;
+  std::vector<float> queries;  // in the bare indexes' layout: flat: raw; hnsw/ivf: (q, 0, 0)
+};
+
+// The store searches fp16 keys by inner product; so do these.
+void BuildBareFlat(const std::vector<float>& keys, int64_t size, int d, BareIndexes* b) {
+  b->bare = std::make_unique<faiss::IndexScalarQuantizer>(d, faiss::ScalarQuantizer::QT_fp16,
+                                                          faiss::METRIC_INNER_PRODUCT);
+  b->bare->add(size, keys.data());
+  b->bare_name = "IndexScalarQuantizer fp16 IP";
+  b->alt = std::make_unique<faiss::IndexFlatIP>(d);
+  b->alt->add(size, keys.data());
+  b->alt_name = "IndexFlatIP f32 (BLAS)";
+}
+
+// `aug`: `size` reduced keys of d + 2; the first `build_n` train the index.
+void BuildBareHnsw(const MemoryOptions& o, const std::vector<float>& aug, int64_t size,
+                   int64_t build_n, int d, BareIndexes* b) {
+  auto h = std::make_unique<faiss::IndexHNSWSQ>(d + 2, faiss::ScalarQuantizer::QT_fp16, o.hnsw_m,
+                                                faiss::METRIC_L2);
+  h->hnsw.efConstruction = o.hnsw_ef_construction;
+  h->hnsw.efSearch = o.hnsw_ef_search;
+  h->train(build_n, aug.data());
+  h->add(size, aug.data());
+  b->bare = std::move(h);
+  b->bare_name = "IndexHNSWSQ fp16 L2 (reduced keys)";
+}
+
+// As BuildBareHnsw, with `nlist` lists of which a query scans `nprobe`.
+void BuildBareIvf(const std::vector<float>& aug, int64_t size, int64_t build_n, int d, int nlist,
+                  int nprobe, BareIndexes* b) {
+  b->quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
+  auto ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(
+      b->quantizer.get(), d + 2, nlist, faiss::ScalarQuantizer::QT_fp16, faiss::METRIC_L2, false);
+  ivf->train(build_n, aug.data());
+  ivf->add(size, aug.data());
+  ivf->nprobe = nprobe;
+  b->bare = std::move(ivf);
+  b->bare_name =
+      absl::StrFormat("IndexIVFScalarQuantizer fp16 L2 nlist %d nprobe %d", nlist, nprobe);
+  b->alt_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
+  auto flat =
+      std::make_unique<faiss::IndexIVFFlat>(b->alt_quantizer.get(), d + 2, nlist, faiss::METRIC_L2);
+  flat->train(build_n, aug.data());
+  flat->add(size, aug.data());
+  flat->nprobe = nprobe;
+  b->alt = std::move(flat);
+  b->alt_name = "IndexIVFFlat f32 (same nlist/nprobe)";
+}
+
+// The bare index of `store`'s structure over its `size` keys, built as the
+// store builds its own, with the `nq` queries `q` in its layout.
+BareIndexes BuildBare(Kind kind, const MemoryOptions& o, const KvStore& store,
+                      const std::vector<float>& keys, int64_t size, int d,
+                      const std::vector<float>& q, int nq) {
+  BareIndexes b;
+  b.queries = q;
+  if (kind == kFlat) {
+    BuildBareFlat(keys, size, d, &b);
+    return b;
+  }
+  // IVF: as many lists as the store has now, trained like its last training
+  // (64 keys per list at most, or the training size), bound over all keys.
+  const int nlist = static_cast<int>(store.index_lists());
+  // The share of lists the store's key budget covers (its lists are ~equal).
+  const int nprobe = std::clamp(
+      static_cast<int>(std::ceil(static_cast<double>(IvfScanBudget(o, size)) / size * nlist)), 1,
+      std::max(nlist, 1));
+  const int64_t build_n =
+      kind == kHnsw
+          ? kHnswBuildSize
+          : std::min<int64_t>(size, std::max<int64_t>(ResolveMemoryOptions(o, d).ivf_train_size,
+                                                      int64_t{64} * nlist));
+  const double bound_sq = 1.5625 * MaxNormSq(keys.data(), kind == kHnsw ? build_n : size, d);
+  const std::vector<float> aug = Augment(keys.data(), size, d, bound_sq);
+  b.queries.assign(static_cast<size_t>(nq) * (d + 2), 0.0f);
+  for (int i = 0; i < nq; ++i) std::memcpy(&b.queries[i * (d + 2)], &q[i * d], d * sizeof(float));
+  if (kind == kHnsw) {
+    BuildBareHnsw(o, aug, size, build_n, d, &b);
+  } else {
+    BuildBareIvf(aug, size, build_n, d, nlist, nprobe, &b);
+  }
+  return b;
+}
+
+// Fastest of --overhead_rounds searches, in seconds, taking turns.
+struct SearchTimes {
+  double engine = 1e30, bare = 1e30, alt = 1e30;
+};
+
+// False (st has the error) when the store's search fails.
+bool TimeSearches(benchmark::State& st, int rounds, const KvStore& store,
+                  const std::vector<float>& q, int nq, int d, int k, const BareIndexes& b,
+                  SearchTimes* best) {
+  std::vector<float> dist(nq * k);
+  std::vector<faiss_idx> labels(nq * k);
+  std::vector<int64_t> ids(nq * k);
+  for (auto _ : st) {
+    for (int round = 0; round < rounds; ++round) {
+      double t0 = Now();
+      if (Fail(st, store.Search(q.data(), nq, d, k, nullptr, ids.data(), dist.data()))) {
+        return false;
+      }
+      best->engine = std::min(best->engine, Now() - t0);
+      t0 = Now();
+      b.bare->search(nq, b.queries.data(), k, dist.data(), labels.data());
+      best->bare = std::min(best->bare, Now() - t0);
+      if (b.alt != nullptr) {
+        t0 = Now();
+        b.alt->search(nq, b.queries.data(), k, dist.data(), labels.data());
+        best->alt = std::min(best->alt, Now() - t0);
+      }
+    }
+  }
+  return true;
+}
+
 // KvStore::Search on one store (first memory layer, kv head 0) with one
 // window's queries against a bare FAISS index of the same structure.
 void RunOverhead(benchmark::State& st, Context& context, Kind kind, int64_t size) {
@@ -506,90 +628,17 @@ void RunOverhead(benchmark::State& st, Context& context, Kind kind, int64_t size
   const std::vector<float> q = context.Queries(0, 0, nq);
   std::vector<float> keys(size * d);  // as stored (fp16-rounded)
   if (Fail(st, store.ReadKeys(0, size, keys.data()))) return;
+  const BareIndexes bare = BuildBare(kind, o, store, keys, size, d, q, nq);
+  SearchTimes best;
+  if (!TimeSearches(st, flags.overhead_rounds, store, q, nq, d, k, bare, &best)) return;
 
-  // The bare index, built as the store builds its own.
-  std::unique_ptr<faiss::Index> bare, alt;
-  std::unique_ptr<faiss::Index> bare_quantizer, alt_quantizer;
-  std::vector<float> bare_q = q;  // flat: raw queries; hnsw/ivf: (q, 0, 0)
   Figures::Overhead result;
   result.size = size;
-  if (kind == kFlat) {
-    bare = std::make_unique<faiss::IndexScalarQuantizer>(d, faiss::ScalarQuantizer::QT_fp16,
-                                                         faiss::METRIC_INNER_PRODUCT);
-    bare->add(size, keys.data());
-    result.bare_name = "IndexScalarQuantizer fp16 IP";
-    alt = std::make_unique<faiss::IndexFlatIP>(d);
-    alt->add(size, keys.data());
-    result.alt_name = "IndexFlatIP f32 (BLAS)";
-  } else {
-    // IVF: as many lists as the store has now, trained like its last training
-    // (64 keys per list at most, or the training size), bound over all keys.
-    const int nlist = static_cast<int>(store.index_lists());
-    // The share of lists the store's key budget covers (its lists are ~equal).
-    const int nprobe = std::clamp(
-        static_cast<int>(std::ceil(static_cast<double>(IvfScanBudget(o, size)) / size * nlist)), 1,
-        std::max(nlist, 1));
-    const int64_t build_n =
-        kind == kHnsw
-            ? kHnswBuildSize
-            : std::min<int64_t>(size, std::max<int64_t>(ResolveMemoryOptions(o, d).ivf_train_size,
-                                                        int64_t{64} * nlist));
-    const double bound_sq = 1.5625 * MaxNormSq(keys.data(), kind == kHnsw ? build_n : size, d);
-    const std::vector<float> aug = Augment(keys.data(), size, d, bound_sq);
-    bare_q.assign(static_cast<size_t>(nq) * (d + 2), 0.0f);
-    for (int i = 0; i < nq; ++i) std::memcpy(&bare_q[i * (d + 2)], &q[i * d], d * sizeof(float));
-    if (kind == kHnsw) {
-      auto h = std::make_unique<faiss::IndexHNSWSQ>(d + 2, faiss::ScalarQuantizer::QT_fp16,
-                                                    o.hnsw_m, faiss::METRIC_L2);
-      h->hnsw.efConstruction = o.hnsw_ef_construction;
-      h->hnsw.efSearch = o.hnsw_ef_search;
-      h->train(build_n, aug.data());
-      h->add(size, aug.data());
-      bare = std::move(h);
-      result.bare_name = "IndexHNSWSQ fp16 L2 (reduced keys)";
-    } else {
-      bare_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
-      auto ivf = std::make_unique<faiss::IndexIVFScalarQuantizer>(
-          bare_quantizer.get(), d + 2, nlist, faiss::ScalarQuantizer::QT_fp16, faiss::METRIC_L2,
-          false);
-      ivf->train(build_n, aug.data());
-      ivf->add(size, aug.data());
-      ivf->nprobe = nprobe;
-      bare = std::move(ivf);
-      result.bare_name =
-          absl::StrFormat("IndexIVFScalarQuantizer fp16 L2 nlist %d nprobe %d", nlist, nprobe);
-      alt_quantizer = std::make_unique<faiss::IndexFlatL2>(d + 2);
-      auto flat = std::make_unique<faiss::IndexIVFFlat>(alt_quantizer.get(), d + 2, nlist,
-                                                        faiss::METRIC_L2);
-      flat->train(build_n, aug.data());
-      flat->add(size, aug.data());
-      flat->nprobe = nprobe;
-      alt = std::move(flat);
-      result.alt_name = "IndexIVFFlat f32 (same nlist/nprobe)";
-    }
-  }
-  std::vector<float> dist(nq * k);
-  std::vector<faiss_idx> labels(nq * k);
-  std::vector<int64_t> ids(nq * k);
-  double engine_best = 1e30, bare_best = 1e30, alt_best = 1e30;
-  for (auto _ : st) {
-    for (int round = 0; round < flags.overhead_rounds; ++round) {
-      double t0 = Now();
-      if (Fail(st, store.Search(q.data(), nq, d, k, nullptr, ids.data(), dist.data()))) return;
-      engine_best = std::min(engine_best, Now() - t0);
-      t0 = Now();
-      bare->search(nq, bare_q.data(), k, dist.data(), labels.data());
-      bare_best = std::min(bare_best, Now() - t0);
-      if (alt != nullptr) {
-        t0 = Now();
-        alt->search(nq, bare_q.data(), k, dist.data(), labels.data());
-        alt_best = std::min(alt_best, Now() - t0);
-      }
-    }
-  }
-  if (alt != nullptr) result.alt_ms = alt_best * 1e3;
-  result.engine_ms = engine_best * 1e3;
-  result.bare_ms = bare_best * 1e3;
+  result.bare_name = bare.bare_name;
+  result.alt_name = bare.alt_name;
+  if (bare.alt != nullptr) result.alt_ms = best.alt * 1e3;
+  result.engine_ms = best.engine * 1e3;
+  result.bare_ms = best.bare * 1e3;
   if (kind == kFlat && result.alt_ms < result.bare_ms) {
     // The store searches fp16 keys by decoding them and one BLAS product, which
     // IndexFlatIP does without the decode: the faster bare index is the fair one.

@@ -460,6 +460,148 @@ void SummaryRow(const std::string& target, const std::string& measured, const ch
   std::printf("%-54s %-40s %s\n", target.c_str(), measured.c_str(), verdict);
 }
 
+// --- the phases, each run and printed --------------------------------------------
+
+// Phase 1; nullopt (after printing why) when it failed.
+std::optional<OverheadResult> OverheadPhase(const Bench& b) {
+  std::printf(
+      "\n== phase 1: service overhead (one client, %d greedy tokens, %d calls per "
+      "path) ==\n",
+      absl::GetFlag(FLAGS_overhead_tokens), absl::GetFlag(FLAGS_overhead_repeats));
+  auto r = RunOverhead(b);
+  if (!r.ok()) {
+    std::printf("failed: %s\n", std::string(r.status().message()).c_str());
+    return std::nullopt;
+  }
+  PrintOverhead(*r);
+  return *r;
+}
+
+// Phase 2: a row per --clients count, then one for --shared_clients.
+std::vector<PhaseResult> ConcurrencyPhase(const Bench& b) {
+  std::vector<PhaseResult> concurrency;
+  std::printf(
+      "\n== phase 2: concurrent clients (%.0f s each; documents of ~%d tokens in "
+      "%d-byte chunks, %d questions of %d tokens per document) ==\n",
+      absl::GetFlag(FLAGS_phase_seconds), absl::GetFlag(FLAGS_doc_tokens), b.chunk_bytes,
+      absl::GetFlag(FLAGS_questions), b.answer_tokens);
+  PrintPhaseHeader();
+  for (absl::string_view n : absl::StrSplit(absl::GetFlag(FLAGS_clients), ',', absl::SkipEmpty())) {
+    concurrency.push_back(RunConcurrency(b, std::stoi(std::string(n)), false));
+    PrintPhaseRow(concurrency.back());
+  }
+  if (absl::GetFlag(FLAGS_shared_clients) > 0) {
+    concurrency.push_back(RunConcurrency(b, absl::GetFlag(FLAGS_shared_clients), true));
+    PrintPhaseRow(concurrency.back());
+  }
+  std::printf(
+      "(ms, p50/p99 over calls; tok: a call's mean time per token after the first; "
+      "t/s: tokens/s of all clients together)\n");
+  for (const PhaseResult& p : concurrency) PrintFailures(p.tally);
+  return concurrency;
+}
+
+PhaseResult SoakPhase(const Bench& b) {
+  std::printf("\n== phase 3: soak (%d clients, %.0f s) ==\n", absl::GetFlag(FLAGS_soak_clients),
+              absl::GetFlag(FLAGS_soak_seconds));
+  std::fflush(stdout);  // the phase prints nothing for minutes
+  const PhaseResult soak = RunSoak(b);
+  PrintPhaseHeader();
+  PrintPhaseRow(soak);
+  std::vector<std::string> calls;
+  for (const auto& [method, n] : soak.tally.calls_by_method) {
+    calls.push_back(absl::StrCat(method, " ", n));
+  }
+  std::printf("calls: %s\n", absl::StrJoin(calls, ", ").c_str());
+  PrintFailures(soak.tally);
+  return soak;
+}
+
+RssResult RssPhase(const Bench& b) {
+  std::printf("\n== phase 4: server RSS across create / ingest / ask / delete cycles ==\n");
+  const RssResult rss = RunRss(b);
+  std::vector<std::string> values;
+  for (double v : rss.mib) values.push_back(absl::StrFormat("%.1f", v));
+  std::printf("VmRSS after each cycle (MiB): %s\n", absl::StrJoin(values, " ").c_str());
+  std::printf(
+      "first %.1f, median %.1f, last %.1f MiB; growth over the second half %+.2f MiB "
+      "(median of the last %zu cycles %.1f, of the %zu before the second half %.1f)\n",
+      rss.mib.front(), rss.median, rss.mib.back(), rss.growth, rss.mib.size() / 4, rss.after,
+      rss.mib.size() / 4, rss.before);
+  PrintFailures(rss.tally);
+  return rss;
+}
+
+// --- the summary ------------------------------------------------------------------
+
+void SummarizeOverhead(const OverheadResult& overhead) {
+  const Latencies &s = overhead.service, &d = overhead.direct;
+  const double s50 = Percentile(s.per_token_ms, 50), d50 = Percentile(d.per_token_ms, 50);
+  const double s99 = Percentile(s.per_token_ms, 99), d99 = Percentile(d.per_token_ms, 99);
+  SummaryRow("per-token overhead of the service (p50) <= 1 ms",
+             absl::StrFormat("%+.3f ms (%.3f vs %.3f)", s50 - d50, s50, d50),
+             s50 - d50 <= kOverheadTargetMs ? "met" : "NOT met");
+  SummaryRow("  p99, for information",
+             absl::StrFormat("%+.3f ms (%.3f vs %.3f)", s99 - d99, s99, d99), "");
+  SummaryRow("  first token p50, for information",
+             absl::StrFormat("%+.3f ms (%.3f vs %.3f)",
+                             Percentile(s.first_ms, 50) - Percentile(d.first_ms, 50),
+                             Percentile(s.first_ms, 50), Percentile(d.first_ms, 50)),
+             "");
+  SummaryRow("  service and engine generate the same tokens", overhead.same_tokens ? "yes" : "no",
+             overhead.same_tokens ? "met" : "NOT met");
+}
+
+void SummarizeSoak(const PhaseResult& soak) {
+  const bool full =
+      soak.seconds >= kSoakTargetSeconds && absl::GetFlag(FLAGS_soak_clients) >= kSoakTargetClients;
+  SummaryRow(
+      "16 clients for 5 minutes: zero failed calls",
+      absl::StrFormat("%d clients, %.0f s: %lld of %lld failed", absl::GetFlag(FLAGS_soak_clients),
+                      soak.seconds, static_cast<long long>(soak.tally.failed),
+                      static_cast<long long>(soak.tally.calls)),
+      soak.tally.failed != 0 ? "NOT met"
+      : full                 ? "met"
+                             : "met for this shorter run");
+}
+
+// The issue-4 targets against what the phases that ran measured.
+void PrintSummary(const std::optional<OverheadResult>& overhead,
+                  const std::vector<PhaseResult>& concurrency,
+                  const std::optional<PhaseResult>& soak, const std::optional<RssResult>& rss,
+                  bool alive) {
+  std::printf("\n== service summary (this machine, this run) ==\n");
+  SummaryRow("target", "measured", "");
+  if (overhead.has_value()) SummarizeOverhead(*overhead);
+  for (const PhaseResult& p : concurrency) {
+    SummaryRow(absl::StrCat(p.label, " client(s): zero failed calls"),
+               absl::StrFormat("%lld of %lld failed", static_cast<long long>(p.tally.failed),
+                               static_cast<long long>(p.tally.calls)),
+               p.tally.failed == 0 ? "met" : "NOT met");
+  }
+  if (soak.has_value()) SummarizeSoak(*soak);
+  if (rss.has_value()) {
+    SummaryRow(absl::StrFormat("RSS growth over the 2nd half of %zu cycles <= %.1f MiB",
+                               rss->mib.size(), rss->tolerance),
+               absl::StrFormat("%+.2f MiB (%.1f -> %.1f)", rss->growth, rss->before, rss->after),
+               rss->growth <= rss->tolerance && rss->tally.failed == 0 ? "met" : "NOT met");
+  }
+  SummaryRow("server alive at the end", alive ? "yes" : "no", alive ? "met" : "NOT met");
+}
+
+// --- the run ----------------------------------------------------------------------
+
+// The model and server the run measures, on one line.
+void PrintSetup(const Bench& b, const std::string& model) {
+  const ModelConfig& config = b.engine->config();
+  std::printf(
+      "fot-server pid %d on %s: %s (hidden %d, %d layers, W %d, L %d), %u cores; "
+      "server RSS %.1f MiB\n",
+      b.server->pid(), b.server->address().c_str(), model.c_str(), config.hidden_size,
+      config.num_hidden_layers, config.max_position_embeddings, config.last_context_length,
+      std::thread::hardware_concurrency(), b.server->ReadRss().rss_mib);
+}
+
 int RunAll(ServerProcess* server, const std::string& model) {
   auto engine = Engine::Load(model);
   if (!engine.ok()) {
@@ -487,134 +629,26 @@ int RunAll(ServerProcess* server, const std::string& model) {
   const auto want = [&](const char* p) {
     return std::find(phases.begin(), phases.end(), p) != phases.end();
   };
-  const ModelConfig& config = (*engine)->config();
-  std::printf(
-      "fot-server pid %d on %s: %s (hidden %d, %d layers, W %d, L %d), %u cores; "
-      "server RSS %.1f MiB\n",
-      server->pid(), server->address().c_str(), model.c_str(), config.hidden_size,
-      config.num_hidden_layers, config.max_position_embeddings, config.last_context_length,
-      std::thread::hardware_concurrency(), server->ReadRss().rss_mib);
+  PrintSetup(b, model);
   int exit_code = 0;
 
   std::optional<OverheadResult> overhead;
   if (want("overhead")) {
-    std::printf(
-        "\n== phase 1: service overhead (one client, %d greedy tokens, %d calls per "
-        "path) ==\n",
-        absl::GetFlag(FLAGS_overhead_tokens), absl::GetFlag(FLAGS_overhead_repeats));
-    auto r = RunOverhead(b);
-    if (r.ok()) {
-      overhead = *r;
-      PrintOverhead(*r);
-    } else {
-      std::printf("failed: %s\n", std::string(r.status().message()).c_str());
-      exit_code = 1;
-    }
+    overhead = OverheadPhase(b);
+    if (!overhead.has_value()) exit_code = 1;
   }
-
   std::vector<PhaseResult> concurrency;
-  if (want("concurrency")) {
-    std::printf(
-        "\n== phase 2: concurrent clients (%.0f s each; documents of ~%d tokens in "
-        "%d-byte chunks, %d questions of %d tokens per document) ==\n",
-        absl::GetFlag(FLAGS_phase_seconds), absl::GetFlag(FLAGS_doc_tokens), b.chunk_bytes,
-        absl::GetFlag(FLAGS_questions), b.answer_tokens);
-    PrintPhaseHeader();
-    for (absl::string_view n :
-         absl::StrSplit(absl::GetFlag(FLAGS_clients), ',', absl::SkipEmpty())) {
-      concurrency.push_back(RunConcurrency(b, std::stoi(std::string(n)), false));
-      PrintPhaseRow(concurrency.back());
-    }
-    if (absl::GetFlag(FLAGS_shared_clients) > 0) {
-      concurrency.push_back(RunConcurrency(b, absl::GetFlag(FLAGS_shared_clients), true));
-      PrintPhaseRow(concurrency.back());
-    }
-    std::printf(
-        "(ms, p50/p99 over calls; tok: a call's mean time per token after the first; "
-        "t/s: tokens/s of all clients together)\n");
-    for (const PhaseResult& p : concurrency) PrintFailures(p.tally);
-  }
-
+  if (want("concurrency")) concurrency = ConcurrencyPhase(b);
   std::optional<PhaseResult> soak;
-  if (want("soak")) {
-    std::printf("\n== phase 3: soak (%d clients, %.0f s) ==\n", absl::GetFlag(FLAGS_soak_clients),
-                absl::GetFlag(FLAGS_soak_seconds));
-    std::fflush(stdout);
-    soak = RunSoak(b);
-    PrintPhaseHeader();
-    PrintPhaseRow(*soak);
-    std::vector<std::string> calls;
-    for (const auto& [method, n] : soak->tally.calls_by_method) {
-      calls.push_back(absl::StrCat(method, " ", n));
-    }
-    std::printf("calls: %s\n", absl::StrJoin(calls, ", ").c_str());
-    PrintFailures(soak->tally);
-  }
-
+  if (want("soak")) soak = SoakPhase(b);
   std::optional<RssResult> rss;
-  if (want("rss")) {
-    std::printf("\n== phase 4: server RSS across create / ingest / ask / delete cycles ==\n");
-    rss = RunRss(b);
-    std::vector<std::string> values;
-    for (double v : rss->mib) values.push_back(absl::StrFormat("%.1f", v));
-    std::printf("VmRSS after each cycle (MiB): %s\n", absl::StrJoin(values, " ").c_str());
-    std::printf(
-        "first %.1f, median %.1f, last %.1f MiB; growth over the second half %+.2f MiB "
-        "(median of the last %zu cycles %.1f, of the %zu before the second half %.1f)\n",
-        rss->mib.front(), rss->median, rss->mib.back(), rss->growth, rss->mib.size() / 4,
-        rss->after, rss->mib.size() / 4, rss->before);
-    PrintFailures(rss->tally);
-  }
+  if (want("rss")) rss = RssPhase(b);
 
   const bool alive = server->Alive();
   const ServerRss end_rss = server->ReadRss();
   std::printf("\nserver at the end: %s, VmRSS %.1f MiB, peak VmHWM %.1f MiB\n",
               alive ? "running" : "EXITED", end_rss.rss_mib, end_rss.hwm_mib);
-
-  std::printf("\n== service summary (this machine, this run) ==\n");
-  SummaryRow("target", "measured", "");
-  if (overhead.has_value()) {
-    const Latencies &s = overhead->service, &d = overhead->direct;
-    const double s50 = Percentile(s.per_token_ms, 50), d50 = Percentile(d.per_token_ms, 50);
-    const double s99 = Percentile(s.per_token_ms, 99), d99 = Percentile(d.per_token_ms, 99);
-    SummaryRow("per-token overhead of the service (p50) <= 1 ms",
-               absl::StrFormat("%+.3f ms (%.3f vs %.3f)", s50 - d50, s50, d50),
-               s50 - d50 <= kOverheadTargetMs ? "met" : "NOT met");
-    SummaryRow("  p99, for information",
-               absl::StrFormat("%+.3f ms (%.3f vs %.3f)", s99 - d99, s99, d99), "");
-    SummaryRow("  first token p50, for information",
-               absl::StrFormat("%+.3f ms (%.3f vs %.3f)",
-                               Percentile(s.first_ms, 50) - Percentile(d.first_ms, 50),
-                               Percentile(s.first_ms, 50), Percentile(d.first_ms, 50)),
-               "");
-    SummaryRow("  service and engine generate the same tokens",
-               overhead->same_tokens ? "yes" : "no", overhead->same_tokens ? "met" : "NOT met");
-  }
-  for (const PhaseResult& p : concurrency) {
-    SummaryRow(absl::StrCat(p.label, " client(s): zero failed calls"),
-               absl::StrFormat("%lld of %lld failed", static_cast<long long>(p.tally.failed),
-                               static_cast<long long>(p.tally.calls)),
-               p.tally.failed == 0 ? "met" : "NOT met");
-  }
-  if (soak.has_value()) {
-    const bool full = soak->seconds >= kSoakTargetSeconds &&
-                      absl::GetFlag(FLAGS_soak_clients) >= kSoakTargetClients;
-    SummaryRow("16 clients for 5 minutes: zero failed calls",
-               absl::StrFormat("%d clients, %.0f s: %lld of %lld failed",
-                               absl::GetFlag(FLAGS_soak_clients), soak->seconds,
-                               static_cast<long long>(soak->tally.failed),
-                               static_cast<long long>(soak->tally.calls)),
-               soak->tally.failed != 0 ? "NOT met"
-               : full                  ? "met"
-                                       : "met for this shorter run");
-  }
-  if (rss.has_value()) {
-    SummaryRow(absl::StrFormat("RSS growth over the 2nd half of %zu cycles <= %.1f MiB",
-                               rss->mib.size(), rss->tolerance),
-               absl::StrFormat("%+.2f MiB (%.1f -> %.1f)", rss->growth, rss->before, rss->after),
-               rss->growth <= rss->tolerance && rss->tally.failed == 0 ? "met" : "NOT met");
-  }
-  SummaryRow("server alive at the end", alive ? "yes" : "no", alive ? "met" : "NOT met");
+  PrintSummary(overhead, concurrency, soak, rss, alive);
   if (!alive) {
     std::printf("server log:\n%s\n", server->Log().c_str());
     exit_code = 1;

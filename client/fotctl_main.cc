@@ -1,9 +1,11 @@
 // fotctl, the command-line client of fot-server. See kUsage below (and
 // README.md) for the commands; errors print one line, "fotctl: ...", and exit
 // with 2 for a mistake in the command line, 1 for anything else.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/command_line.h"
+#include "base/status_macros.h"
 #include "client/cli.h"
 #include "client/commands.h"
 
@@ -174,25 +177,17 @@ absl::StatusOr<const Command*> FindCommand(const std::vector<std::string>& posit
   return UsageError(absl::StrCat("unknown command '", group, "' (fotctl --help lists them)"));
 }
 
-absl::Status Run(int argc, char** argv) {
+// --help anywhere before "--", or "help" as the command.
+bool WantsHelp(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--") break;
-    if (arg == "--help" || arg == "-h" || arg == "-help" || (i == 1 && arg == "help")) {
-      std::fputs(kUsage, stdout);
-      return absl::OkStatus();
-    }
+    if (arg == "--help" || arg == "-h" || arg == "-help" || (i == 1 && arg == "help")) return true;
   }
-  // Check flags first, so that every mistake is one line and exit code 2.
-  absl::StatusOr<CommandLine> line = ScanCommandLine(argc, argv);
-  if (!line.ok()) return line.status();
-  const std::vector<std::string> positional = ParseCommandLine(argc, argv, kUsage);
+  return false;
+}
 
-  absl::StatusOr<const Command*> found = FindCommand(positional);
-  if (!found.ok()) return found.status();
-  const Command& command = **found;
-  const int words = command.name.find(' ') == std::string::npos ? 1 : 2;
-  const std::vector<std::string> args(positional.begin() + words, positional.end());
+absl::Status CheckArgumentCount(const Command& command, const std::vector<std::string>& args) {
   if (static_cast<int>(args.size()) < command.min_args ||
       (command.max_args >= 0 && static_cast<int>(args.size()) > command.max_args)) {
     return UsageError(absl::StrCat(static_cast<int>(args.size()) < command.min_args
@@ -200,15 +195,18 @@ absl::Status Run(int argc, char** argv) {
                                        : "too many arguments",
                                    "; usage: fotctl ", command.synopsis));
   }
-  if (absl::Status s = CheckFlagsApply(*line, command.flags, kGlobalFlags, command.name); !s.ok()) {
-    return s;
-  }
+  return absl::OkStatus();
+}
 
-  // Flag values that the flag types alone cannot check.
-  const std::optional<int> layer = absl::GetFlag(FLAGS_layer) >= 0
-                                       ? std::optional<int>(absl::GetFlag(FLAGS_layer))
-                                       : std::nullopt;
-  if (line->Has("layer") && !layer.has_value()) return UsageError("--layer must be >= 0");
+// --layer; unset when negative (its default), which means the first memory layer.
+std::optional<int> LayerFlag() {
+  return absl::GetFlag(FLAGS_layer) >= 0 ? std::optional<int>(absl::GetFlag(FLAGS_layer))
+                                         : std::nullopt;
+}
+
+// Flag values that the flag types alone cannot check.
+absl::Status CheckFlagValues(const CommandLine& line) {
+  if (line.Has("layer") && !LayerFlag().has_value()) return UsageError("--layer must be >= 0");
   if (absl::GetFlag(FLAGS_max_tokens) < 0) return UsageError("--max-tokens must be >= 0");
   if (absl::GetFlag(FLAGS_temperature) < 0) return UsageError("--temperature must be >= 0");
   if (absl::GetFlag(FLAGS_top_p) < 0 || absl::GetFlag(FLAGS_top_p) > 1) {
@@ -218,21 +216,22 @@ absl::Status Run(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_limit) < 1) return UsageError("--limit must be >= 1");
   if (absl::GetFlag(FLAGS_radius) < 1) return UsageError("--radius must be >= 1");
   if (absl::GetFlag(FLAGS_top) < 1 || absl::GetFlag(FLAGS_trace_top) < 1) {
-    return UsageError(absl::StrCat(line->Has("top") ? "--top" : "--trace-top", " must be >= 1"));
+    return UsageError(absl::StrCat(line.Has("top") ? "--top" : "--trace-top", " must be >= 1"));
   }
   if (absl::GetFlag(FLAGS_chunk_bytes) < 1 || absl::GetFlag(FLAGS_chunk_bytes) > (4 << 20)) {
     return UsageError("--chunk-bytes must be in [1, 4194304]");
   }
   if (absl::GetFlag(FLAGS_wait) < 0) return UsageError("--wait must be >= 0");
+  return absl::OkStatus();
+}
 
-  std::string address = absl::GetFlag(FLAGS_server);
-  if (address.empty()) {
-    const char* env = std::getenv("FOTCTL_SERVER");
-    address = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
-  }
-  const Output out{absl::GetFlag(FLAGS_json)};
+// ENTRY of "memory show": false unless it is a number >= 0.
+bool ParseEntry(const std::string& arg, int64_t* entry) {
+  return absl::SimpleAtoi(arg, entry) && *entry >= 0;
+}
 
-  // Argument checks that need no server come before connecting.
+// Argument checks that need no server, so that they come before connecting.
+absl::Status CheckArguments(const Command& command, const std::vector<std::string>& args) {
   if (command.name == "ingest") {
     const std::vector<std::string> inputs(args.begin() + 1, args.end());
     const int stdin_inputs = std::count(inputs.begin(), inputs.end(), "-");
@@ -249,70 +248,94 @@ absl::Status Run(int argc, char** argv) {
   }
   if (command.name == "ask" && args[1].empty()) return UsageError("the question is empty");
   int64_t entry = 0;
-  if (command.name == "memory show" && (!absl::SimpleAtoi(args[1], &entry) || entry < 0)) {
+  if (command.name == "memory show" && !ParseEntry(args[1], &entry)) {
     return UsageError(absl::StrCat("ENTRY must be an entry id (a number), not '", args[1], "'"));
   }
+  return absl::OkStatus();
+}
 
-  absl::StatusOr<Connection> connection = Connect(address, absl::GetFlag(FLAGS_wait));
-  if (!connection.ok()) return connection.status();
-  const Connection& c = *connection;
-  const std::string& name = command.name;
-
-  if (name == "info") return ServerInfo(c, out);
-  if (name == "sessions create") {
-    CreateOptions options;
-    options.retrieval = absl::GetFlag(FLAGS_retrieval);
-    options.index = absl::GetFlag(FLAGS_index);
-    options.memory_dtype = absl::GetFlag(FLAGS_dtype);
-    options.last_context_length = absl::GetFlag(FLAGS_last_context);
-    options.attention = absl::GetFlag(FLAGS_attention);
-    // Given or not: the server tells a fot session's lambda options apart.
-    if (line->Has("n_global")) options.n_global = absl::GetFlag(FLAGS_n_global);
-    options.local_window = absl::GetFlag(FLAGS_local_window);
-    options.memory_positioning = absl::GetFlag(FLAGS_memory_positioning);
-    options.memory_layers = absl::GetFlag(FLAGS_memory_layers);
-    return CreateSession(c, out, args[0], options);
+// The server's address: --server, else $FOTCTL_SERVER, else the default port here.
+std::string ServerAddress() {
+  std::string address = absl::GetFlag(FLAGS_server);
+  if (address.empty()) {
+    const char* env = std::getenv("FOTCTL_SERVER");
+    address = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
+  return address;
+}
+
+CreateOptions CreateOptionsFromFlags(const CommandLine& line) {
+  CreateOptions options;
+  options.retrieval = absl::GetFlag(FLAGS_retrieval);
+  options.index = absl::GetFlag(FLAGS_index);
+  options.memory_dtype = absl::GetFlag(FLAGS_dtype);
+  options.last_context_length = absl::GetFlag(FLAGS_last_context);
+  options.attention = absl::GetFlag(FLAGS_attention);
+  // Given or not: the server tells a fot session's lambda options apart.
+  if (line.Has("n_global")) options.n_global = absl::GetFlag(FLAGS_n_global);
+  options.local_window = absl::GetFlag(FLAGS_local_window);
+  options.memory_positioning = absl::GetFlag(FLAGS_memory_positioning);
+  options.memory_layers = absl::GetFlag(FLAGS_memory_layers);
+  return options;
+}
+
+IngestOptions IngestOptionsFromFlags() {
+  IngestOptions options;
+  options.doc_id = absl::GetFlag(FLAGS_doc_id);
+  options.resume = absl::GetFlag(FLAGS_resume);
+  options.keep_open = absl::GetFlag(FLAGS_keep_open);
+  options.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
+  options.progress = !absl::GetFlag(FLAGS_quiet);
+  return options;
+}
+
+AskOptions AskOptionsFromFlags(const CommandLine& line) {
+  AskOptions options;
+  options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  options.temperature = absl::GetFlag(FLAGS_temperature);
+  options.top_p = absl::GetFlag(FLAGS_top_p);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  // Every --stop given: absl's flag keeps only the last.
+  if (line.Has("stop")) {
+    for (const std::string& s : line.flags.at("stop")) options.stop.push_back(Unescape(s));
+  }
+  options.documents = absl::GetFlag(FLAGS_docs);
+  options.retrieval = absl::GetFlag(FLAGS_retrieval);
+  options.keep_turn = absl::GetFlag(FLAGS_keep_turn);
+  options.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  options.trace = absl::GetFlag(FLAGS_trace);
+  options.trace_top = absl::GetFlag(FLAGS_trace_top);
+  return options;
+}
+
+// Runs `name` with its checked arguments and the flags' values.
+absl::Status Dispatch(const Connection& c, const Output& out, const std::string& name,
+                      const std::vector<std::string>& args, const CommandLine& line) {
+  if (name == "info") return ServerInfo(c, out);
+  if (name == "sessions create")
+    return CreateSession(c, out, args[0], CreateOptionsFromFlags(line));
   if (name == "sessions ls") return ListSessions(c, out);
   if (name == "sessions show") return ShowSession(c, out, args[0]);
   if (name == "sessions rm") return DeleteSession(c, out, args[0]);
   if (name == "ingest") {
-    IngestOptions options;
-    options.doc_id = absl::GetFlag(FLAGS_doc_id);
-    options.resume = absl::GetFlag(FLAGS_resume);
-    options.keep_open = absl::GetFlag(FLAGS_keep_open);
-    options.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
-    options.progress = !absl::GetFlag(FLAGS_quiet);
-    return Ingest(c, out, args[0], std::vector<std::string>(args.begin() + 1, args.end()), options);
+    return Ingest(c, out, args[0], std::vector<std::string>(args.begin() + 1, args.end()),
+                  IngestOptionsFromFlags());
   }
-  if (name == "ask") {
-    AskOptions options;
-    options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
-    options.temperature = absl::GetFlag(FLAGS_temperature);
-    options.top_p = absl::GetFlag(FLAGS_top_p);
-    options.seed = absl::GetFlag(FLAGS_seed);
-    if (line->Has("stop")) {
-      for (const std::string& s : line->flags.at("stop")) options.stop.push_back(Unescape(s));
-    }
-    options.documents = absl::GetFlag(FLAGS_docs);
-    options.retrieval = absl::GetFlag(FLAGS_retrieval);
-    options.keep_turn = absl::GetFlag(FLAGS_keep_turn);
-    options.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-    options.trace = absl::GetFlag(FLAGS_trace);
-    options.trace_top = absl::GetFlag(FLAGS_trace_top);
-    return Ask(c, out, args[0], args[1], options);
-  }
+  if (name == "ask") return Ask(c, out, args[0], args[1], AskOptionsFromFlags(line));
   if (name == "score") {
     return Score(c, out, args[0], absl::GetFlag(FLAGS_context), absl::GetFlag(FLAGS_continuation),
                  absl::GetFlag(FLAGS_retrieval));
   }
   if (name == "memory stats") return MemoryStats(c, out, args[0]);
   if (name == "memory ls") {
-    return MemoryList(c, out, args[0], layer, absl::GetFlag(FLAGS_offset),
+    return MemoryList(c, out, args[0], LayerFlag(), absl::GetFlag(FLAGS_offset),
                       absl::GetFlag(FLAGS_limit));
   }
-  if (name == "memory show")
-    return MemoryShow(c, out, args[0], layer, entry, absl::GetFlag(FLAGS_radius));
+  if (name == "memory show") {
+    int64_t entry = 0;
+    ParseEntry(args[1], &entry);  // CheckArguments has accepted it
+    return MemoryShow(c, out, args[0], LayerFlag(), entry, absl::GetFlag(FLAGS_radius));
+  }
   if (name == "memory search") {
     return MemorySearch(c, out, args[0], args[1], absl::GetFlag(FLAGS_top),
                         absl::GetFlag(FLAGS_retrieval));
@@ -322,9 +345,31 @@ absl::Status Run(int argc, char** argv) {
     return MemorySave(c, out, args[0], args.size() > 1 ? args[1] : args[0],
                       absl::GetFlag(FLAGS_overwrite));
   }
-  if (name == "memory load")
+  if (name == "memory load") {
     return MemoryLoad(c, out, args[0], args.size() > 1 ? args[1] : args[0]);
+  }
   return UsageError(absl::StrCat("unknown command '", name, "'"));
+}
+
+absl::Status Run(int argc, char** argv) {
+  if (WantsHelp(argc, argv)) {
+    std::fputs(kUsage, stdout);
+    return absl::OkStatus();
+  }
+  // Check flags first, so that every mistake is one line and exit code 2.
+  FOT_ASSIGN_OR_RETURN(const CommandLine line, ScanCommandLine(argc, argv));
+  const std::vector<std::string> positional = ParseCommandLine(argc, argv, kUsage);
+  FOT_ASSIGN_OR_RETURN(const Command* command, FindCommand(positional));
+  const int words = command->name.find(' ') == std::string::npos ? 1 : 2;
+  const std::vector<std::string> args(positional.begin() + words, positional.end());
+  FOT_RETURN_IF_ERROR(CheckArgumentCount(*command, args));
+  FOT_RETURN_IF_ERROR(CheckFlagsApply(line, command->flags, kGlobalFlags, command->name));
+  FOT_RETURN_IF_ERROR(CheckFlagValues(line));
+  const std::string address = ServerAddress();
+  const Output out{absl::GetFlag(FLAGS_json)};
+  FOT_RETURN_IF_ERROR(CheckArguments(*command, args));
+  FOT_ASSIGN_OR_RETURN(const Connection connection, Connect(address, absl::GetFlag(FLAGS_wait)));
+  return Dispatch(connection, out, command->name, args, line);
 }
 
 }  // namespace
