@@ -103,33 +103,14 @@ class LogitsCollector {
   absl::Status status_;
 };
 
-// --attention and the lambda flags; lambda flags without --attention lambda
-// are an error rather than silently ignored.
-absl::StatusOr<AttentionOptions> AttentionFromFlags() {
-  AttentionOptions options;
-  FOT_ASSIGN_OR_RETURN(options.mode, ParseAttentionMode(absl::GetFlag(FLAGS_attention)));
-  const bool lambda_flags = absl::GetFlag(FLAGS_n_global) != -1 ||
-                            absl::GetFlag(FLAGS_local_window) != 0 ||
-                            !absl::GetFlag(FLAGS_memory_positioning).empty() ||
-                            !absl::GetFlag(FLAGS_lambda_memory_layers).empty();
-  if (options.mode != AttentionMode::kLambda) {
-    if (lambda_flags) {
-      return absl::InvalidArgumentError(
-          "--n-global, --local-window, --memory-positioning and --lambda-memory-layers need "
-          "--attention lambda");
-    }
-    return options;
-  }
-  // Out-of-range values are rejected with the model at hand (NewState).
-  if (absl::GetFlag(FLAGS_n_global) != -1) options.n_global = absl::GetFlag(FLAGS_n_global);
-  options.local_window = absl::GetFlag(FLAGS_local_window);
-  if (const std::string name = absl::GetFlag(FLAGS_memory_positioning); !name.empty()) {
-    FOT_ASSIGN_OR_RETURN(options.memory_positioning, ParseMemoryPositioning(name));
-  }
-  if (const std::string list = absl::GetFlag(FLAGS_lambda_memory_layers); !list.empty()) {
-    FOT_ASSIGN_OR_RETURN(options.memory_layers, ParseLayerList(list));
-  }
-  return options;
+// --attention and the lambda flags, resolved for `config`; lambda flags
+// without --attention lambda are an error rather than silently ignored.
+absl::StatusOr<AttentionOptions> AttentionFromFlags(const ModelConfig& config) {
+  AttentionSpec spec{absl::GetFlag(FLAGS_attention), std::nullopt,
+                     absl::GetFlag(FLAGS_local_window), absl::GetFlag(FLAGS_memory_positioning),
+                     absl::GetFlag(FLAGS_lambda_memory_layers)};
+  if (absl::GetFlag(FLAGS_n_global) != -1) spec.n_global = absl::GetFlag(FLAGS_n_global);
+  return ApplyAttentionSpec(spec, AttentionOptions{}, config);
 }
 
 absl::StatusOr<std::vector<int>> PromptTokens(const ModelConfig& config,
@@ -196,7 +177,7 @@ absl::Status Run() {
     FOT_ASSIGN_OR_RETURN(memory_options.dtype, ParseStorageType(dtype));
   }
   FOT_ASSIGN_OR_RETURN(const Retrieval retrieval, ParseRetrieval(absl::GetFlag(FLAGS_memory)));
-  FOT_ASSIGN_OR_RETURN(const AttentionOptions attention, AttentionFromFlags());
+  FOT_ASSIGN_OR_RETURN(const AttentionOptions attention, AttentionFromFlags(config));
   auto new_state = [&]() -> absl::StatusOr<ModelState> {
     FOT_ASSIGN_OR_RETURN(ModelState state, engine->NewState(memory_options, attention));
     state.retrieval = retrieval;

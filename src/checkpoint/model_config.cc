@@ -303,7 +303,7 @@ absl::Status ModelConfig::Validate() const {
     return invalid("head_dim = hidden_size / num_attention_heads = ", head_dim(),
                    " must be even for rotary embeddings");
   }
-  if (last_context_length < 1 || last_context_length > max_position_embeddings) {
+  if (!CheckLastContextLength(last_context_length, max_position_embeddings).ok()) {
     return invalid("last_context_length (", last_context_length,
                    ") must be between 1 and max_position_embeddings (", max_position_embeddings,
                    ")");
@@ -332,6 +332,26 @@ absl::Status ModelConfig::Validate() const {
   if (mem_dtype != "float32" && mem_dtype != "float16" && mem_dtype != "bfloat16") {
     return invalid("mem_dtype \"", mem_dtype,
                    "\" is not supported (supported: float32, float16, bfloat16)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTokenIds(const ModelConfig& config, absl::Span<const int> tokens) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ",
+                                                     config.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLastContextLength(int last_context_length, int window) {
+  if (last_context_length < 1 || last_context_length > window) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("last_context_length ", last_context_length,
+                     " must lie in [1, max_position_embeddings = ", window, "]"));
   }
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace fot {
 
@@ -63,6 +64,14 @@ struct ModelConfig {
   // with `source` (or "config") and name the field.
   [[nodiscard]] absl::Status Validate() const;
 };
+
+// OK if every id lies in [0, config.vocab_size); InvalidArgument naming the
+// first that does not and its position.
+[[nodiscard]] absl::Status CheckTokenIds(const ModelConfig& config, absl::Span<const int> tokens);
+
+// OK if 1 <= last_context_length <= window (max_position_embeddings): the
+// length L of the last window (DESIGN.md §1). InvalidArgument otherwise.
+[[nodiscard]] absl::Status CheckLastContextLength(int last_context_length, int window);
 
 }  // namespace fot
 

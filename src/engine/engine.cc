@@ -65,15 +65,7 @@ absl::Status Engine::CheckInput(absl::Span<const int> tokens,
     return absl::InvalidArgumentError(absl::StrCat("provenance has ", provenance.size(),
                                                    " entries for ", tokens.size(), " tokens"));
   }
-  const int vocab = config().vocab_size;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " at position ", i,
-                                                     " is outside the vocabulary [0, ", vocab,
-                                                     ")"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckTokenIds(config(), tokens);
 }
 
 absl::Status Engine::RunChunk(absl::Span<const int> tokens, const Provenance* provenance,

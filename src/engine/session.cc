@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "src/engine/memory_snapshot.h"
@@ -40,15 +41,19 @@ nlohmann::json AttentionJson(const AttentionOptions& a) {
           {"memory_layers", *a.memory_layers}};
 }
 
-// The attention options saved by AttentionJson; fot when `json` is absent.
-absl::StatusOr<AttentionOptions> AttentionFromJson(const nlohmann::json& json) {
-  AttentionOptions a;
-  if (json.is_null()) return a;
+// The attention options saved by AttentionJson, resolved for `config`; fot
+// when `json` is absent.
+absl::StatusOr<AttentionOptions> AttentionFromJson(const nlohmann::json& json,
+                                                   const ModelConfig& config) {
+  if (json.is_null()) return AttentionOptions{};
   if (!json.is_object() || !json.contains("mode") || !json["mode"].is_string()) {
     return absl::DataLossError("attention is not an object with a mode");
   }
-  FOT_ASSIGN_OR_RETURN(a.mode, ParseAttentionMode(json["mode"].get<std::string>()));
-  if (a.mode == AttentionMode::kFot) return a;
+  AttentionSpec spec;
+  spec.mode = json["mode"].get<std::string>();
+  if (spec.mode == AttentionModeName(AttentionMode::kFot)) {
+    return ApplyAttentionSpec(spec, AttentionOptions{}, config);
+  }
   const auto& n_global = json.value("n_global", nlohmann::json());
   const auto& local_window = json.value("local_window", nlohmann::json());
   const auto& positioning = json.value("memory_positioning", nlohmann::json());
@@ -57,16 +62,16 @@ absl::StatusOr<AttentionOptions> AttentionFromJson(const nlohmann::json& json) {
       !positioning.is_string() || !layers.is_array()) {
     return absl::DataLossError("lambda attention without all of its options");
   }
-  a.n_global = n_global.get<int>();
-  a.local_window = local_window.get<int>();
-  FOT_ASSIGN_OR_RETURN(a.memory_positioning,
-                       ParseMemoryPositioning(positioning.get<std::string>()));
-  a.memory_layers.emplace();
+  spec.n_global = n_global.get<int>();
+  spec.local_window = local_window.get<int>();
+  spec.memory_positioning = positioning.get<std::string>();
+  std::vector<int> layer_list;
   for (const auto& layer : layers) {
     if (!layer.is_number_integer()) return absl::DataLossError("a memory layer is not a number");
-    a.memory_layers->push_back(layer.get<int>());
+    layer_list.push_back(layer.get<int>());
   }
-  return a;
+  spec.memory_layers = layer_list.empty() ? "none" : absl::StrJoin(layer_list, ",");
+  return ApplyAttentionSpec(spec, AttentionOptions{}, config);
 }
 
 }  // namespace
@@ -76,11 +81,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Engine* engine,
   const ModelConfig& config = engine->config();
   const int last =
       options.last_context_length > 0 ? options.last_context_length : config.last_context_length;
-  if (last < 1 || last > config.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "last_context_length ", last,
-        " must lie in [1, max_position_embeddings = ", config.max_position_embeddings, "]"));
-  }
+  FOT_RETURN_IF_ERROR(CheckLastContextLength(last, config.max_position_embeddings));
   if (options.retrieval.mode == Retrieval::Mode::kKnn && options.retrieval.top_k < 1) {
     return absl::InvalidArgumentError("knn retrieval needs top_k >= 1");
   }
@@ -120,13 +121,7 @@ absl::StatusOr<DocumentInfo> Session::StartDocument(const std::string& name) {
 
 absl::StatusOr<IngestProgress> Session::AppendToDocument(const std::string& name,
                                                          absl::Span<const int> tokens) {
-  const int vocab = engine_->config().vocab_size;
-  for (int t : tokens) {
-    if (t < 0 || t >= vocab) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", t, " is outside the vocabulary [0, ", vocab, ")"));
-    }
-  }
+  FOT_RETURN_IF_ERROR(CheckTokenIds(engine_->config(), tokens));
   absl::MutexLock lock(&mu_);
   if (documents_.empty() || documents_.back().name != name) {
     return absl::FailedPreconditionError(
@@ -408,8 +403,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
   options.last_context_length = session.value("last_context_length", 0);
   // Sessions saved before lambda attention existed have no "attention": fot.
   absl::StatusOr<AttentionOptions> attention =
-      AttentionFromJson(session.value("attention", nlohmann::json()));
-  if (attention.ok()) attention = ResolveAttentionOptions(engine->config(), *attention);
+      AttentionFromJson(session.value("attention", nlohmann::json()), engine->config());
   if (!attention.ok()) {
     return absl::DataLossError(
         absl::StrCat(dir, "/session.json: bad attention options: ", attention.status().message()));
@@ -418,9 +412,10 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
   FOT_ASSIGN_OR_RETURN(ModelState state,
                        LoadMemory(engine->transformer(), dir + "/memory", options.attention));
   auto loaded = std::unique_ptr<Session>(new Session(engine, options, std::move(state)));
-  if (loaded->last_context_length_ < 1 ||
-      loaded->last_context_length_ > engine->config().max_position_embeddings) {
-    return absl::DataLossError(absl::StrCat(dir, ": bad last_context_length"));
+  if (absl::Status s = CheckLastContextLength(loaded->last_context_length_,
+                                              engine->config().max_position_embeddings);
+      !s.ok()) {
+    return absl::DataLossError(absl::StrCat(dir, "/session.json: ", s.message()));
   }
 
   std::ifstream stream(dir + "/stream.bin", std::ios::binary);

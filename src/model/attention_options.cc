@@ -70,6 +70,72 @@ std::string DescribeAttention(const AttentionOptions& options) {
   return text;
 }
 
+absl::StatusOr<AttentionOptions> ApplyAttentionSpec(const AttentionSpec& spec,
+                                                    const AttentionOptions& base,
+                                                    const ModelConfig& config) {
+  AttentionOptions attention = base;
+  if (!spec.mode.empty()) {
+    auto mode = ParseAttentionMode(spec.mode);
+    if (!mode.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("attention: ", mode.status().message()));
+    }
+    if (*mode != attention.mode) {
+      attention = AttentionOptions();
+      attention.mode = *mode;
+    }
+  }
+  if (attention.mode != AttentionMode::kLambda) {
+    std::vector<std::string> lambda_fields;
+    if (spec.n_global.has_value()) lambda_fields.push_back("n_global");
+    if (spec.local_window != 0) lambda_fields.push_back("local_window");
+    if (!spec.memory_positioning.empty()) lambda_fields.push_back("memory_positioning");
+    if (!spec.memory_layers.empty()) lambda_fields.push_back("memory_layers");
+    if (!lambda_fields.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          absl::StrJoin(lambda_fields, ", "),
+          lambda_fields.size() == 1 ? " is an option" : " are options",
+          " of attention 'lambda'; this stream's attention is 'fot' (set attention to 'lambda')"));
+    }
+    return attention;
+  }
+  if (spec.n_global.has_value()) {
+    if (*spec.n_global < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("n_global must be >= 0 (0: no sink tokens), not ", *spec.n_global));
+    }
+    attention.n_global = *spec.n_global;
+  }
+  if (spec.local_window < 0 || spec.local_window > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local_window ", spec.local_window, " must lie in [1, ", config.max_position_embeddings,
+        "] (the model's max_position_embeddings), or be 0 for the model's own"));
+  }
+  if (spec.local_window != 0) attention.local_window = spec.local_window;
+  if (!spec.memory_positioning.empty()) {
+    auto positioning = ParseMemoryPositioning(spec.memory_positioning);
+    if (!positioning.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("memory_positioning: ", positioning.status().message()));
+    }
+    attention.memory_positioning = *positioning;
+  }
+  if (!spec.memory_layers.empty()) {
+    auto layers = ParseLayerList(spec.memory_layers);
+    if (!layers.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("memory_layers: ", layers.status().message()));
+    }
+    attention.memory_layers = *layers;
+  }
+  // n_global and local_window are checked above: what is left is the layers.
+  auto resolved = ResolveAttentionOptions(config, attention);
+  if (!resolved.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.memory_layers.empty() ? "lambda attention: " : "memory_layers: ",
+                     resolved.status().message()));
+  }
+  return *resolved;
+}
+
 absl::StatusOr<AttentionOptions> ResolveAttentionOptions(const ModelConfig& config,
                                                          const AttentionOptions& options) {
   const int window = config.max_position_embeddings;

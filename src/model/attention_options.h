@@ -61,6 +61,25 @@ const char* MemoryPositioningName(MemoryPositioning positioning);
 // One line for logs, e.g. "lambda n_global=4 L=512 memory=as_first layers=3,6".
 std::string DescribeAttention(const AttentionOptions& options);
 
+// Attention options as users write them (command-line flags, request fields,
+// saved sessions): text, and fields left unset. ApplyAttentionSpec is the one
+// parser of them.
+struct AttentionSpec {
+  std::string mode;                // "fot" | "lambda"; empty: the base's
+  std::optional<int> n_global;     // lambda only; unset: the base's (4)
+  int local_window = 0;            // lambda only; 0: the base's (max_position_embeddings)
+  std::string memory_positioning;  // lambda only; "as_first" | "fixed_distance" | "none"
+  std::string memory_layers;       // lambda only; "3,6" | "none" (no memory)
+};
+
+// `base` with the fields `spec` sets (a change of mode starts from the new
+// mode's defaults), resolved for `config`. InvalidArgument naming the field:
+// an unknown mode or positioning, a malformed layer list, lambda fields for a
+// fot stream, or a value out of range.
+absl::StatusOr<AttentionOptions> ApplyAttentionSpec(const AttentionSpec& spec,
+                                                    const AttentionOptions& base,
+                                                    const ModelConfig& config);
+
 // The options with every default filled in for `config` (lambda: local_window,
 // memory_positioning and memory_layers always set), or InvalidArgument naming
 // the field: n_global < 0, local_window outside [1, max_position_embeddings],

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "src/checkpoint/model_config.h"
 #include "src/model/window_split.h"
 
 namespace fot {
@@ -46,11 +47,7 @@ absl::Status FotStreamCache::Plan(StreamInput input, int64_t tokens, int last_co
   calls->clear();
   switch (input) {
     case StreamInput::kPrefill: {
-      if (last_context_length < 1 || last_context_length > window_) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("last_context_length ", last_context_length,
-                         " must lie in [1, max_position_embeddings = ", window_, "]"));
-      }
+      FOT_RETURN_IF_ERROR(CheckLastContextLength(last_context_length, window_));
       if (entries() != 0) {
         return absl::FailedPreconditionError(
             "Prefill needs an empty local cache; use Append to continue a stream");

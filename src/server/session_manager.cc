@@ -69,72 +69,16 @@ namespace {
 absl::StatusOr<AttentionOptions> ResolveSessionAttention(const SessionOptionsSpec& spec,
                                                          const SessionOptions& defaults,
                                                          const ModelConfig& config) {
-  AttentionOptions attention = defaults.attention;
-  if (!spec.attention.empty()) {
-    auto mode = ParseAttentionMode(spec.attention);
-    if (!mode.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("attention: ", mode.status().message()));
-    }
-    if (*mode != attention.mode) {
-      attention = AttentionOptions();
-      attention.mode = *mode;
-    }
-  }
-  std::vector<std::string> lambda_fields;
-  if (spec.n_global.has_value()) lambda_fields.push_back("n_global");
-  if (spec.local_window != 0) lambda_fields.push_back("local_window");
-  if (!spec.memory_positioning.empty()) lambda_fields.push_back("memory_positioning");
-  if (!spec.memory_layers.empty()) lambda_fields.push_back("memory_layers");
-  if (attention.mode != AttentionMode::kLambda) {
-    if (!lambda_fields.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          absl::StrJoin(lambda_fields, ", "),
-          lambda_fields.size() == 1 ? " is an option" : " are options",
-          " of attention 'lambda'; this session's attention is 'fot' (set attention to 'lambda')"));
-    }
-    return attention;
-  }
-  if (spec.last_context_length != 0) {
+  const AttentionSpec attention{spec.attention, spec.n_global, spec.local_window,
+                                spec.memory_positioning, spec.memory_layers};
+  FOT_ASSIGN_OR_RETURN(const AttentionOptions resolved,
+                       ApplyAttentionSpec(attention, defaults.attention, config));
+  if (resolved.mode == AttentionMode::kLambda && spec.last_context_length != 0) {
     return absl::InvalidArgumentError(
         "last_context_length is an option of attention 'fot'; under 'lambda' the local branch is "
         "local_window");
   }
-  if (spec.n_global.has_value()) {
-    if (*spec.n_global < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("n_global must be >= 0 (0: no sink tokens), not ", *spec.n_global));
-    }
-    attention.n_global = *spec.n_global;
-  }
-  if (spec.local_window < 0 || spec.local_window > config.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "local_window ", spec.local_window, " must lie in [1, ", config.max_position_embeddings,
-        "] (the model's max_position_embeddings), or be 0 for the model's own"));
-  }
-  if (spec.local_window != 0) attention.local_window = spec.local_window;
-  if (!spec.memory_positioning.empty()) {
-    auto positioning = ParseMemoryPositioning(spec.memory_positioning);
-    if (!positioning.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("memory_positioning: ", positioning.status().message()));
-    }
-    attention.memory_positioning = *positioning;
-  }
-  if (!spec.memory_layers.empty()) {
-    auto layers = ParseLayerList(spec.memory_layers);
-    if (!layers.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("memory_layers: ", layers.status().message()));
-    }
-    attention.memory_layers = *layers;
-  }
-  // n_global and local_window are checked above: what is left is the layers.
-  auto resolved = ResolveAttentionOptions(config, attention);
-  if (!resolved.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(spec.memory_layers.empty() ? "lambda attention: " : "memory_layers: ",
-                     resolved.status().message()));
-  }
-  return *resolved;
+  return resolved;
 }
 
 }  // namespace
@@ -166,10 +110,12 @@ absl::StatusOr<SessionOptions> ResolveSessionOptions(const SessionOptionsSpec& s
     }
     options.retrieval = *retrieval;
   }
-  if (spec.last_context_length < 0 || spec.last_context_length > config.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "last_context_length ", spec.last_context_length, " must lie in [1, ",
-        config.max_position_embeddings, "] (the model's window), or be 0 for the model's own"));
+  if (spec.last_context_length != 0) {
+    if (absl::Status s =
+            CheckLastContextLength(spec.last_context_length, config.max_position_embeddings);
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(s.message(), ", or 0 for the model's own"));
+    }
   }
   if (spec.last_context_length > 0) options.last_context_length = spec.last_context_length;
   FOT_ASSIGN_OR_RETURN(options.attention, ResolveSessionAttention(spec, defaults, config));
@@ -720,13 +666,7 @@ IngestAck DocumentIngest::Ack() const {
 
 absl::Status DocumentIngest::Append(absl::Span<const int> ids) {
   if (ids.empty()) return absl::OkStatus();
-  const int vocab = manager_->engine().config().vocab_size;
-  for (int t : ids) {
-    if (t < 0 || t >= vocab) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", t, " is outside the vocabulary [0, ", vocab, ")"));
-    }
-  }
+  FOT_RETURN_IF_ERROR(CheckTokenIds(manager_->engine().config(), ids));
   Session& session = session_->session();
   if (!exists_) {
     FOT_RETURN_IF_ERROR(session.StartDocument(document_).status());

@@ -286,5 +286,23 @@ INSTANTIATE_TEST_SUITE_P(Cases, BadConfigTest, ::testing::ValuesIn(kBadConfigs),
                            return std::string(info.param.name);
                          });
 
+TEST(ModelConfigTest, TokenIdsOutsideTheVocabularyAreNamedWithTheirPosition) {
+  ModelConfig config;
+  config.vocab_size = 10;
+  const std::vector<int> ok = {0, 9}, bad = {3, 10};
+  EXPECT_TRUE(CheckTokenIds(config, ok).ok());
+  const absl::Status status = CheckTokenIds(config, bad);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("token id 10 at position 1"), std::string::npos) << status;
+  EXPECT_FALSE(CheckTokenIds(config, std::vector<int>{-1}).ok());
+}
+
+TEST(ModelConfigTest, LastContextLengthLiesWithinTheWindow) {
+  EXPECT_TRUE(CheckLastContextLength(1, 32).ok());
+  EXPECT_TRUE(CheckLastContextLength(32, 32).ok());
+  EXPECT_EQ(CheckLastContextLength(0, 32).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckLastContextLength(33, 32).code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace fot
