@@ -62,7 +62,7 @@
 #include "bench/service_client.h"
 #include "src/engine/engine.h"
 #include "src/engine/session.h"
-#include "src/server/session_manager.h"
+#include "src/server/session_options.h"
 #include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, server, "", "fot-server binary (default: the one next to this binary)");

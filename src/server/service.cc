@@ -24,7 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "proto/fot.grpc.pb.h"
+#include "src/server/document_ingest.h"
 #include "src/server/service_conversions.h"
+#include "src/server/validation.h"
 
 namespace fot {
 namespace {

@@ -20,7 +20,7 @@
 #include "src/engine/memory_inspection.h"
 #include "src/engine/session.h"
 #include "src/model/attention.h"
-#include "src/server/session_manager.h"
+#include "src/server/document_ingest.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace fot::service_internal {

@@ -1,8 +1,7 @@
-// The sessions a server holds, and how documents stream into them: named
-// sessions with their options, a limit on how many, persistence in a data
-// directory (every acknowledged ingest survives a restart), and the
-// incremental tokenization that makes text sent in chunks tokenize exactly as
-// the whole document would.
+// The sessions a server holds: named sessions with their options, a limit on
+// how many, and persistence in a data directory (every acknowledged ingest
+// survives a restart). Documents stream into them through DocumentIngest
+// (document_ingest.h).
 //
 // Knows nothing of gRPC: the service (service.h) translates requests into
 // these calls and absl::Status into gRPC status codes.
@@ -37,72 +36,10 @@
 #include "base/env.h"
 #include "src/engine/engine.h"
 #include "src/engine/session.h"
+#include "src/server/session_options.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace fot {
-
-// Session options as clients write them; empty / 0 fields take defaults.
-struct SessionOptionsSpec {
-  std::string retrieval;        // "dense" | "knn:K"
-  std::string index;            // ParseIndexSpec syntax: "flat", "hnsw:m=32", "ivf:nlist=256"
-  std::string memory_dtype;     // "f32" | "f16" | "bf16"
-  int last_context_length = 0;  // fot only
-  // (Initialised here so that the brace-initialised specs of the four fields
-  // above need not list these.)
-  std::string attention = "";  // "fot" | "lambda"; empty: the defaults' (fot)
-  // The rest: lambda only (attention_options.h); setting one for a fot
-  // session is InvalidArgument.
-  std::optional<int> n_global = std::nullopt;  // sink tokens; unset: 4 (0 is valid)
-  int local_window = 0;                        // L; 0: max_position_embeddings
-  std::string memory_positioning = "";  // "as_first" | "fixed_distance" | "none"; empty: default
-  std::string memory_layers = "";       // "3,6" | "none"; empty: the config's mem_layers
-};
-
-// `defaults` with the fields `spec` sets replaced, validated for `config`.
-// InvalidArgument naming the bad field.
-absl::StatusOr<SessionOptions> ResolveSessionOptions(const SessionOptionsSpec& spec,
-                                                     const SessionOptions& defaults,
-                                                     const ModelConfig& config);
-
-// Names of sessions and snapshots: 1 to 64 of [A-Za-z0-9._-], not starting
-// with '.'. InvalidArgument otherwise (`what` names the field).
-[[nodiscard]] absl::Status ValidateName(std::string_view name, std::string_view what);
-
-// OK if `text` is valid UTF-8. With allow_incomplete_end, a truncated
-// character at the very end is accepted (more bytes may follow).
-[[nodiscard]] absl::Status ValidateUtf8(std::string_view text, bool allow_incomplete_end);
-
-// Tokenizes a document that arrives in pieces exactly as Tokenizer::Encode
-// would tokenize the whole text. SentencePiece never merges a piece across the
-// start of a run of spaces (a piece holds "▁" only at its start), so text is
-// cut there: the text before the last such boundary is tokenized, the rest is
-// held back until more text (or the end) arrives. The first segment of a
-// document is encoded as it is; later segments (each starting with a space)
-// are encoded after a fixed anchor word whose tokens are then removed, so a
-// tokenizer's dummy-prefix space is added only at the document's start.
-class DocumentTokenizer {
- public:
-  // `tokenizer` is not owned. `consumed` is the number of bytes of the
-  // document already tokenized (0 for a new document; a resume offset, which
-  // is always a boundary, otherwise).
-  DocumentTokenizer(const Tokenizer* tokenizer, int64_t consumed);
-
-  // Adds bytes; appends to *ids the tokens of the text that can no longer
-  // change. With `end`, the held-back text is tokenized too. InvalidArgument
-  // for invalid UTF-8 (before anything is consumed from this call's text).
-  [[nodiscard]] absl::Status Feed(std::string_view text, bool end, std::vector<int>* ids);
-
-  int64_t consumed() const { return consumed_; }       // bytes tokenized so far
-  int64_t pending() const { return pending_.size(); }  // bytes held back
-
- private:
-  absl::Status Encode(std::string_view segment, std::vector<int>* ids) const;
-
-  const Tokenizer* tokenizer_;
-  std::vector<int> anchor_ids_;
-  int64_t consumed_;
-  std::string pending_;
-};
 
 struct SessionManagerOptions {
   std::string data_dir;       // "" keeps sessions in memory only
@@ -261,65 +198,6 @@ class SessionManager {
   // Read by running queries between tokens, while they hold their session's
   // lock: an atomic, so that no lock is taken there.
   std::atomic<bool> shutting_down_{false};
-};
-
-// Acknowledgement of one step of an ingest (IngestResponse of the API).
-struct IngestAck {
-  int64_t document_tokens = 0;
-  int64_t stream_tokens = 0;
-  int64_t committed_tokens = 0;
-  int64_t resume_offset = 0;  // saved bytes / tokens of the document
-  int64_t pending_bytes = 0;
-  bool complete = false;
-};
-
-struct IngestOpenOptions {
-  std::string session;
-  std::string document;
-  bool resume = false;
-  int64_t offset = 0;  // where the client's data starts in the document
-  bool add_bos = false;
-};
-
-// One document's ingest stream: Open, then Chunk per message, then Close.
-// Holds the session's WriterLock until destroyed.
-class DocumentIngest {
- public:
-  // NotFound (session), InvalidArgument (document name, offset), AlreadyExists
-  // (document exists and !resume), FailedPrecondition (resuming a document
-  // that is not the session's latest), OutOfRange (offset beyond the server's),
-  // Aborted (another stream holds the session), Unavailable (shutdown).
-  static absl::StatusOr<std::unique_ptr<DocumentIngest>> Open(SessionManager* manager,
-                                                              const IngestOpenOptions& options);
-
-  // The acknowledgement of the open message.
-  IngestAck Ack() const;
-
-  // Text or token ids (not both), possibly ending the document.
-  absl::StatusOr<IngestAck> Chunk(std::string_view text, absl::Span<const int> token_ids,
-                                  bool end_of_document);
-
-  // The stream ended without end_of_document: saves what was appended (the
-  // held-back text is dropped; the client resends it from resume_offset).
-  absl::StatusOr<IngestAck> Close();
-
- private:
-  DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session, WriterLock lock,
-                 std::string document, DocumentState state, int64_t skip, bool add_bos,
-                 bool exists);
-
-  absl::Status Append(absl::Span<const int> ids);
-
-  SessionManager* manager_;
-  std::shared_ptr<ManagedSession> session_;
-  WriterLock lock_;
-  const std::string document_;
-  DocumentState state_;  // as far as this stream got
-  bool kind_known_;      // text vs ids decided
-  int64_t skip_;         // bytes / tokens still to drop (resent data)
-  bool add_bos_;
-  bool exists_;  // the session has the document
-  std::unique_ptr<DocumentTokenizer> text_;
 };
 
 }  // namespace fot

@@ -11,6 +11,8 @@
 
 #include "gtest/gtest.h"
 #include "src/checkpoint/random_checkpoint.h"
+#include "src/server/document_ingest.h"
+#include "src/server/validation.h"
 #include "tests/base/faulty_env.h"
 
 namespace fot {

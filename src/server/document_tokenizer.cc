@@ -1,0 +1,75 @@
+#include "src/server/document_tokenizer.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "src/server/validation.h"
+
+namespace fot {
+namespace {
+
+// The word encoded before a later segment of a document; its own tokens are
+// then dropped (see DocumentTokenizer).
+constexpr char kAnchor[] = "a";
+// U+2581, the character SentencePiece writes for a space; input text holding
+// it is split at it as at a space.
+constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";
+
+bool EndsWithSpace(std::string_view text) {
+  return !text.empty() && (text.back() == ' ' || text.ends_with(kSpaceSymbol));
+}
+
+}  // namespace
+
+DocumentTokenizer::DocumentTokenizer(const Tokenizer* tokenizer, int64_t consumed)
+    : tokenizer_(tokenizer), anchor_ids_(tokenizer->Encode(kAnchor)), consumed_(consumed) {}
+
+absl::Status DocumentTokenizer::Encode(std::string_view segment, std::vector<int>* ids) const {
+  if (segment.empty()) return absl::OkStatus();
+  if (consumed_ == 0) {
+    const std::vector<int> encoded = tokenizer_->Encode(segment);
+    ids->insert(ids->end(), encoded.begin(), encoded.end());
+    return absl::OkStatus();
+  }
+  // A later segment starts with a space: encode it after the anchor word, so
+  // that no dummy-prefix space is added, and drop the anchor's tokens.
+  std::string text = kAnchor;
+  text.append(segment);
+  const std::vector<int> encoded = tokenizer_->Encode(text);
+  if (encoded.size() < anchor_ids_.size() ||
+      !std::equal(anchor_ids_.begin(), anchor_ids_.end(), encoded.begin())) {
+    return absl::InternalError(
+        "the tokenizer merges text across a space; chunked text cannot be tokenized exactly, "
+        "send token ids instead");
+  }
+  ids->insert(ids->end(), encoded.begin() + anchor_ids_.size(), encoded.end());
+  return absl::OkStatus();
+}
+
+absl::Status DocumentTokenizer::Feed(std::string_view text, bool end, std::vector<int>* ids) {
+  const size_t before = pending_.size();
+  pending_.append(text);
+  absl::Status valid = ValidateUtf8(pending_, /*allow_incomplete_end=*/!end);
+  if (!valid.ok()) {
+    pending_.resize(before);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "document text is not valid UTF-8 (", valid.message(),
+        " of the text not yet tokenized, which starts at document byte ", consumed_, ")"));
+  }
+  // The cut: the start of the last run of spaces, not at the very start.
+  size_t cut = end ? pending_.size() : 0;
+  if (!end) {
+    for (size_t c = pending_.size(); c-- > 1;) {
+      if (pending_[c] == ' ' && !EndsWithSpace(std::string_view(pending_).substr(0, c))) {
+        cut = c;
+        break;
+      }
+    }
+  }
+  if (cut == 0) return absl::OkStatus();
+  FOT_RETURN_IF_ERROR(Encode(std::string_view(pending_).substr(0, cut), ids));
+  consumed_ += static_cast<int64_t>(cut);
+  pending_.erase(0, cut);
+  return absl::OkStatus();
+}
+
+}  // namespace fot
