@@ -12,7 +12,7 @@
 //          decode keys in blocks and run FAISS's BLAS-backed knn_inner_product
 //          per block for all queries, because this generic FAISS 1.7.3 build
 //          scans fp16 codes ~20x slower and its IDSelector path for flat
-//          indexes skips BLAS (kv_store.cc has the figures).
+//          indexes skips BLAS (kv_search.cc has the figures).
 //   hnsw / ivf  maximum inner product is reduced to nearest neighbour in L2:
 //          key x becomes (x, e1, e2) with e1^2 + e2^2 = B^2 - |x|^2 for a norm
 //          bound B, the query q becomes (q, 0, 0), so |q' - x'|^2 = |q|^2 + B^2 -

@@ -1,5 +1,5 @@
-// Internals shared by kv_store.cc (search, append, reads) and kv_store_io.cc
-// (Save/Load). Not part of the public API: include only from those files.
+// Internals shared by the store's files (kv_store, kv_store_io, ip_reduction,
+// kv_index, kv_search). Not part of the public API: include only from those.
 // Includes FAISS headers, which the public header deliberately does not.
 #ifndef FOTSERVE_MEMORY_KV_STORE_INTERNAL_H_
 #define FOTSERVE_MEMORY_KV_STORE_INTERNAL_H_
