@@ -26,8 +26,8 @@ absl::StatusOr<std::unique_ptr<ByteSource>> ByteSource::Open(const std::string& 
     }
     if (S_ISREG(st.st_mode)) size = st.st_size;
   }
-  return std::unique_ptr<ByteSource>(new ByteSource(path == "-" ? "stdin" : path, file,
-                                                    file != stdin, size));
+  return std::unique_ptr<ByteSource>(
+      new ByteSource(path == "-" ? "stdin" : path, file, file != stdin, size));
 }
 
 ByteSource::ByteSource(std::string path, FILE* file, bool owned, int64_t size)
@@ -58,15 +58,15 @@ absl::Status ByteSource::Seek(int64_t offset) {
                                                 offset, " the server already holds"));
     }
     if (std::fseek(file_, offset, SEEK_SET) != 0) {
-      return absl::DataLossError(absl::StrCat("cannot seek in ", path_, ": ",
-                                              std::strerror(errno)));
+      return absl::DataLossError(
+          absl::StrCat("cannot seek in ", path_, ": ", std::strerror(errno)));
     }
     position_ = offset;
     return absl::OkStatus();
   }
   if (offset < buffer_start_) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot go back to byte ", offset, " of ",
-                                                      path_, " (already released)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot go back to byte ", offset, " of ", path_, " (already released)"));
   }
   while (buffer_start_ + static_cast<int64_t>(buffer_.size()) < offset) {
     const int64_t missing = offset - buffer_start_ - static_cast<int64_t>(buffer_.size());
@@ -88,8 +88,7 @@ absl::StatusOr<std::string> ByteSource::Read(size_t n) {
     std::string out(n, '\0');
     const size_t got = std::fread(out.data(), 1, n, file_);
     if (got < n && std::ferror(file_)) {
-      return absl::DataLossError(absl::StrCat("error reading ", path_, ": ",
-                                              std::strerror(errno)));
+      return absl::DataLossError(absl::StrCat("error reading ", path_, ": ", std::strerror(errno)));
     }
     out.resize(got);
     position_ += got;

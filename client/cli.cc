@@ -67,8 +67,8 @@ absl::StatusOr<CommandLine> ScanCommandLine(int argc, char** argv) {
     }
     const size_t start = arg[1] == '-' ? 2 : 1;
     const size_t equals = arg.find('=');
-    std::string name = arg.substr(start, equals == std::string::npos ? std::string::npos
-                                                                     : equals - start);
+    std::string name =
+        arg.substr(start, equals == std::string::npos ? std::string::npos : equals - start);
     for (char& c : name) {
       if (c == '-') c = '_';
     }
@@ -125,11 +125,22 @@ std::string Unescape(const std::string& text) {
     }
     const char next = text[++i];
     switch (next) {
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case '\\': out += '\\'; break;
-      default: out += '\\'; out += next; break;
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      default:
+        out += '\\';
+        out += next;
+        break;
     }
   }
   return out;

@@ -49,11 +49,11 @@ absl::Status DeleteSession(const Connection& c, const Output& out, const std::st
 // --- fotctl ingest (ingest_command.cc) --------------------------------------
 
 struct IngestOptions {
-  std::string doc_id;       // document id for stdin (or a single file); empty: file name
-  bool resume = false;      // continue documents from where the server has them
-  bool keep_open = false;   // leave the documents open (append more later with resume)
+  std::string doc_id;      // document id for stdin (or a single file); empty: file name
+  bool resume = false;     // continue documents from where the server has them
+  bool keep_open = false;  // leave the documents open (append more later with resume)
   int64_t chunk_bytes = 64 << 10;
-  bool progress = true;     // draw the progress bar on stderr
+  bool progress = true;  // draw the progress bar on stderr
 };
 // `inputs`: file paths, or "-" for stdin.
 absl::Status Ingest(const Connection& c, const Output& out, const std::string& session,

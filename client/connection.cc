@@ -4,6 +4,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "client/text_check.h"
 
 namespace fot::client {
 namespace {
@@ -66,6 +68,7 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address) {
 absl::StatusOr<fot::v1::SessionInfo> GetSession(const Connection& c, const std::string& name) {
   fot::v1::GetSessionRequest request;
   request.set_session(name);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::SessionInfo info;
   const grpc::Status status = c.stub->GetSession(&context, request, &info);

@@ -14,10 +14,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/utf8.h"
 #include "client/byte_source.h"
 #include "client/commands.h"
 #include "client/progress.h"
 #include "client/proto_json.h"
+#include "client/text_check.h"
 
 namespace fot::client {
 namespace {
@@ -73,8 +75,9 @@ StreamResult RunStream(const Connection& c, const std::string& session, Document
   open.mutable_open()->set_resume(plan.resume);
   open.mutable_open()->set_offset(plan.offset);
   open.mutable_open()->set_add_bos(plan.add_bos);
-  bool writing = stream->Write(open);
-  absl::Status local = absl::OkStatus();  // a read error of the input
+  absl::Status local = CheckText(open);  // a bad name, or a read error of the input
+  bool writing = local.ok() && stream->Write(open);
+  std::string carry;  // the start of a character the last chunk would have cut
 
   // Read one chunk ahead, so the last chunk can carry end_of_document.
   absl::StatusOr<std::string> next = plan.source->Read(options.chunk_bytes);
@@ -83,13 +86,18 @@ StreamResult RunStream(const Connection& c, const std::string& session, Document
       local = next.status();
       break;
     }
-    std::string data = std::move(*next);
-    next = data.empty() ? std::string() : plan.source->Read(options.chunk_bytes);
+    const std::string raw = std::move(*next);
+    next = raw.empty() ? std::string() : plan.source->Read(options.chunk_bytes);
     const bool last = next.ok() && next->empty();
-    if (data.empty() && options.keep_open) break;
+    // Chunks end between characters: text travels in `string` fields.
+    std::string data = std::move(carry) + raw;
+    carry = data.substr(last ? data.size() : CompleteCharactersPrefix(data));
+    data.resize(data.size() - carry.size());
+    if (data.empty() && last && options.keep_open) break;
     fot::v1::IngestRequest request;
     request.mutable_chunk()->set_text(std::move(data));
     request.mutable_chunk()->set_end_of_document(last && !options.keep_open);
+    if (local = CheckText(request); !local.ok()) break;
     writing = stream->Write(request);
     plan.source->Release(acked.load());
     if (last) break;
@@ -100,7 +108,9 @@ StreamResult RunStream(const Connection& c, const std::string& session, Document
   result.status = stream->Finish();
   result.acked_offset = acked.load();
   if (!local.ok()) {
-    result.status = grpc::Status(grpc::StatusCode::DATA_LOSS, std::string(local.message()));
+    result.status = grpc::Status(absl::IsInvalidArgument(local) ? grpc::StatusCode::INVALID_ARGUMENT
+                                                                : grpc::StatusCode::DATA_LOSS,
+                                 std::string(local.message()));
   }
   return result;
 }

@@ -5,10 +5,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "client/commands.h"
 #include "client/progress.h"
 #include "client/proto_json.h"
 #include "client/table.h"
+#include "client/text_check.h"
 #include "client/trace_view.h"
 
 namespace fot::client {
@@ -21,6 +23,7 @@ constexpr int kMaxPage = 10000;  // ListEntries' largest page_size
 absl::Status MemoryStats(const Connection& c, const Output& out, const std::string& session) {
   fot::v1::MemoryStatsRequest request;
   request.set_session(session);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::MemoryStatsResponse stats;
   const grpc::Status status = c.stub->MemoryStats(&context, request, &stats);
@@ -75,6 +78,7 @@ absl::Status MemoryList(const Connection& c, const Output& out, const std::strin
     } else {
       request.set_page_token(page_token);
     }
+    FOT_RETURN_IF_ERROR(CheckText(request));
     grpc::ClientContext context;
     fot::v1::ListEntriesResponse response;
     const grpc::Status status = c.stub->ListEntries(&context, request, &response);
@@ -133,6 +137,7 @@ absl::Status MemoryShow(const Connection& c, const Output& out, const std::strin
   if (layer.has_value()) request.set_layer(*layer);
   request.set_id(entry);
   request.set_radius(radius);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::EntryContextResponse response;
   const grpc::Status status = c.stub->EntryContext(&context, request, &response);
@@ -174,6 +179,7 @@ absl::Status MemorySearch(const Connection& c, const Output& out, const std::str
   request.set_text(text);
   request.set_top(top);
   request.set_retrieval(retrieval);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::SearchMemoryResponse response;
   const grpc::Status status = c.stub->SearchMemory(&context, request, &response);
@@ -204,6 +210,7 @@ absl::Status MemoryDeleteDocument(const Connection& c, const Output& out,
   fot::v1::DeleteDocumentRequest request;
   request.set_session(session);
   request.set_document(document);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::DeleteDocumentResponse response;
   const grpc::Status status = c.stub->DeleteDocument(&context, request, &response);
@@ -223,6 +230,7 @@ absl::Status MemorySave(const Connection& c, const Output& out, const std::strin
   request.set_session(session);
   request.set_snapshot(snapshot);
   request.set_overwrite(overwrite);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::SaveSessionResponse response;
   const grpc::Status status = c.stub->SaveSession(&context, request, &response);
@@ -241,6 +249,7 @@ absl::Status MemoryLoad(const Connection& c, const Output& out, const std::strin
   fot::v1::LoadSessionRequest request;
   request.set_snapshot(snapshot);
   request.set_session(session);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::SessionInfo info;
   const grpc::Status status = c.stub->LoadSession(&context, request, &info);

@@ -16,8 +16,8 @@ json ToJson(const fot::v1::ServerInfo& info) {
           {"num_kv_heads", info.num_kv_heads()},
           {"window", info.window()},
           {"last_context_length", info.last_context_length()},
-          {"memory_layers", json(std::vector<int>(info.memory_layers().begin(),
-                                                  info.memory_layers().end()))},
+          {"memory_layers",
+           json(std::vector<int>(info.memory_layers().begin(), info.memory_layers().end()))},
           {"bos_id", info.bos_id()},
           {"eos_id", info.eos_id()},
           {"default_options", ToJson(info.default_options())},
@@ -103,8 +103,8 @@ json ToJson(const fot::v1::MemoryStatsResponse& stats) {
     layers.push_back({{"layer", layer.layer()}, {"index", layer.index()}, {"heads", heads}});
   }
   return {{"layers", layers},
-          {"documents", json(std::vector<std::string>(stats.documents().begin(),
-                                                      stats.documents().end()))},
+          {"documents",
+           json(std::vector<std::string>(stats.documents().begin(), stats.documents().end()))},
           {"bytes", stats.bytes()},
           {"stream_tokens", stats.stream_tokens()},
           {"committed_tokens", stats.committed_tokens()}};

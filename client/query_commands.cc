@@ -6,11 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "client/cli.h"
 #include "client/commands.h"
 #include "client/progress.h"
 #include "client/proto_json.h"
 #include "client/table.h"
+#include "client/text_check.h"
 #include "client/trace_view.h"
 
 namespace fot::client {
@@ -50,9 +52,10 @@ void PrintTrace(const Connection& c, const std::string& session, const std::vect
     }
     if (!any) table.AddRow({lead[0], lead[1], "", "", "(memory empty)"});
   }
-  std::printf("\ntrace: per generated token, the %d memory entries of each memory layer with the "
-              "largest attention share (share: of the head's attention mass)\n",
-              top);
+  std::printf(
+      "\ntrace: per generated token, the %d memory entries of each memory layer with the "
+      "largest attention share (share: of the head's attention mass)\n",
+      top);
   std::fputs(table.Render().c_str(), stdout);
 }
 
@@ -74,6 +77,8 @@ absl::Status Ask(const Connection& c, const Output& out, const std::string& sess
   request.set_ignore_eos(options.ignore_eos);
   request.set_trace(options.trace);
   request.set_trace_top(options.trace ? std::max(options.trace_top, 1) : 0);
+
+  FOT_RETURN_IF_ERROR(CheckText(request));
 
   grpc::ClientContext context;
   // Ctrl-C cancels the call; the server stops generating after the current token.
@@ -148,6 +153,7 @@ absl::Status Score(const Connection& c, const Output& out, const std::string& se
   request.set_context(context_text);
   request.set_continuation(continuation);
   request.set_retrieval(retrieval);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::ScoreResponse response;
   const grpc::Status status = c.stub->Score(&context, request, &response);

@@ -4,10 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "client/commands.h"
 #include "client/progress.h"
 #include "client/proto_json.h"
 #include "client/table.h"
+#include "client/text_check.h"
 
 namespace fot::client {
 
@@ -58,6 +60,7 @@ absl::Status CreateSession(const Connection& c, const Output& out, const std::st
   request.mutable_options()->set_local_window(options.local_window);
   request.mutable_options()->set_memory_positioning(options.memory_positioning);
   request.mutable_options()->set_memory_layers(options.memory_layers);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::SessionInfo info;
   const grpc::Status status = c.stub->CreateSession(&context, request, &info);
@@ -148,6 +151,7 @@ absl::Status ShowSession(const Connection& c, const Output& out, const std::stri
 absl::Status DeleteSession(const Connection& c, const Output& out, const std::string& name) {
   fot::v1::DeleteSessionRequest request;
   request.set_session(name);
+  FOT_RETURN_IF_ERROR(CheckText(request));
   grpc::ClientContext context;
   fot::v1::DeleteSessionResponse response;
   const grpc::Status status = c.stub->DeleteSession(&context, request, &response);

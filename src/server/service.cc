@@ -2,10 +2,8 @@
 // the SessionManager / Session, and converts the answer. Synchronous API:
 // streams are plain ServerWriter / ServerReaderWriter loops. Every handler
 // runs inside Guard(), so no exception leaves it, and every absl::Status
-// becomes a grpc::Status in ToGrpcStatus() alone. Every request message is
-// first checked for invalid UTF-8 in its text fields (CheckTextFields). The
-// conversions between engine types and fot.v1 messages live in
-// service_conversions.{h,cc}.
+// becomes a grpc::Status in ToGrpcStatus() alone. The conversions between engine types and fot.v1
+// messages live in service_conversions.{h,cc}.
 #include "src/server/service.h"
 
 #include <google/protobuf/descriptor.h>
@@ -26,7 +24,6 @@
 #include "proto/fot.grpc.pb.h"
 #include "src/server/document_ingest.h"
 #include "src/server/service_conversions.h"
-#include "src/server/validation.h"
 
 namespace fot {
 namespace {
@@ -62,58 +59,6 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(grpc_code, message);
 }
 
-// Whether `field` may end inside a UTF-8 character: IngestChunk.text, which
-// the DocumentTokenizer checks as the document's text grows.
-bool MayEndInsideACharacter(const google::protobuf::FieldDescriptor& field) {
-  return field.containing_type() == pb::IngestChunk::descriptor() &&
-         field.number() == pb::IngestChunk::kTextFieldNumber;
-}
-
-// InvalidArgument naming the first text field (string or bytes, in nested
-// messages too) of `message` that is not valid UTF-8; `path` names `message`.
-// Clients write their text into `bytes` fields (fot.proto), so that it
-// reaches this check instead of failing protobuf's parse.
-absl::Status CheckTextFields(const google::protobuf::Message& message, const std::string& path) {
-  using google::protobuf::FieldDescriptor;
-  const google::protobuf::Reflection& reflection = *message.GetReflection();
-  std::vector<const FieldDescriptor*> fields;
-  reflection.ListFields(message, &fields);  // the set ones
-  for (const FieldDescriptor* field : fields) {
-    const bool text = field->cpp_type() == FieldDescriptor::CPPTYPE_STRING;
-    if (!text && field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    if (text && MayEndInsideACharacter(*field)) continue;
-    const int n = field->is_repeated() ? reflection.FieldSize(message, field) : 1;
-    for (int i = 0; i < n; ++i) {
-      const std::string name = field->is_repeated()
-                                   ? absl::StrCat(path, ".", field->name(), "[", i, "]")
-                                   : absl::StrCat(path, ".", field->name());
-      if (!text) {
-        FOT_RETURN_IF_ERROR(CheckTextFields(field->is_repeated()
-                                                ? reflection.GetRepeatedMessage(message, field, i)
-                                                : reflection.GetMessage(message, field),
-                                            name));
-        continue;
-      }
-      std::string scratch;
-      const std::string& value =
-          field->is_repeated() ? reflection.GetRepeatedStringReference(message, field, i, &scratch)
-                               : reflection.GetStringReference(message, field, &scratch);
-      if (absl::Status valid = ValidateUtf8(value, /*allow_incomplete_end=*/false); !valid.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, ": ", valid.message(),
-                         "; text fields must be UTF-8 (convert the text first, e.g. with iconv -t "
-                         "UTF-8)"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-// CheckTextFields for a whole request, named by its message type.
-absl::Status CheckRequestText(const google::protobuf::Message& request) {
-  return CheckTextFields(request, request.GetDescriptor()->name());
-}
-
 // Runs a handler body; exceptions become INTERNAL.
 template <typename Body>
 grpc::Status Guard(const char* method, Body&& body) {
@@ -126,18 +71,9 @@ grpc::Status Guard(const char* method, Body&& body) {
   }
 }
 
-// Guard for a unary or server-streaming handler: checks the request's text
-// fields before the body runs.
-template <typename Body>
-grpc::Status Handle(const char* method, const google::protobuf::Message& request, Body&& body) {
-  return Guard(method, [&]() -> absl::Status {
-    FOT_RETURN_IF_ERROR(CheckRequestText(request));
-    return body();
-  });
-}
-
-// Text or token ids of one input (its text fields already checked by
-// Handle); InvalidArgument if both are set, or if neither is and `required`.
+// Text or token ids of one input; InvalidArgument if both are set, or if
+// neither is and `required`. (Text is valid UTF-8: protobuf's parser refuses
+// a `string` field that is not.)
 absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std::string& text,
                                            const google::protobuf::RepeatedField<int32_t>& ids,
                                            const char* what, bool required) {
@@ -226,7 +162,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status GetServerInfo(grpc::ServerContext*, const pb::GetServerInfoRequest* request,
                              pb::ServerInfo* out) override {
-    return Handle("GetServerInfo", *request, [&]() -> absl::Status {
+    return Guard("GetServerInfo", [&]() -> absl::Status {
       const ModelConfig& c = manager_->engine().config();
       out->set_model_dir(options_.model_dir);
       out->set_model_type(c.model_type);
@@ -252,7 +188,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status CreateSession(grpc::ServerContext*, const pb::CreateSessionRequest* request,
                              pb::SessionInfo* out) override {
-    return Handle("CreateSession", *request, [&]() -> absl::Status {
+    return Guard("CreateSession", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session,
                            manager_->Create(request->name(), SpecOf(request->options())));
       FillSessionInfo(*session, true, out);
@@ -262,7 +198,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status GetSession(grpc::ServerContext*, const pb::GetSessionRequest* request,
                           pb::SessionInfo* out) override {
-    return Handle("GetSession", *request, [&]() -> absl::Status {
+    return Guard("GetSession", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FillSessionInfo(*session, true, out);
       return absl::OkStatus();
@@ -271,7 +207,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status ListSessions(grpc::ServerContext*, const pb::ListSessionsRequest* request,
                             pb::ListSessionsResponse* out) override {
-    return Handle("ListSessions", *request, [&]() -> absl::Status {
+    return Guard("ListSessions", [&]() -> absl::Status {
       if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
       for (const auto& session : manager_->List())
         FillSessionInfo(*session, false, out->add_sessions());
@@ -282,7 +218,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status DeleteSession(grpc::ServerContext*, const pb::DeleteSessionRequest* request,
                              pb::DeleteSessionResponse*) override {
-    return Handle("DeleteSession", *request, [&] { return manager_->Delete(request->session()); });
+    return Guard("DeleteSession", [&] { return manager_->Delete(request->session()); });
   }
 
   grpc::Status Ingest(
@@ -290,11 +226,16 @@ class FotService final : public pb::Fot::Service {
       grpc::ServerReaderWriter<pb::IngestResponse, pb::IngestRequest>* stream) override {
     return Guard("Ingest", [&]() -> absl::Status {
       pb::IngestRequest request;
-      if (!stream->Read(&request)) return absl::OkStatus();  // nothing sent
+      if (!stream->Read(&request)) {
+        // Nothing arrived, or a message protobuf could not parse (a string
+        // field with invalid UTF-8): a stream must start with `open`.
+        return absl::InvalidArgumentError(
+            "the Ingest stream ended before its `open` message (or that message did not parse: "
+            "text fields must be UTF-8)");
+      }
       if (!request.has_open()) {
         return absl::InvalidArgumentError("the first Ingest message must be `open`");
       }
-      FOT_RETURN_IF_ERROR(CheckRequestText(request));
       const pb::IngestOpen& open = request.open();
       FOT_ASSIGN_OR_RETURN(
           std::unique_ptr<DocumentIngest> ingest,
@@ -309,10 +250,6 @@ class FotService final : public pb::Fot::Service {
           (void)ingest->Close();
           return absl::InvalidArgumentError("after `open`, Ingest messages must be chunks");
         }
-        if (absl::Status text = CheckRequestText(request); !text.ok()) {
-          (void)ingest->Close();
-          return text;
-        }
         const pb::IngestChunk& chunk = request.chunk();
         ids.assign(chunk.token_ids().begin(), chunk.token_ids().end());
         auto ack = ingest->Chunk(chunk.text(), ids, chunk.end_of_document());
@@ -325,7 +262,8 @@ class FotService final : public pb::Fot::Service {
         if (!stream->Write(response)) break;
         if (chunk.end_of_document()) return absl::OkStatus();
       }
-      // The client half-closed or vanished without ending the document: save
+      // The client half-closed or vanished without ending the document, or
+      // sent a chunk protobuf could not parse (text that is not UTF-8): save
       // what arrived (the client resumes from the last resume_offset).
       FOT_ASSIGN_OR_RETURN(IngestAck last, ingest->Close());
       if (context->IsCancelled()) return absl::CancelledError("the client cancelled the stream");
@@ -338,7 +276,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status DeleteDocument(grpc::ServerContext*, const pb::DeleteDocumentRequest* request,
                               pb::DeleteDocumentResponse*) override {
-    return Handle("DeleteDocument", *request, [&]() -> absl::Status {
+    return Guard("DeleteDocument", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FOT_RETURN_IF_ERROR(session->session().DeleteDocument(request->document()));
       return manager_->Persist(*session, /*force=*/true).status();
@@ -347,7 +285,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                         grpc::ServerWriter<pb::GenerateResponse>* writer) override {
-    return Handle("Generate", *request, [&]() -> absl::Status {
+    return Guard("Generate", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       const ModelConfig& config = manager_->engine().config();
@@ -444,7 +382,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status Score(grpc::ServerContext*, const pb::ScoreRequest* request,
                      pb::ScoreResponse* out) override {
-    return Handle("Score", *request, [&]() -> absl::Status {
+    return Guard("Score", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       FOT_ASSIGN_OR_RETURN(std::vector<int> context,
@@ -478,7 +416,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status MemoryStats(grpc::ServerContext*, const pb::MemoryStatsRequest* request,
                            pb::MemoryStatsResponse* out) override {
-    return Handle("MemoryStats", *request, [&]() -> absl::Status {
+    return Guard("MemoryStats", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const ::fot::MemoryStats stats = session.Stats();
@@ -512,7 +450,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status ListEntries(grpc::ServerContext*, const pb::ListEntriesRequest* request,
                            pb::ListEntriesResponse* out) override {
-    return Handle("ListEntries", *request, [&]() -> absl::Status {
+    return Guard("ListEntries", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
@@ -561,7 +499,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status EntryContext(grpc::ServerContext*, const pb::EntryContextRequest* request,
                             pb::EntryContextResponse* out) override {
-    return Handle("EntryContext", *request, [&]() -> absl::Status {
+    return Guard("EntryContext", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
@@ -593,7 +531,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status SearchMemory(grpc::ServerContext*, const pb::SearchMemoryRequest* request,
                             pb::SearchMemoryResponse* out) override {
-    return Handle("SearchMemory", *request, [&]() -> absl::Status {
+    return Guard("SearchMemory", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       FOT_ASSIGN_OR_RETURN(std::vector<int> text,
@@ -615,7 +553,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status SaveSession(grpc::ServerContext*, const pb::SaveSessionRequest* request,
                            pb::SaveSessionResponse* out) override {
-    return Handle("SaveSession", *request, [&]() -> absl::Status {
+    return Guard("SaveSession", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(
           int64_t bytes,
           manager_->SaveSnapshot(request->session(), request->snapshot(), request->overwrite()));
@@ -626,7 +564,7 @@ class FotService final : public pb::Fot::Service {
 
   grpc::Status LoadSession(grpc::ServerContext*, const pb::LoadSessionRequest* request,
                            pb::SessionInfo* out) override {
-    return Handle("LoadSession", *request, [&]() -> absl::Status {
+    return Guard("LoadSession", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session,
                            manager_->LoadSnapshot(request->snapshot(), request->session()));
       FillSessionInfo(*session, true, out);

@@ -600,8 +600,8 @@ TEST_F(FotctlTest, ServerErrorsAreOneLineAndExitCodeOne) {
 
 TEST_F(FotctlTest, InvalidUtf8IsOneLineNamingTheField) {
   MakeSessionWithStory("latin1");
-  // Arguments in Latin-1 (not UTF-8): the server names the field, exit code 1
-  // (before, protobuf refused the request: INTERNAL, and a log line).
+  // Arguments in Latin-1 (not UTF-8): fotctl names the field before sending,
+  // exit code 1 (the server's parser would refuse the string field).
   for (const auto& [args, field] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"ask", "latin1", "caf\xe9?"}, "GenerateRequest.question"},
            {{"ask", "latin1", "The river", "--stop", "\xe9"}, "GenerateRequest.stop[0]"},

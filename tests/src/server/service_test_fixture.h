@@ -188,9 +188,16 @@ class ServiceTest : public ::testing::Test {
     return stream->Finish();
   }
 
+  // Pieces of `size` bytes, each grown to end between characters: text
+  // travels in `string` fields, which hold whole UTF-8 characters.
   static std::vector<std::string> Split(const std::string& text, size_t size) {
     std::vector<std::string> pieces;
-    for (size_t i = 0; i < text.size(); i += size) pieces.push_back(text.substr(i, size));
+    for (size_t i = 0; i < text.size();) {
+      size_t end = std::min(text.size(), i + size);
+      while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+      pieces.push_back(text.substr(i, end - i));
+      i = end;
+    }
     return pieces;
   }
 
