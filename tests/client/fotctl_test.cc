@@ -352,6 +352,33 @@ TEST_F(FotctlTest, IngestsFilesAndStdinWithProgress) {
   EXPECT_GT(ingest["documents"][0]["tokens"].get<int64_t>(), 0);
 }
 
+// Text travels in string fields: fotctl cuts chunks between characters, so
+// any --chunk-bytes gives the tokens of one chunk; a file that is not UTF-8
+// is refused before it is sent.
+TEST_F(FotctlTest, ChunksOfMultibyteTextEndBetweenCharacters) {
+  ASSERT_EQ(Run({"sessions", "create", "utf8"}).exit_code, 0);
+  const std::string text = "Café crème, naïve façade: ça coûte 5 €. 東京は大きい. Καλημέρα.";
+  ASSERT_EQ(Run({"ingest", "utf8", TextFile("whole.txt", text)}).exit_code, 0);
+  for (const std::string chunk : {"1", "2", "3", "5"}) {
+    const Result r =
+        Run({"ingest", "utf8", TextFile("cut" + chunk + ".txt", text), "--chunk-bytes", chunk});
+    ASSERT_EQ(r.exit_code, 0) << chunk << ": " << r.err;
+  }
+  const json show = RunJson({"sessions", "show", "utf8"});
+  ASSERT_EQ(show["documents"].size(), 5u) << show;
+  const int64_t tokens = show["documents"][1]["tokens"].get<int64_t>();
+  EXPECT_EQ(show["documents"][0]["tokens"].get<int64_t>(), tokens + 1);  // starts with BOS
+  for (const json& d : show["documents"]) {
+    EXPECT_TRUE(d["complete"].get<bool>()) << d;
+    if (d["name"] != "whole.txt") EXPECT_EQ(d["tokens"].get<int64_t>(), tokens) << d;
+  }
+  const Result latin1 = Run({"ingest", "utf8", TextFile("latin1.txt", "caf\xe9 cr\xe8me")});
+  EXPECT_EQ(latin1.exit_code, 1) << latin1.err;
+  EXPECT_TRUE(OneErrorLine(latin1.err)) << latin1.err;
+  EXPECT_NE(latin1.err.find("IngestRequest.chunk.text: invalid UTF-8"), std::string::npos)
+      << latin1.err;
+}
+
 TEST_F(FotctlTest, ResumesAnOpenDocumentWhereTheServerHasIt) {
   // One session gets the story in two runs (the first leaves it open), another
   // in one: same tokens, same greedy answer (DESIGN.md §2).
