@@ -29,6 +29,13 @@ def one_shot(client, name):
     return session
 
 
+def test_an_api_key_travels_as_bearer_metadata(server):
+    # The server checks no keys yet (issue 16); the header must not disturb it.
+    with fotserve.Client(server.address, api_key="secret") as keyed:
+        assert isinstance(keyed.sessions(), list)
+        assert keyed._metadata == [("authorization", "Bearer secret")]
+
+
 def test_sessions_are_created_listed_and_deleted(client):
     session = client.create_session("created", retrieval="knn:8", index="flat")
     assert "created" in client.sessions()
@@ -213,3 +220,39 @@ def test_every_rpc_takes_plain_strings_through_the_json_mapping(server):
     call("DeleteDocument", pb.DeleteDocumentRequest,
          '{"session": "notes", "document": "café.txt"}')
     call("DeleteSession", pb.DeleteSessionRequest, '{"session": "notes"}')
+
+
+class _FakeRpcError(grpc.RpcError):
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return f"details of {self._code.name}"
+
+
+def test_every_status_code_maps_to_its_exception():
+    """Codes the test server cannot be made to send (auth, data loss, ...)
+    map as the ones it does."""
+    expected = {
+        grpc.StatusCode.NOT_FOUND: fotserve.NotFoundError,
+        grpc.StatusCode.INVALID_ARGUMENT: fotserve.InvalidArgumentError,
+        grpc.StatusCode.ALREADY_EXISTS: fotserve.AlreadyExistsError,
+        grpc.StatusCode.FAILED_PRECONDITION: fotserve.FailedPreconditionError,
+        grpc.StatusCode.OUT_OF_RANGE: fotserve.OutOfRangeError,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: fotserve.ResourceExhaustedError,
+        grpc.StatusCode.ABORTED: fotserve.AbortedError,
+        grpc.StatusCode.UNAVAILABLE: fotserve.UnavailableError,
+        grpc.StatusCode.UNAUTHENTICATED: fotserve.UnauthenticatedError,
+        grpc.StatusCode.PERMISSION_DENIED: fotserve.PermissionDeniedError,
+        grpc.StatusCode.DATA_LOSS: fotserve.DataLossError,
+        grpc.StatusCode.INTERNAL: fotserve.InternalError,
+        grpc.StatusCode.CANCELLED: fotserve.FotserveError,
+    }
+    for code, error_type in expected.items():
+        error = fotserve.client._error(_FakeRpcError(code))
+        assert type(error) is error_type, code
+        assert error.code == code and error.message == f"details of {code.name}"
+        assert code.name in str(error)
