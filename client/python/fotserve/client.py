@@ -371,11 +371,13 @@ class Session:
                backoff: float = 0.2) -> IngestResult:
         """Streams one document into the session.
 
-        source: a file path, a text (str, or UTF-8 bytes), or an iterable of
-        str pieces. document: its id (default: the file's name). A document
-        the session already holds in part continues from where the server
-        stands; a broken stream is retried up to `retries` times with
-        exponential backoff, resuming from the last acknowledged offset.
+        source: a file path (a str naming an existing file is read as that
+        file), a text (str, or UTF-8 bytes), or an iterable of str pieces.
+        document: its id (default: the file's name). A document the session
+        already holds in part continues from where the server stands; one it
+        holds complete is AlreadyExistsError. A broken stream (UNAVAILABLE,
+        ABORTED) is retried up to `retries` times with exponential backoff,
+        resending only what the server did not acknowledge.
         add_bos: start with BOS (default: when the session is empty).
         """
         if document is None:
@@ -398,15 +400,19 @@ class Session:
         bos = empty if add_bos is None else add_bos
         for attempt in range(retries + 1):
             try:
+                if attempt > 0:  # where the server stands after the break
+                    offset = self._document_state(document)[0]
                 last = self._ingest_stream(document, unsent, offset, bos, progress)
                 if progress:
                     print(file=sys.stderr)
                 return last
             except grpc.RpcError as e:
-                if e.code() not in _RETRIABLE or attempt == retries:
-                    raise _error(e) from None
-                time.sleep(backoff * 2 ** attempt)
-                offset, _, _ = self._document_state(document)
+                error = _error(e)
+            except FotserveError as e:  # the server still down while asked where it stands
+                error = e
+            if error.code not in _RETRIABLE or attempt == retries:
+                raise error from None
+            time.sleep(backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 
     def _document_state(self, document: str):

@@ -5,6 +5,7 @@ mapping with plain strings (as grpcurl -d sends them)."""
 
 import json
 import math
+import threading
 
 import grpc
 import pytest
@@ -79,13 +80,17 @@ def test_a_broken_stream_is_retried_from_the_last_acknowledged_offset(client, se
     session = client.create_session("broken")
     pieces = [TEXT[i:i + 40] for i in range(0, len(TEXT), 40)]
 
+    comeback = threading.Timer(1.0, server.start)
+
     def source():
         for i, piece in enumerate(pieces):
-            if i == 5:
-                server.restart()  # the server dies mid-document and comes back
+            if i == 5:  # the server dies mid-document, and is back a second later
+                server.kill()
+                comeback.start()
             yield piece
 
-    result = session.ingest(source(), document="doc", backoff=0.5)
+    result = session.ingest(source(), document="doc", backoff=0.3)
+    comeback.join()
     assert result.complete
     assert answer_tokens(session) == answer_tokens(expected)
 
