@@ -147,6 +147,25 @@ absl::Status Session::CommitWindows() {
         engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, rule.size), &state_,
                                absl::MakeConstSpan(provenance_).subspan(committed_, rule.size)));
     committed_ += rule.size;
+    FOT_RETURN_IF_ERROR(HideDeletedDocuments());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::HideDeletedDocuments() {
+  // Entries of a deleted document can reach memory after the delete: the rest
+  // of a document that was still streaming in, or its last tokens, which were
+  // pending then. A commit hides them as they arrive (a store lists its live
+  // documents cheaply; the scan of DeleteDocument runs only when one is due).
+  for (const auto& memory : state_.memory) {
+    if (memory == nullptr) continue;
+    for (int64_t document : memory->store(0).Documents()) {
+      if (document < 0 || document >= static_cast<int64_t>(documents_.size()) ||
+          documents_[document].id != document || !documents_[document].deleted) {
+        continue;
+      }
+      FOT_RETURN_IF_ERROR(memory->DeleteDocument(document));
+    }
   }
   return absl::OkStatus();
 }
@@ -450,6 +469,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
                                   d.value("deleted", false)});
   }
   loaded->state_.retrieval = options.retrieval;
+  FOT_RETURN_IF_ERROR(
+      loaded->HideDeletedDocuments());  // saves from before the commit rule hid them
   return loaded;
 }
 

@@ -172,6 +172,10 @@ class Session {
                                                        const std::string& dir);
 
  private:
+  // Hides memory entries of deleted documents that commits have added since
+  // the delete.
+  absl::Status HideDeletedDocuments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Writes the session's files into the empty directory `staging`.
   absl::Status WriteLocked(const std::string& staging, Env& env) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
