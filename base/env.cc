@@ -18,14 +18,8 @@
 namespace fot {
 namespace {
 
-// A full disk, a quota or a file-size limit is a resource the operator can
-// add; absl::ErrnoToStatus would call the last two other things.
 absl::Status PosixError(const char* what, const std::string& path, int error_number) {
-  const std::string message = absl::StrCat(what, " ", path);
-  if (error_number == ENOSPC || error_number == EDQUOT || error_number == EFBIG) {
-    return absl::ResourceExhaustedError(absl::StrCat(message, ": ", std::strerror(error_number)));
-  }
-  return absl::ErrnoToStatus(error_number, message);
+  return FileErrorStatus(error_number, absl::StrCat(what, " ", path));
 }
 
 // Buffers appends so that many small writes (FAISS serialises field by
@@ -190,6 +184,24 @@ std::string ParentOf(const std::string& path) {
 }
 
 }  // namespace
+
+absl::Status FileErrorStatus(int error_number, const std::string& what) {
+  const std::string message = absl::StrCat(what, ": ", std::strerror(error_number));
+  switch (error_number) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(message);
+    case ENOENT:
+      return absl::NotFoundError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
 
 Env* Env::Default() {
   static PosixEnv* const env = new PosixEnv;

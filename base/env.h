@@ -6,8 +6,8 @@
 // replacements every writer uses, so that a reader sees either the previous
 // file or directory or the new one, never a mixture, even across a crash.
 //
-// Errors are absl::Status from errno (ENOSPC → ResourceExhausted, EACCES →
-// PermissionDenied, …) with a message naming the operation and the path.
+// Errors are absl::Status from errno (FileErrorStatus) with a message naming
+// the operation and the path.
 //
 // Thread safety: Env::Default() and its methods may be called from any
 // thread. A WritableFile belongs to one thread.
@@ -24,6 +24,12 @@
 #include "absl/status/statusor.h"
 
 namespace fot {
+
+// The status of a failed file operation: a full disk, a quota or a file-size
+// limit is ResourceExhausted (the operator can add room), EACCES / EPERM /
+// EROFS PermissionDenied, ENOENT NotFound, anything else (EIO, …) Internal.
+// The message is `what`: strerror.
+absl::Status FileErrorStatus(int error_number, const std::string& what);
 
 // A file open for writing, created empty (or truncated). Buffered: Append
 // may hold bytes until Close.

@@ -44,24 +44,6 @@ constexpr char kFiles[][16] = {"index.faiss", "values.bin", "provenance.bin", "d
                                "overflow.bin"};
 constexpr int kProvenanceBytes = 20;
 
-absl::Status ErrnoStatus(int err, const std::string& what) {
-  const std::string msg = what + ": " + std::strerror(err);
-  switch (err) {
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(msg);
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(msg);
-    case ENOENT:
-      return absl::NotFoundError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
 struct Fnv {
   uint64_t h = 0xcbf29ce484222325ull;
   void Add(const void* p, size_t n) {
@@ -134,7 +116,7 @@ absl::Status WriteIndex(Env& env, const StoreState& st, const std::string& path,
     std::vector<char> buf(1 << 20);
     for (off_t off = 0;;) {
       const ssize_t got = pread(st.mapped_fd, buf.data(), buf.size(), off);
-      if (got < 0) return ErrnoStatus(errno, "Save: re-reading the loaded index");
+      if (got < 0) return FileErrorStatus(errno, "Save: re-reading the loaded index");
       if (got == 0) break;
       if (sink(buf.data(), 1, got) != static_cast<size_t>(got)) break;
       off += got;
@@ -164,7 +146,7 @@ absl::Status ReadWholeFile(const std::string& path, std::vector<char>* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError("Load: cannot open " + path + ": " + std::strerror(errno));
   out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) return ErrnoStatus(errno, "Load: reading " + path);
+  if (in.bad()) return FileErrorStatus(errno, "Load: reading " + path);
   return absl::OkStatus();
 }
 
@@ -411,7 +393,7 @@ absl::Status OpenIndex(const std::string& dir, const Manifest& m, const MemoryOp
               iv->direct_map.type == faiss::DirectMap::Array;
     if (type_ok && dynamic_cast<const faiss::ArrayInvertedLists*>(iv->invlists) == nullptr) {
       st.mapped_fd = open(index_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (st.mapped_fd < 0) return ErrnoStatus(errno, "Load: opening " + index_path);
+      if (st.mapped_fd < 0) return FileErrorStatus(errno, "Load: opening " + index_path);
     }
   }
   const int want_dim = st.built ? shape.aug : m.head_dim;
