@@ -90,6 +90,35 @@ TEST(EnvTest, AFailedDirectoryReplacementKeepsAWholeDirectory) {
                       });
 }
 
+// Without RENAME_EXCHANGE the swap is two renames through `target`.old: a
+// failure at any step still leaves a whole directory, and nothing stale.
+TEST(EnvTest, ReplacementWithoutExchangeKeepsAWholeDirectory) {
+  const std::string target = TempDir("no_exchange") + "/d";
+  auto save = [&](Env& env, const std::string& contents) -> absl::Status {
+    absl::StatusOr<std::string> staging = MakeStagingDirectory(env, target);
+    if (!staging.ok()) return staging.status();
+    if (absl::Status s = WriteFileAtomically(env, *staging + "/f", contents); !s.ok()) return s;
+    return ReplaceDirectory(env, *staging, target);
+  };
+  ASSERT_TRUE(save(*Env::Default(), "previous").ok());
+  ForEachFailurePoint(
+      [&](FaultyEnv& env) {
+        env.DisableExchange();
+        return save(env, "next");
+      },
+      [&](const absl::Status& status, int fail_at) {
+        const absl::StatusOr<std::string> now = Env::Default()->ReadFile(target + "/f");
+        ASSERT_TRUE(now.ok()) << "failure at " << fail_at << ": " << now.status();
+        EXPECT_TRUE(*now == "previous" || *now == "next") << fail_at;
+        ASSERT_TRUE(save(*Env::Default(), "previous").ok());
+      });
+  FaultyEnv clean;
+  clean.DisableExchange();
+  ASSERT_TRUE(save(clean, "next").ok());
+  EXPECT_EQ(*Env::Default()->ReadFile(target + "/f"), "next");
+  EXPECT_FALSE(Env::Default()->Exists(target + ".old"));
+}
+
 TEST(EnvTest, InjectedErrorsCarryTheirErrno) {
   FaultyEnv env(1, EIO);
   const absl::Status status = env.CreateDirs(TempDir("eio") + "/x");

@@ -24,6 +24,9 @@ class FaultyEnv : public Env {
   explicit FaultyEnv(int fail_at = 0, int error_number = ENOSPC)
       : fail_at_(fail_at), error_number_(error_number) {}
 
+  // A filesystem without RENAME_EXCHANGE (Exchange is Unimplemented).
+  void DisableExchange() { exchange_ = false; }
+
   int operations() const { return operations_; }  // counted so far
   bool failed() const { return failed_; }         // the injected failure happened
 
@@ -50,6 +53,7 @@ class FaultyEnv : public Env {
   }
   absl::Status Exchange(const std::string& a, const std::string& b) override {
     if (absl::Status s = Count("exchanging", a); !s.ok()) return s;
+    if (!exchange_) return absl::UnimplementedError("no RENAME_EXCHANGE here");
     return base_->Exchange(a, b);
   }
   absl::Status RemoveAll(const std::string& path) override {
@@ -88,7 +92,7 @@ class FaultyEnv : public Env {
   absl::Status Count(const char* what, const std::string& path) {
     if (++operations_ != fail_at_) return absl::OkStatus();
     failed_ = true;
-    return absl::ErrnoToStatus(error_number_, absl::StrCat(what, " ", path, " (injected)"));
+    return FileErrorStatus(error_number_, absl::StrCat(what, " ", path, " (injected)"));
   }
 
   Env* base_ = Env::Default();
@@ -96,6 +100,7 @@ class FaultyEnv : public Env {
   int error_number_;
   int operations_ = 0;
   bool failed_ = false;
+  bool exchange_ = true;
 };
 
 // Runs `write` with an Env failing at operation 1, 1 + stride, … until a run
