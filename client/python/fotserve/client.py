@@ -7,6 +7,7 @@ safe to share between threads, as the gRPC channel under it is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -466,7 +467,7 @@ class Session:
                                      keep_turn=keep_turn, ignore_eos=ignore_eos, trace=trace,
                                      trace_top=trace_top)
         if stream:
-            return (t for t in self._generate(request) if isinstance(t, Token))
+            return self._tokens(request)
         tokens: List[Token] = []
         for item in self._generate(request):
             if isinstance(item, Token):
@@ -477,9 +478,18 @@ class Session:
                               item.generated_tokens)
         raise FotserveError(grpc.StatusCode.UNKNOWN, "the answer ended without its final message")
 
+    def _tokens(self, request: Any) -> Iterator[Token]:
+        with contextlib.closing(self._generate(request)) as items:  # closing this closes it
+            for item in items:
+                if isinstance(item, Token):
+                    yield item
+
     def _generate(self, request: Any) -> Iterator[Any]:
+        """The Tokens of an answer, then its final message. A caller that stops
+        iterating cancels the call, so the server stops generating."""
+        call = self.client._stub.Generate(request, metadata=self.client._metadata)
         try:
-            for m in self.client._stub.Generate(request, metadata=self.client._metadata):
+            for m in call:
                 if m.done:
                     if m.text:
                         yield Token(-1, m.text, "")
@@ -488,6 +498,8 @@ class Session:
                 yield Token(m.token_id, m.text, m.piece, _retrieved(m.trace))
         except grpc.RpcError as e:
             raise _error(e) from None
+        finally:
+            call.cancel()  # a no-op once the answer is complete
 
     def score(self, continuation: str, context: str = "", retrieval: str = "") -> Score:
         """Log-likelihood of `continuation` after the session's stream + `context`."""

@@ -108,6 +108,17 @@ def test_ask_streams_tokens_with_the_memory_they_retrieved(client):
     assert answer.finish_reason == "length" and answer.generated_tokens == 4
 
 
+def test_abandoning_a_streamed_answer_cancels_its_generation(client):
+    """A caller that stops iterating must not leave the server generating (and
+    holding the session against ingests) for the rest of max_tokens."""
+    session = one_shot(client, "abandoned")
+    tokens = session.ask(QUESTION, max_tokens=65536, ignore_eos=True, stream=True)
+    next(tokens)
+    tokens.close()  # what leaving a for loop early does, once the generator is collected
+    # The ingest needs the session's writer lock, which a running Generate holds.
+    session.ingest("more text", document="after", retries=0)
+
+
 def test_score_is_the_sum_of_token_log_probabilities(client):
     session = one_shot(client, "scored")
     score = session.score(" grey. Café", context=QUESTION)
