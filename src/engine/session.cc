@@ -1,5 +1,6 @@
 #include "src/engine/session.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -157,6 +158,10 @@ absl::Status Session::HideDeletedDocuments() {
   // of a document that was still streaming in, or its last tokens, which were
   // pending then. A commit hides them as they arrive (a store lists its live
   // documents cheaply; the scan of DeleteDocument runs only when one is due).
+  if (std::none_of(documents_.begin(), documents_.end(),
+                   [](const DocumentInfo& d) { return d.deleted; })) {
+    return absl::OkStatus();  // the common case: no store is asked
+  }
   for (const auto& memory : state_.memory) {
     if (memory == nullptr) continue;
     for (int64_t document : memory->store(0).Documents()) {
