@@ -1,14 +1,6 @@
 #include "memory/kv_store.h"
 
-#include <faiss/IndexFlat.h>
-#include <faiss/IndexHNSW.h>
-#include <faiss/IndexIVFFlat.h>
-#include <faiss/IndexIVFPQ.h>
-#include <faiss/IndexScalarQuantizer.h>
-#include <faiss/impl/IDSelector.h>
-#include <faiss/invlists/InvertedLists.h>
-#include <faiss/utils/distances.h>
-#include <faiss/utils/fp16.h>
+#include <faiss/IndexIVF.h>
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,6 @@
 #include "src/checkpoint/safetensors_writer.h"
 
 #include <bit>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <set>

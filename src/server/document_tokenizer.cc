@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "src/server/validation.h"
+#include "base/utf8.h"
 
 namespace fot {
 namespace {

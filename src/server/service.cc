@@ -6,7 +6,6 @@
 // messages live in service_conversions.{h,cc}.
 #include "src/server/service.h"
 
-#include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>

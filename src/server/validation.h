@@ -1,12 +1,10 @@
-// Checks of the names clients send, before anything uses them (their UTF-8:
-// base/utf8.h).
+// Checks of the names clients send, before anything uses them.
 #ifndef FOTSERVE_SRC_SERVER_VALIDATION_H_
 #define FOTSERVE_SRC_SERVER_VALIDATION_H_
 
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "base/utf8.h"
 
 namespace fot {
 

@@ -290,4 +290,4 @@ TEST_F(ServiceTest, InvalidUtf8IsRefusedByTheParserAndTheServerServesOn) {
 }
 
 }  // namespace
-}  // namespace fot
+}  // namespace fot::service_test

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
 #include "gtest/gtest.h"
 #include "proto/fot.grpc.pb.h"
 #include "src/server/session_manager.h"
-#include "src/server/validation.h"
 #include "tests/src/server/service_test_fixture.h"
 
 namespace fot::service_test {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
 #include "gtest/gtest.h"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/server/document_ingest.h"
