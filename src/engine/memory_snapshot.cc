@@ -36,28 +36,6 @@ std::string CacheFile(const std::string& dir, const StreamCache& cache, int laye
   return absl::StrCat(dir, "/", cache.kind(), "/layer_", layer, ".bin");
 }
 
-// Writes everything SaveMemory saves into the empty directory `staging`.
-absl::Status WriteMemory(const Transformer& model, const ModelState& state,
-                         const std::string& staging, Env& env) {
-  const ModelConfig& config = model.config();
-  for (int layer : state.cache->memory_layers()) {
-    if (layer >= static_cast<int>(state.memory.size()) || state.memory[layer] == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the state has no memory for memory layer ", layer, " of the model"));
-    }
-    FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(staging, layer), &env));
-  }
-  if (state.cache->persistent()) {
-    FOT_RETURN_IF_ERROR(env.CreateDirs(absl::StrCat(staging, "/", state.cache->kind())));
-    for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
-      std::ostringstream out;
-      FOT_RETURN_IF_ERROR(state.cache->Write(layer, out));
-      FOT_RETURN_IF_ERROR(WriteFile(env, CacheFile(staging, *state.cache, layer), out.str()));
-    }
-  }
-  return WriteFile(env, staging + "/MANIFEST", Manifest(config, state, state.tokens_seen));
-}
-
 }  // namespace
 
 absl::Status SaveMemory(const Transformer& model, const ModelState& state, const std::string& dir,
@@ -72,6 +50,32 @@ absl::Status SaveMemory(const Transformer& model, const ModelState& state, const
     return written;
   }
   return ReplaceDirectory(*env, staging, dir);
+}
+
+absl::Status WriteMemory(const Transformer& model, const ModelState& state, const std::string& dir,
+                         Env& env) {
+  FOT_RETURN_IF_ERROR(env.CreateDirs(dir));
+  const ModelConfig& config = model.config();
+  for (int layer : state.cache->memory_layers()) {
+    if (layer >= static_cast<int>(state.memory.size()) || state.memory[layer] == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the state has no memory for memory layer ", layer, " of the model"));
+    }
+    FOT_RETURN_IF_ERROR(state.memory[layer]->Save(LayerDir(dir, layer), &env));
+  }
+  if (state.cache->persistent()) {
+    const std::string cache_dir = absl::StrCat(dir, "/", state.cache->kind());
+    FOT_RETURN_IF_ERROR(env.CreateDirs(cache_dir));
+    for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
+      std::ostringstream out;
+      FOT_RETURN_IF_ERROR(state.cache->Write(layer, out));
+      FOT_RETURN_IF_ERROR(WriteFile(env, CacheFile(dir, *state.cache, layer), out.str()));
+    }
+    FOT_RETURN_IF_ERROR(env.SyncDir(cache_dir));
+  }
+  FOT_RETURN_IF_ERROR(
+      WriteFile(env, dir + "/MANIFEST", Manifest(config, state, state.tokens_seen)));
+  return env.SyncDir(dir);
 }
 
 absl::StatusOr<ModelState> LoadMemory(const Transformer& model, const std::string& dir,

@@ -27,6 +27,12 @@ namespace fot {
 [[nodiscard]] absl::Status SaveMemory(const Transformer& model, const ModelState& state,
                                       const std::string& dir, Env* env = Env::Default());
 
+// What SaveMemory writes, into `dir` (created), which nothing reads yet: a
+// directory inside a save's own staging directory, which needs no staging
+// and swap of its own. Files and directories are fsynced.
+[[nodiscard]] absl::Status WriteMemory(const Transformer& model, const ModelState& state,
+                                       const std::string& dir, Env& env);
+
 // A state attending as `attention` says whose memories (and, under lambda,
 // sinks and rings) are those saved in dir; under fot its local cache is empty.
 // FailedPrecondition if they were saved for a model of another shape or

@@ -388,7 +388,7 @@ absl::Status Session::Save(const std::string& dir, Env* env) const {
 }
 
 absl::Status Session::WriteLocked(const std::string& staging, Env& env) const {
-  FOT_RETURN_IF_ERROR(SaveMemory(engine_->transformer(), state_, staging + "/memory", &env));
+  FOT_RETURN_IF_ERROR(WriteMemory(engine_->transformer(), state_, staging + "/memory", env));
   // A stream whose cache is saved with it (lambda) records its attention.
   const bool with_cache = state_.cache->persistent();
   nlohmann::json session;
