@@ -207,6 +207,22 @@ void AppendEntries(StoreState& st, const MemoryOptions& o, int d, const float* v
   st.size = old_size + n;
 }
 
+// The store size at which the next append (re)builds the approximate index,
+// or -1 if none will: appends are cut there, so that a store's index depends
+// only on its keys, not on how they were batched (a replay of the same keys
+// in other batches, as a restart does, builds the same index).
+int64_t NextBuildSize(const MemoryOptions& o, const StoreState& st) {
+  if (o.index_kind == IndexKind::kFlat) return -1;
+  if (!st.built) return o.index_kind == IndexKind::kHnsw ? kHnswBuildSize : o.ivf_train_size;
+  if (o.index_kind != IndexKind::kIvf || o.ivf_pq || o.ivf_nlist > 0) return -1;
+  const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(st.index.get());
+  if (ivf == nullptr) return -1;
+  // IvfListsFor(keys) reaches 2 * nlist at 2 * nlist * kIvfKeysPerList keys
+  // (NeedsMoreLists), unless the list count is at its cap.
+  const int64_t size = 2 * static_cast<int64_t>(ivf->nlist) * kIvfKeysPerList;
+  return IvfListsFor(size) >= 2 * static_cast<int64_t>(ivf->nlist) ? size : -1;
+}
+
 }  // namespace
 
 absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float* values,
@@ -223,9 +239,33 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
   }
   const Shape s = MakeShape(head_dim_, options_);
   FOT_RETURN_IF_ERROR(CheckRows(s, options_, keys, key_stride, values, value_stride, n));
+  absl::MutexLock writer(&write_mu_);
+  for (int64_t done = 0; done < n;) {
+    const int64_t build = NextBuildSize(options_, *state_);
+    const int64_t size = state_->size;
+    const int64_t piece = build > size && build < size + n - done ? build - size : n - done;
+    FOT_RETURN_IF_ERROR(AppendPiece(keys + done * key_stride, key_stride,
+                                    values + done * value_stride, value_stride, provenance + done,
+                                    piece));
+    done += piece;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::AppendPiece(const float* keys, int64_t key_stride, const float* values,
+                                  int64_t value_stride, const Provenance* provenance, int64_t n) {
+  const Shape s = MakeShape(head_dim_, options_);
+  // Keys are used as stored (fp16 codes round them) from the start, also to
+  // build the index, so that the stored keys alone determine the store.
   std::vector<float> k(n * head_dim_);
   for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(&k[i * head_dim_], keys + i * key_stride, head_dim_ * sizeof(float));
+    float* row = &k[i * head_dim_];
+    std::memcpy(row, keys + i * key_stride, head_dim_ * sizeof(float));
+    if (s.fp16_keys) {
+      std::vector<uint16_t> half(head_dim_);
+      EncodeHalfRow(StorageType::kFloat16, row, head_dim_, half.data());
+      DecodeHalfRow(StorageType::kFloat16, half.data(), head_dim_, row);
+    }
   }
   std::vector<uint16_t> encoded;
   if (options_.dtype != StorageType::kFloat32) {
@@ -235,7 +275,6 @@ absl::Status KvStore::Append(const float* keys, int64_t key_stride, const float*
     }
   }
 
-  absl::MutexLock writer(&write_mu_);
   StoreState& st = *state_;  // only this thread changes it now, so reads need no mu_
   if (st.broken) {
     return absl::FailedPreconditionError(

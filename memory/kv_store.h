@@ -72,6 +72,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -122,6 +123,10 @@ class KvStore {
 
   // Appends n entries with ids size() .. size() + n - 1. Row i of keys starts
   // at keys + i * key_stride (floats), likewise values; head_dim floats each.
+  // A store is a function of the entries appended, not of how they were
+  // batched: keys are rounded to their storage first, and the index is
+  // (re)built at the same sizes whatever the batches (a restart replays the
+  // entries in other batches and gets the same store).
   // Keys and values must be finite and, when stored as float16, within ±65504
   // (InvalidArgument naming the row otherwise; nothing is appended then).
   [[nodiscard]] absl::Status Append(const float* keys, int64_t key_stride, const float* values,
@@ -198,6 +203,10 @@ class KvStore {
 
  private:
   KvStore(int head_dim, const MemoryOptions& options);
+  // Append of n entries that (re)build the index, if at all, only at their end.
+  absl::Status AppendPiece(const float* keys, int64_t key_stride, const float* values,
+                           int64_t value_stride, const Provenance* provenance, int64_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   const int head_dim_;
   const MemoryOptions options_;

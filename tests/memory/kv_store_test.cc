@@ -571,6 +571,29 @@ TEST(KvStoreTest, IvfWithAutomaticListsRetrainsAsTheMemoryGrows) {
   ExpectSameResults(Search(**loaded, q, 30), BruteForce(**loaded, q, 30, live), 1e-5f);
 }
 
+TEST(KvStoreTest, AStoreDependsOnItsEntriesNotOnHowTheyWereBatched) {
+  // A restart replays a session's entries in other batches than its windows
+  // were appended in; it must get the same store, retrainings included.
+  const std::vector<float> keys = MakeData(Data::kKeyLike, 9000, 16, 41);
+  const std::vector<float> q = MakeData(Data::kKeyLike, 30, 16, 42);
+  for (const std::string spec : {"ivf:train_size=1000", "ivf:train_size=1000,dtype=f32"}) {
+    SCOPED_TRACE(spec);
+    auto whole = MakeStore(16, spec), windows = MakeStore(16, spec), odd = MakeStore(16, spec);
+    Fill(whole.get(), keys);
+    for (int64_t first = 0; first < 9000; first += 128) {
+      const int64_t n = std::min<int64_t>(128, 9000 - first);
+      Fill(windows.get(), {keys.begin() + first * 16, keys.begin() + (first + n) * 16});
+    }
+    for (int64_t first = 0, n = 1; first < 9000; first += n, n = n * 3 % 1013 + 1) {
+      n = std::min<int64_t>(n, 9000 - first);
+      Fill(odd.get(), {keys.begin() + first * 16, keys.begin() + (first + n) * 16});
+    }
+    EXPECT_GT(whole->index_lists(), IvfListsFor(1000));  // retrained on the way
+    ExpectSameStore(*whole, *windows, q);
+    ExpectSameStore(*whole, *odd, q);
+  }
+}
+
 TEST(KvStoreTest, IvfListsHoldAFixedNumberOfKeysAsTheMemoryGrows) {
   EXPECT_EQ(IvfListsFor(0), 1);
   EXPECT_EQ(IvfListsFor(100), 1);
