@@ -27,8 +27,8 @@ ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors,
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on (host:port; port 0 picks one)");
 ABSL_FLAG(std::string, data_dir, "",
-          "Folder for saved sessions and snapshots (created if missing); without it sessions "
-          "live in memory only");
+          "Folder of the storage engine holding sessions and snapshots (created if missing); "
+          "without it sessions live in memory only");
 ABSL_FLAG(std::string, default_retrieval, "dense",
           "Retrieval of sessions that do not choose: 'dense', 'knn:K' or 'knn:K:exact'");
 ABSL_FLAG(std::string, default_index, "flat",
@@ -39,12 +39,9 @@ ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted, in
 ABSL_FLAG(int, threads, 0,
           "Most gRPC worker threads (one per running call; 0: gRPC's default). The engine's own "
           "parallelism follows OMP_NUM_THREADS");
-ABSL_FLAG(int, save_interval_ms, 1000,
-          "Least time between two saves of a session during an ingest stream (0: save at every "
-          "chunk); the end of a document always saves. Acknowledgements report only saved data");
-ABSL_FLAG(double, save_cost_factor, 4,
-          "Also wait this many times the last save's duration between saves, so that saving "
-          "(which rewrites the session) takes at most about 1/(1+factor) of an ingest");
+ABSL_FLAG(int64_t, checkpoint_entries, 32768,
+          "Checkpoint a session's memory (so that a restart replays only what follows) once this "
+          "many entries, and an eighth of those checkpointed, have been added since the last");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long running calls may finish after a signal");
 
 namespace fot {
@@ -75,8 +72,10 @@ int Main(int argc, char** argv) {
   SessionManagerOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
-  options.min_save_interval = absl::Milliseconds(absl::GetFlag(FLAGS_save_interval_ms));
-  options.save_cost_factor = absl::GetFlag(FLAGS_save_cost_factor);
+  options.checkpoint_entries = absl::GetFlag(FLAGS_checkpoint_entries);
+  options.on_load_error = [](const std::string& error) {
+    std::fprintf(stderr, "fot-server: not loaded: %s\n", error.c_str());
+  };
   options.defaults.memory = (*engine)->DefaultMemoryOptions();
   auto defaults = ResolveSessionOptions(
       {absl::GetFlag(FLAGS_default_retrieval), absl::GetFlag(FLAGS_default_index), "", 0},
@@ -84,11 +83,8 @@ int Main(int argc, char** argv) {
   if (!defaults.ok()) return Fail(absl::StrCat("default options: ", defaults.status().message()));
   options.defaults = *defaults;
 
-  std::vector<std::string> load_errors;
-  auto manager = SessionManager::Open(engine->get(), tokenizer->get(), options, &load_errors);
+  auto manager = SessionManager::Open(engine->get(), tokenizer->get(), options);
   if (!manager.ok()) return Fail(std::string(manager.status().message()));
-  for (const std::string& e : load_errors)
-    std::fprintf(stderr, "fot-server: not loaded: %s\n", e.c_str());
 
   ServerOptions server_options;
   server_options.listen = absl::GetFlag(FLAGS_listen);

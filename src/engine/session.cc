@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -75,7 +77,59 @@ absl::StatusOr<AttentionOptions> AttentionFromJson(const nlohmann::json& json,
   return ApplyAttentionSpec(spec, AttentionOptions{}, config);
 }
 
+// Strings of the stored state, checked: nlohmann's typed reads throw on a
+// wrong type, and a bad record must be a DataLoss of its session alone.
+template <typename T>
+absl::StatusOr<T> Field(const nlohmann::json& json, const char* name) {
+  if (!json.is_object() || !json.contains(name)) {
+    return absl::DataLossError(absl::StrCat("the stored session has no '", name, "'"));
+  }
+  try {
+    return json.at(name).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    return absl::DataLossError(absl::StrCat("the stored session's '", name, "' has a wrong type"));
+  }
+}
+
 }  // namespace
+
+std::string EncodeSessionOptions(const SessionOptions& options) {
+  nlohmann::json json;
+  json["index"] = DescribeOptions(options.memory);
+  json["retrieval"] = DescribeRetrieval(options.retrieval);
+  json["last_context_length"] = options.last_context_length;
+  // Only lambda has options of its own; AttentionFromJson reads none as fot.
+  if (options.attention.mode != AttentionMode::kFot) {
+    json["attention"] = AttentionJson(options.attention);
+  }
+  return json.dump();
+}
+
+absl::StatusOr<SessionOptions> DecodeSessionOptions(std::string_view text,
+                                                    const ModelConfig& config) {
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::DataLossError("the stored session options are not a JSON object");
+  }
+  SessionOptions options;
+  FOT_ASSIGN_OR_RETURN(const std::string index, Field<std::string>(json, "index"));
+  FOT_ASSIGN_OR_RETURN(const std::string retrieval, Field<std::string>(json, "retrieval"));
+  FOT_ASSIGN_OR_RETURN(options.last_context_length, Field<int>(json, "last_context_length"));
+  absl::Status parsed = ParseIndexSpec(index, &options.memory);
+  absl::StatusOr<Retrieval> retrieval_options = ParseRetrieval(retrieval);
+  absl::StatusOr<AttentionOptions> attention = absl::DataLossError("no attention");
+  try {
+    attention = AttentionFromJson(json.value("attention", nlohmann::json()), config);
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (!parsed.ok() || !retrieval_options.ok() || !attention.ok()) {
+    return absl::DataLossError(
+        "the stored session options do not parse (index, retrieval or attention)");
+  }
+  options.retrieval = *retrieval_options;
+  options.attention = *attention;
+  return options;
+}
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Engine* engine,
                                                          const SessionOptions& options) {
@@ -477,6 +531,150 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
   FOT_RETURN_IF_ERROR(
       loaded->HideDeletedDocuments());  // saves from before the commit rule hid them
   return loaded;
+}
+
+absl::StatusOr<SessionChanges> Session::ChangesSince(const SessionCursor& since) const {
+  absl::ReaderMutexLock lock(&mu_);
+  SessionChanges changes;
+  changes.end = {static_cast<int64_t>(stream_.size()), 0};
+  if (!memory_layers_.empty()) changes.end.entries = state_.memory[memory_layers_[0]]->size();
+  if (since.stream < 0 || since.stream > changes.end.stream || since.entries < 0 ||
+      since.entries > changes.end.entries) {
+    return absl::InternalError("the storage cursor is beyond the session");
+  }
+  changes.stream.assign(provenance_.begin() + since.stream, provenance_.end());
+  const int64_t n = changes.end.entries - since.entries;
+  for (int layer : memory_layers_) {
+    const KvMemory& memory = *state_.memory[layer];
+    const int64_t row = static_cast<int64_t>(memory.head_dim()) * n;
+    std::vector<float> keys(row * memory.num_kv_heads()), values(keys.size());
+    for (int h = 0; h < memory.num_kv_heads(); ++h) {
+      FOT_RETURN_IF_ERROR(memory.ReadKeys(h, since.entries, n, keys.data() + h * row));
+      FOT_RETURN_IF_ERROR(memory.ReadValues(h, since.entries, n, values.data() + h * row));
+    }
+    changes.keys.push_back(std::move(keys));
+    changes.values.push_back(std::move(values));
+  }
+  changes.committed = committed_;
+  changes.documents = documents_;
+  if (state_.cache->persistent()) {
+    for (int layer = 0; layer < engine_->config().num_hidden_layers; ++layer) {
+      std::ostringstream out;
+      FOT_RETURN_IF_ERROR(state_.cache->Write(layer, out));
+      const std::string bytes = out.str();
+      const uint64_t size = bytes.size();
+      changes.cache_state.append(reinterpret_cast<const char*>(&size), sizeof(size));
+      changes.cache_state.append(bytes);
+    }
+  }
+  return changes;
+}
+
+int64_t Session::memory_entries() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return memory_layers_.empty() ? 0 : state_.memory[memory_layers_[0]]->size();
+}
+
+absl::Status Session::WriteCheckpoint(const std::string& dir, Env& env, int64_t entries) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const int64_t held = memory_layers_.empty() ? 0 : state_.memory[memory_layers_[0]]->size();
+  if (held != entries) {
+    return absl::AbortedError(absl::StrCat("the memory holds ", held, " entries, not ", entries));
+  }
+  return WriteMemory(engine_->transformer(), state_, dir, env);
+}
+
+absl::Status Session::RestoreCache(const std::string& cache_state) {
+  if (!state_.cache->persistent()) {
+    if (!cache_state.empty()) return absl::DataLossError("a fot session has no stored cache");
+    state_.tokens_seen = committed_;
+    return absl::OkStatus();
+  }
+  std::string_view rest = cache_state;
+  for (int layer = 0; layer < engine_->config().num_hidden_layers; ++layer) {
+    uint64_t size = 0;
+    if (rest.size() < sizeof(size)) return absl::DataLossError("the stored cache is truncated");
+    std::memcpy(&size, rest.data(), sizeof(size));
+    rest.remove_prefix(sizeof(size));
+    if (rest.size() < size) return absl::DataLossError("the stored cache is truncated");
+    std::istringstream in(std::string(rest.substr(0, size)));
+    rest.remove_prefix(size);
+    const absl::Status read = state_.cache->Read(layer, in, committed_);
+    if (!read.ok()) return absl::DataLossError(absl::StrCat("the stored cache: ", read.message()));
+  }
+  state_.tokens_seen = committed_;
+  return absl::OkStatus();
+}
+
+absl::Status Session::RestoreEntries(int index, int64_t first, const float* keys,
+                                     const float* values, int64_t count) {
+  if (index < 0 || index >= static_cast<int>(memory_layers_.size())) {
+    return absl::DataLossError("a stored entry names no memory layer");
+  }
+  KvMemory& memory = *state_.memory[memory_layers_[index]];
+  if (first != memory.size() ||
+      EntryPosition(first + count) > static_cast<int64_t>(stream_.size())) {
+    return absl::DataLossError(absl::StrCat("stored entries [", first, ", ", first + count,
+                                            ") do not continue the memory of ", memory.size(),
+                                            " entries within the stream"));
+  }
+  // [kv_head][entry][head_dim] as stored, [entry][kv_head][head_dim] to append.
+  const int kv = memory.num_kv_heads(), hd = memory.head_dim();
+  std::vector<float> k(count * kv * hd), v(k.size());
+  for (int h = 0; h < kv; ++h) {
+    for (int64_t i = 0; i < count; ++i) {
+      std::memcpy(&k[(i * kv + h) * hd], keys + (h * count + i) * hd, hd * sizeof(float));
+      std::memcpy(&v[(i * kv + h) * hd], values + (h * count + i) * hd, hd * sizeof(float));
+    }
+  }
+  const Provenance* provenance = provenance_.data() + EntryPosition(first);
+  return memory.Append(k.data(), v.data(), provenance, count);
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Restore(const Engine* engine,
+                                                          StoredSession stored,
+                                                          const EntrySource& entries) {
+  std::unique_ptr<Session> session;
+  if (stored.checkpoint_dir.empty()) {
+    FOT_ASSIGN_OR_RETURN(session, Create(engine, stored.options));
+  } else {
+    FOT_ASSIGN_OR_RETURN(ModelState state, LoadMemory(engine->transformer(), stored.checkpoint_dir,
+                                                      stored.options.attention));
+    for (const auto& memory : state.memory) {
+      if (memory != nullptr &&
+          memory->options() != ResolveMemoryOptions(stored.options.memory, memory->head_dim())) {
+        return absl::DataLossError("the memory checkpoint has other index options");
+      }
+    }
+    session.reset(new Session(engine, stored.options, std::move(state)));
+  }
+  absl::MutexLock lock(&session->mu_);
+  if (stored.committed < 0 || stored.committed > static_cast<int64_t>(stored.stream.size())) {
+    return absl::DataLossError("the stored commit point is beyond the stored stream");
+  }
+  session->provenance_ = std::move(stored.stream);
+  for (const Provenance& p : session->provenance_) session->stream_.push_back(p.token);
+  session->documents_ = std::move(stored.documents);
+  session->committed_ = stored.committed;
+  const int64_t from = session->memory_layers_.empty()
+                           ? 0
+                           : session->state_.memory[session->memory_layers_[0]]->size();
+  if (from > stored.entries) return absl::DataLossError("the checkpoint is ahead of the store");
+  FOT_RETURN_IF_ERROR(entries(
+      from, [&](int index, int64_t first, const float* keys, const float* values, int64_t count)
+                ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  return session->RestoreEntries(index, first, keys, values, count);
+                }));
+  for (int layer : session->memory_layers_) {
+    if (session->state_.memory[layer]->size() != stored.entries) {
+      return absl::DataLossError(absl::StrCat("memory layer ", layer, " has ",
+                                              session->state_.memory[layer]->size(),
+                                              " stored entries, the session ", stored.entries));
+    }
+  }
+  FOT_RETURN_IF_ERROR(session->RestoreCache(stored.cache_state));
+  FOT_RETURN_IF_ERROR(session->HideDeletedDocuments());
+  return session;
 }
 
 }  // namespace fot

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -106,6 +107,50 @@ struct ScoreResult {
   double perplexity = 0;  // exp(−log_likelihood / tokens)
 };
 
+// Where the storage engine's copy of a session ends (src/storage): stream
+// positions and memory entries (per memory layer) it holds.
+struct SessionCursor {
+  int64_t stream = 0;
+  int64_t entries = 0;
+};
+
+// What a session holds beyond a cursor, read in one consistent cut.
+struct SessionChanges {
+  SessionCursor end;               // the cut: the next call's `since`
+  std::vector<Provenance> stream;  // positions [since.stream, end.stream)
+  // Per memory layer (memory_layers() order) the entries [since.entries,
+  // end.entries) as stored, [kv_head][entry][head_dim].
+  std::vector<std::vector<float>> keys, values;
+  int64_t committed = 0;
+  std::vector<DocumentInfo> documents;
+  std::string cache_state;  // what a lambda stream continues from; empty under fot
+};
+
+// A session as the storage engine keeps it, for Session::Restore.
+struct StoredSession {
+  SessionOptions options;
+  std::string checkpoint_dir;  // a memory checkpoint (WriteCheckpoint); "" for none
+  std::vector<Provenance> stream;
+  std::vector<DocumentInfo> documents;
+  int64_t committed = 0;
+  int64_t entries = 0;  // per memory layer
+  std::string cache_state;
+};
+
+// Appends memory entries to a session being restored: `index` into
+// memory_layers(), ids [first, first + count), keys and values as in
+// SessionChanges.
+using EntrySink = std::function<absl::Status(int index, int64_t first, const float* keys,
+                                             const float* values, int64_t count)>;
+// Feeds every stored entry with id >= from to the sink, in id order.
+using EntrySource = std::function<absl::Status(int64_t from, const EntrySink& sink)>;
+
+// The options as JSON text and back (resolved for `config`): what the
+// storage engine records of a session. DataLoss for text that is not such.
+std::string EncodeSessionOptions(const SessionOptions& options);
+absl::StatusOr<SessionOptions> DecodeSessionOptions(std::string_view text,
+                                                    const ModelConfig& config);
+
 class Session {
  public:
   static absl::StatusOr<std::unique_ptr<Session>> Create(const Engine* engine,
@@ -171,10 +216,32 @@ class Session {
   static absl::StatusOr<std::unique_ptr<Session>> Load(const Engine* engine,
                                                        const std::string& dir);
 
+  // --- The storage engine's view (src/storage/session_store.h) ---
+  // Everything beyond `since`, read under one lock.
+  absl::StatusOr<SessionChanges> ChangesSince(const SessionCursor& since) const;
+  // Entries per memory layer.
+  int64_t memory_entries() const;
+  // Writes the committed memory into the new directory `dir` (WriteMemory):
+  // restoring from it replays only the entries after it. Aborted unless the
+  // memory holds `entries` entries (what the storage engine holds).
+  [[nodiscard]] absl::Status WriteCheckpoint(const std::string& dir, Env& env,
+                                             int64_t entries) const;
+  // The session `stored` describes: memory from its checkpoint, then the
+  // entries `entries` feeds beyond it. DataLoss when the parts do not fit.
+  static absl::StatusOr<std::unique_ptr<Session>> Restore(const Engine* engine,
+                                                          StoredSession stored,
+                                                          const EntrySource& entries);
+
  private:
   // Hides memory entries of deleted documents that commits have added since
   // the delete.
   absl::Status HideDeletedDocuments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Parts of Restore: the stored Λ state (checked against the commit point),
+  // and entries appended to memory_layers()[index] with the stream's provenance.
+  absl::Status RestoreCache(const std::string& cache_state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RestoreEntries(int index, int64_t first, const float* keys, const float* values,
+                              int64_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Writes the session's files into the empty directory `staging`.
   absl::Status WriteLocked(const std::string& staging, Env& env) const

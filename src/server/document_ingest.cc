@@ -84,14 +84,16 @@ absl::StatusOr<std::unique_ptr<DocumentIngest>> DocumentIngest::Open(
 }
 
 IngestAck DocumentIngest::Ack() const {
+  // Only what the storage engine holds (ManagedSession::Durable).
   IngestAck ack;
-  const IngestProgress progress = session_->session().Progress();
-  ack.document_tokens = state_.tokens;
-  ack.stream_tokens = progress.stream_tokens;
-  ack.committed_tokens = progress.committed_tokens;
-  ack.resume_offset = session_->SavedDocument(document_).offset;
+  const DurableProgress durable = session_->Durable();
+  const DocumentState saved = session_->SavedDocument(document_);
+  ack.document_tokens = saved.tokens;
+  ack.stream_tokens = durable.stream_tokens;
+  ack.committed_tokens = durable.committed_tokens;
+  ack.resume_offset = saved.offset;
   ack.pending_bytes = text_ != nullptr ? text_->pending() : 0;
-  ack.complete = session_->SavedDocument(document_).complete;
+  ack.complete = saved.complete;
   return ack;
 }
 
@@ -187,14 +189,14 @@ absl::StatusOr<IngestAck> DocumentIngest::Chunk(std::string_view text,
     session_->documents_[document_] = state_;
   }
   append.Release();
-  FOT_RETURN_IF_ERROR(manager_->Persist(*session_, /*force=*/end_of_document).status());
+  FOT_RETURN_IF_ERROR(manager_->Persist(*session_));
   return Ack();
 }
 
 absl::StatusOr<IngestAck> DocumentIngest::Close() {
   // Only this stream changes the document (it holds the writer lock).
   if (!(session_->SavedDocument(document_) == session_->Document(document_))) {
-    FOT_RETURN_IF_ERROR(manager_->Persist(*session_, /*force=*/true).status());
+    FOT_RETURN_IF_ERROR(manager_->Persist(*session_));
   }
   return Ack();
 }

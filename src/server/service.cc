@@ -278,7 +278,7 @@ class FotService final : public pb::Fot::Service {
     return Guard("DeleteDocument", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FOT_RETURN_IF_ERROR(session->session().DeleteDocument(request->document()));
-      return manager_->Persist(*session, /*force=*/true).status();
+      return manager_->Persist(*session);
     });
   }
 
@@ -356,7 +356,7 @@ class FotService final : public pb::Fot::Service {
         return !(write_failed || cancelled || shutdown || stop.stopped());
       };
       FOT_ASSIGN_OR_RETURN(QueryResult result, managed->session().Generate(question, options));
-      if (options.keep_turn) FOT_RETURN_IF_ERROR(manager_->Persist(*managed, true).status());
+      if (options.keep_turn) FOT_RETURN_IF_ERROR(manager_->Persist(*managed));
       if (shutdown) return absl::UnavailableError("the server is shutting down");
       if (cancelled || write_failed) return absl::CancelledError("the client cancelled");
       message.Clear();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,34 +17,56 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The earlier layout: sessions/<name>/{state/, ingest.json}, the same under
+// snapshots/<name>/.
 constexpr char kStateDir[] = "state";
 constexpr char kIngestFile[] = "ingest.json";
 
-int64_t DirectoryBytes(const std::string& dir) {
-  int64_t total = 0;
-  std::error_code error;
-  for (fs::recursive_directory_iterator it(dir, error), end; !error && it != end;
-       it.increment(error)) {
-    std::error_code size_error;
-    if (it->is_regular_file(size_error)) {
-      const auto size = it->file_size(size_error);
-      if (!size_error) total += static_cast<int64_t>(size);
+absl::StatusOr<DocumentState> StateFromJson(const nlohmann::json& j) {
+  try {
+    return DocumentState{j.at("text").get<bool>(), j.at("complete").get<bool>(),
+                         j.at("offset").get<int64_t>(), j.at("tokens").get<int64_t>()};
+  } catch (const nlohmann::json::exception&) {
+    return absl::DataLossError("ingest.json has a document of wrong types");
+  }
+}
+
+// A session of the earlier layout and its ingest bookkeeping: each document
+// lists the states of the last two saves; the one whose token count matches
+// the saved session is its state.
+absl::StatusOr<std::pair<std::unique_ptr<Session>, std::map<std::string, DocumentState>>>
+LoadOldLayout(const Engine* engine, const std::string& dir) {
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
+                       Session::Load(engine, dir + "/" + kStateDir));
+  nlohmann::json meta = nlohmann::json::object();
+  if (std::ifstream in(dir + "/" + kIngestFile); in) {
+    meta = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (meta.is_discarded() || !meta.is_object() || !meta.contains("documents") ||
+        !meta["documents"].is_object()) {
+      return absl::DataLossError(absl::StrCat(kIngestFile, " is damaged"));
     }
   }
-  return total;
-}
-
-nlohmann::json StateJson(const DocumentState& s) {
-  return {{"text", s.text}, {"complete", s.complete}, {"offset", s.offset}, {"tokens", s.tokens}};
-}
-
-DocumentState StateFromJson(const nlohmann::json& j) {
-  DocumentState s;
-  s.text = j.value("text", true);
-  s.complete = j.value("complete", false);
-  s.offset = j.value("offset", int64_t{0});
-  s.tokens = j.value("tokens", int64_t{0});
-  return s;
+  std::map<std::string, int64_t> in_session;
+  for (const DocumentInfo& d : session->Documents()) in_session[d.name] = d.tokens;
+  std::map<std::string, DocumentState> documents;
+  for (const auto& [doc, candidates] : meta.value("documents", nlohmann::json::object()).items()) {
+    auto it = in_session.find(doc);
+    const int64_t tokens = it == in_session.end() ? 0 : it->second;
+    std::optional<DocumentState> match, last;
+    for (const auto& c : candidates) {
+      FOT_ASSIGN_OR_RETURN(DocumentState s, StateFromJson(c));
+      if (s.tokens == tokens) match = s;  // the latest matching candidate
+      last = s;
+    }
+    if (match.has_value()) {
+      documents[doc] = *match;
+    } else if (it != in_session.end() && last.has_value()) {
+      last->complete = true;  // where its text stands is unknown: not resumable
+      last->tokens = tokens;
+      documents[doc] = *last;
+    }
+  }
+  return std::make_pair(std::move(session), std::move(documents));
 }
 
 }  // namespace
@@ -92,44 +115,122 @@ WriterLock::~WriterLock() {
   session_->writer_ = false;
 }
 
+DurableProgress ManagedSession::Durable() const {
+  absl::MutexLock lock(&mu_);
+  return durable_;
+}
+
 // --- SessionManager ---------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<SessionManager>> SessionManager::Open(
-    const Engine* engine, const Tokenizer* tokenizer, SessionManagerOptions options,
-    std::vector<std::string>* load_errors) {
+    const Engine* engine, const Tokenizer* tokenizer, SessionManagerOptions options) {
   if (options.max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
   std::unique_ptr<SessionManager> manager(
       new SessionManager(engine, tokenizer, std::move(options)));
   const std::string& data_dir = manager->options_.data_dir;
   if (data_dir.empty()) return manager;
-  Env& env = *manager->options_.env;
-  FOT_RETURN_IF_ERROR(env.CreateDirs(data_dir + "/sessions"));
-  FOT_RETURN_IF_ERROR(env.CreateDirs(data_dir + "/snapshots"));
-  FOT_ASSIGN_OR_RETURN(const std::vector<std::string> entries, env.ListDir(data_dir + "/sessions"));
-  for (const std::string& name : entries) {
-    if (!ValidateName(name, "session").ok() || !fs::is_directory(manager->SessionDir(name))) {
-      continue;  // not a session's directory
-    }
-    const std::string dir = manager->SessionDir(name);
-    auto loaded = manager->LoadFrom(name, dir, dir);
-    if (!loaded.ok()) {
-      if (load_errors != nullptr) {
-        load_errors->push_back(absl::StrCat("session '", name, "': ", loaded.status().message()));
-      }
-      continue;
-    }
-    absl::MutexLock lock(&manager->mu_);
-    manager->sessions_[name] = *std::move(loaded);
+  FOT_RETURN_IF_ERROR(manager->options_.env->CreateDirs(data_dir));
+  FOT_ASSIGN_OR_RETURN(manager->store_, SessionStore::Open(data_dir, engine, manager->options_.env,
+                                                           manager->options_.file_system));
+  manager->MigrateOldLayout();
+  // The remains of a delete or checkpoint that a crash interrupted.
+  if (absl::Status collected = manager->store_->CollectGarbage(); !collected.ok()) {
+    manager->ReportLoadError(absl::StrCat("cleaning the data directory: ", collected.message()));
   }
+  FOT_ASSIGN_OR_RETURN(std::vector<std::string> names, manager->store_->SessionNames());
+  {
+    absl::MutexLock lock(&manager->mu_);
+    manager->loading_.insert(names.begin(), names.end());
+  }
+  SessionManager* m = manager.get();
+  manager->loader_ = std::thread([m, names] { m->LoadStored(names); });
   return manager;
 }
 
-std::string SessionManager::SessionDir(const std::string& name) const {
-  return options_.data_dir.empty() ? "" : options_.data_dir + "/sessions/" + name;
+SessionManager::~SessionManager() {
+  shutting_down_ = true;  // the loader stops between sessions
+  if (loader_.joinable()) loader_.join();
 }
 
-std::string SessionManager::SnapshotDir(const std::string& name) const {
-  return options_.data_dir + "/snapshots/" + name;
+void SessionManager::ReportLoadError(const std::string& error) const {
+  if (options_.on_load_error) options_.on_load_error(error);
+}
+
+void SessionManager::MigrateOldLayout() {
+  Env& env = *options_.env;
+  for (const bool snapshots : {false, true}) {
+    const std::string root = options_.data_dir + (snapshots ? "/snapshots" : "/sessions");
+    absl::StatusOr<std::vector<std::string>> entries = env.ListDir(root);
+    if (!entries.ok()) continue;  // no such directory: nothing to move
+    for (const std::string& name : *entries) {
+      const std::string dir = root + "/" + name;
+      if (!ValidateName(name, "").ok() || !env.Exists(dir + "/" + kStateDir)) continue;
+      const std::string what =
+          absl::StrCat(snapshots ? "snapshot '" : "session '", name, "' of the earlier layout");
+      auto old = LoadOldLayout(engine_, dir);
+      absl::Status moved = old.status();
+      const bool stored = snapshots ? false : store_->HasSession(name);
+      if (moved.ok() && !stored) {
+        moved = store_->Import(name, *old->first, old->second, snapshots);
+      }
+      // Once the store holds it, the old files go (a crash before this
+      // point imports it again: Import writes the whole session at once).
+      if (moved.ok()) moved = env.RemoveAll(dir);
+      if (!moved.ok()) {
+        ReportLoadError(absl::StrCat(what, " was not moved into the storage engine (",
+                                     moved.message(), "); it stays where it is"));
+      }
+    }
+  }
+}
+
+void SessionManager::LoadStored(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    if (shutting_down_) return;
+    absl::StatusOr<std::shared_ptr<ManagedSession>> managed = absl::UnknownError("");
+    absl::StatusOr<LoadedSession> loaded = store_->Load(name);
+    if (loaded.ok()) {
+      managed = Restore(name, *std::move(loaded));
+    } else {
+      managed = loaded.status();
+    }
+    absl::MutexLock lock(&mu_);
+    loading_.erase(name);
+    if (managed.ok()) {
+      sessions_[name] = *std::move(managed);
+      continue;
+    }
+    const absl::StatusCode code = managed.status().code() == absl::StatusCode::kDataLoss
+                                      ? absl::StatusCode::kDataLoss
+                                      : absl::StatusCode::kFailedPrecondition;
+    failed_[name] = absl::Status(
+        code, absl::StrCat("session '", name, "' could not be loaded: ", managed.status().message(),
+                           "; DeleteSession removes it"));
+    ReportLoadError(std::string(failed_[name].message()));
+  }
+}
+
+absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Restore(
+    const std::string& name, LoadedSession loaded) const {
+  const int64_t committed = loaded.stored.committed;
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
+                       Session::Restore(engine_, std::move(loaded.stored), loaded.entries));
+  std::shared_ptr<ManagedSession> managed(
+      new ManagedSession(name, std::move(session), std::move(loaded.records)));
+  absl::MutexLock lock(&managed->mu_);
+  managed->documents_ = loaded.ingest;
+  managed->saved_ = loaded.ingest;
+  managed->durable_ = {managed->session_->Progress().stream_tokens, committed};
+  return managed;
+}
+
+bool SessionManager::loaded() const {
+  absl::MutexLock lock(&mu_);
+  return loading_.empty();
+}
+
+void SessionManager::WaitUntilLoaded() const {
+  absl::MutexLock lock(&mu_, absl::Condition(this, &SessionManager::NothingLoading));
 }
 
 absl::Status SessionManager::CheckRunning() const {
@@ -147,31 +248,31 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Create(
   FOT_RETURN_IF_ERROR(ValidateName(name, "session name"));
   FOT_ASSIGN_OR_RETURN(SessionOptions resolved,
                        ResolveSessionOptions(spec, options_.defaults, engine_->config()));
-  std::shared_ptr<ManagedSession> managed;
-  {
-    absl::MutexLock lock(&mu_);
-    FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
-    const std::string dir = SessionDir(name);
-    if (!dir.empty() && fs::exists(dir + "/" + kStateDir)) {
-      return absl::AlreadyExistsError(absl::StrCat("the data directory holds a saved session '",
-                                                   name, "' that did not load at startup; remove ",
-                                                   dir, " or choose another name"));
-    }
-    FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(engine_, resolved));
-    managed.reset(new ManagedSession(name, std::move(session), dir));
-    sessions_[name] = managed;
+  absl::MutexLock lock(&mu_);
+  FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(engine_, resolved));
+  SessionRecords records;
+  // One small synced write; the name is reserved by mu_ meanwhile.
+  if (store_ != nullptr) {
+    FOT_ASSIGN_OR_RETURN(records, store_->Create(name, session->options()));
   }
-  return PersistNew(std::move(managed));
+  std::shared_ptr<ManagedSession> managed(
+      new ManagedSession(name, std::move(session), std::move(records)));
+  sessions_[name] = managed;
+  return managed;
 }
 
 absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Get(const std::string& name) const {
   if (shutting_down_) return absl::UnavailableError("the server is shutting down");
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(name);
-  if (it == sessions_.end()) {
-    return absl::NotFoundError(absl::StrCat("no session '", name.substr(0, 80), "'"));
+  if (it != sessions_.end()) return it->second;
+  if (loading_.count(name) > 0) {
+    return absl::UnavailableError(
+        absl::StrCat("session '", name, "' is still loading after a restart; retry in a moment"));
   }
-  return it->second;
+  if (auto failed = failed_.find(name); failed != failed_.end()) return failed->second;
+  return absl::NotFoundError(absl::StrCat("no session '", TruncateName(name), "'"));
 }
 
 std::vector<std::shared_ptr<ManagedSession>> SessionManager::List() const {
@@ -192,212 +293,161 @@ absl::Status SessionManager::Delete(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(name);
-    if (it == sessions_.end()) {
-      return absl::NotFoundError(absl::StrCat("no session '", name.substr(0, 80), "'"));
+    if (it != sessions_.end()) {
+      session = it->second;
+      sessions_.erase(it);
+    } else if (failed_.erase(name) == 0) {
+      if (loading_.count(name) > 0 || deleting_.count(name) > 0) {
+        return absl::UnavailableError(
+            absl::StrCat("session '", name, "' is loading or being deleted; retry in a moment"));
+      }
+      return absl::NotFoundError(absl::StrCat("no session '", TruncateName(name), "'"));
     }
-    session = it->second;
-    sessions_.erase(it);
+    // Until its records are gone the name cannot be taken again.
+    deleting_.insert(name);
   }
-  absl::MutexLock save(&session->save_mu_);  // waits for a save in progress
-  {
+  absl::Status removed = absl::OkStatus();
+  if (session != nullptr) {
+    absl::MutexLock store(&session->store_mu_);  // after a write in progress
     absl::MutexLock lock(&session->mu_);
     session->deleted_ = true;
   }
-  if (!session->dir_.empty()) {
-    if (absl::Status removed = options_.env->RemoveAll(session->dir_); !removed.ok()) {
-      return absl::Status(removed.code(),
-                          absl::StrCat("session '", name,
-                                       "' is deleted but its files are not: ", removed.message()));
-    }
+  if (store_ != nullptr) {
+    removed = store_->Delete(name);
+    if (removed.code() == absl::StatusCode::kNotFound) removed = absl::OkStatus();
+  }
+  absl::MutexLock lock(&mu_);
+  deleting_.erase(name);
+  if (!removed.ok()) {
+    // Still stored: it loads again at the next start, so say so.
+    failed_[name] = absl::FailedPreconditionError(absl::StrCat(
+        "session '", name, "' was being deleted when the storage engine failed; delete it again"));
+    return absl::Status(
+        removed.code(),
+        absl::StrCat("session '", name, "' could not be deleted: ", removed.message()));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> SessionManager::Persist(ManagedSession& session, bool force) {
-  absl::MutexLock save(&session.save_mu_);
+absl::Status SessionManager::Persist(ManagedSession& session) {
+  absl::MutexLock store(&session.store_mu_);
+  return PersistLocked(session);
+}
+
+absl::Status SessionManager::PersistLocked(ManagedSession& session) {
   {
     absl::MutexLock lock(&session.mu_);
     if (session.deleted_) {
       return absl::NotFoundError(absl::StrCat("session '", session.name_, "' was deleted"));
     }
-    const absl::Duration wait = std::max(options_.min_save_interval,
-                                         options_.save_cost_factor * session.last_save_duration_);
-    if (!force && absl::Now() - session.last_save_ < wait) return false;
-    if (session.dir_.empty()) {
-      session.saved_ = session.documents_;
-      session.last_save_ = absl::Now();
-      return true;
-    }
   }
-  const absl::Time start = absl::Now();
-  FOT_RETURN_IF_ERROR(SaveTo(session, session.dir_));
-  absl::MutexLock lock(&session.mu_);
-  session.last_save_duration_ = absl::Now() - start;
-  return true;
-}
-
-absl::Status SessionManager::SaveTo(ManagedSession& session, const std::string& dir) {
-  absl::MutexLock append(&session.append_mu_);
-  std::map<std::string, DocumentState> documents, saved;
+  std::map<std::string, DocumentState> documents;
+  absl::StatusOr<SessionChanges> changes;
   {
+    absl::MutexLock append(&session.append_mu_);
+    changes = session.session_->ChangesSince(session.records_.cursor);
     absl::MutexLock lock(&session.mu_);
     documents = session.documents_;
-    saved = session.saved_;
   }
-  Env& env = *options_.env;
-  FOT_RETURN_IF_ERROR(env.CreateDirs(dir));
-  // The bookkeeping is written before the session: each document lists the
-  // state of the previous save and the new one, and loading picks the one
-  // whose token count matches the session that was actually saved. So a
-  // crash between the two writes never pairs a session with the wrong
-  // offsets.
-  nlohmann::json meta;
-  meta["format"] = "fotserve-ingest 1";
-  meta["documents"] = nlohmann::json::object();
-  for (const auto& [name, state] : documents) {
-    nlohmann::json candidates = nlohmann::json::array();
-    auto old = saved.find(name);
-    if (old != saved.end()) candidates.push_back(StateJson(old->second));
-    candidates.push_back(StateJson(state));
-    meta["documents"][name] = candidates;
+  FOT_RETURN_IF_ERROR(changes.status());
+  if (store_ != nullptr) {
+    FOT_RETURN_IF_ERROR(store_->Write(&session.records_, *changes, documents));
+  } else {
+    session.records_.cursor = changes->end;
   }
-  FOT_RETURN_IF_ERROR(WriteFileAtomically(env, dir + "/" + kIngestFile, meta.dump()));
-  FOT_RETURN_IF_ERROR(session.session().Save(dir + "/" + kStateDir, &env));
-  if (dir == session.dir_) {
+  {
     absl::MutexLock lock(&session.mu_);
-    session.saved_ = documents;
-    session.last_save_ = absl::Now();
+    session.saved_ = std::move(documents);
+    session.durable_ = {changes->end.stream, changes->committed};
   }
+  if (store_ != nullptr) MaybeCheckpoint(session);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadFrom(const std::string& name,
-                                                                         const std::string& from,
-                                                                         const std::string& dir) {
-  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
-                       Session::Load(engine_, from + "/" + kStateDir));
-  nlohmann::json meta = nlohmann::json::object();
-  if (std::ifstream in(from + "/" + kIngestFile); in) {
-    meta = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (meta.is_discarded() || !meta.is_object() || !meta.contains("documents") ||
-        !meta["documents"].is_object()) {
-      return absl::DataLossError(absl::StrCat(from, "/", kIngestFile, " is damaged"));
-    }
-  }
-  std::map<std::string, DocumentState> documents;
-  std::map<std::string, int64_t> in_session;
-  for (const DocumentInfo& d : session->Documents()) in_session[d.name] = d.tokens;
-  if (meta.contains("documents")) {
-    for (const auto& [doc, candidates] : meta["documents"].items()) {
-      auto it = in_session.find(doc);
-      const int64_t tokens = it == in_session.end() ? 0 : it->second;
-      std::optional<DocumentState> match;
-      for (const auto& c : candidates) {
-        DocumentState s = StateFromJson(c);
-        if (s.tokens == tokens) match = s;  // the latest matching candidate
-      }
-      if (match.has_value()) {
-        documents[doc] = *match;
-      } else if (it != in_session.end()) {
-        // Cannot tell where the document's text stands: not resumable.
-        DocumentState s = StateFromJson(candidates.back());
-        s.complete = true;
-        s.tokens = tokens;
-        documents[doc] = s;
-      }
-    }
-  }
-  std::shared_ptr<ManagedSession> managed(new ManagedSession(name, std::move(session), dir));
-  absl::MutexLock lock(&managed->mu_);
-  managed->documents_ = documents;
-  managed->saved_ = documents;
-  managed->last_save_ = absl::Now();
-  return managed;
+void SessionManager::MaybeCheckpoint(ManagedSession& session) {
+  const SessionRecords& r = session.records_;
+  const int64_t added = r.cursor.entries - r.checkpoint_entries;
+  if (added < std::max(options_.checkpoint_entries, r.checkpoint_entries / 8)) return;
+  // A checkpoint only shortens restarts: what is acknowledged is already in
+  // the records, so a failure here (a full disk) is retried at a later write.
+  store_->Checkpoint(&session.records_, *session.session_).IgnoreError();
 }
 
 absl::StatusOr<int64_t> SessionManager::SaveSnapshot(const std::string& session_name,
                                                      const std::string& snapshot, bool overwrite) {
   FOT_RETURN_IF_ERROR(CheckRunning());
   FOT_ASSIGN_OR_RETURN(std::shared_ptr<ManagedSession> session, Get(session_name));
-  if (options_.data_dir.empty()) {
+  if (store_ == nullptr) {
     return absl::FailedPreconditionError("the server has no data directory (--data-dir)");
   }
-  if (snapshot.empty()) {
-    FOT_RETURN_IF_ERROR(Persist(*session, /*force=*/true).status());
-    return DirectoryBytes(session->dir_);
+  if (!snapshot.empty()) FOT_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
+  absl::MutexLock store(&session->store_mu_);
+  FOT_RETURN_IF_ERROR(PersistLocked(*session));
+  if (!snapshot.empty()) {
+    FOT_ASSIGN_OR_RETURN(const SessionChanges now,
+                         session->session_->ChangesSince(session->records_.cursor));
+    FOT_RETURN_IF_ERROR(store_->SaveSnapshot(snapshot, session->records_, now,
+                                             EncodeSessionOptions(session->session_->options()),
+                                             overwrite));
   }
-  FOT_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
-  const std::string dir = SnapshotDir(snapshot);
-  absl::MutexLock save(&session->save_mu_);
-  if (fs::exists(dir)) {
-    if (!overwrite) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("snapshot '", snapshot, "' exists; set overwrite to replace it"));
-    }
-  }
-  FOT_RETURN_IF_ERROR(SaveTo(*session, dir));
-  return DirectoryBytes(dir);
+  return store_->DataBytes(session->records_);
 }
 
 absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadSnapshot(
     const std::string& snapshot, const std::string& session_name) {
   FOT_RETURN_IF_ERROR(CheckRunning());
-  if (options_.data_dir.empty()) {
+  if (store_ == nullptr) {
     return absl::FailedPreconditionError("the server has no data directory (--data-dir)");
   }
   FOT_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
   const std::string name = session_name.empty() ? snapshot : session_name;
   FOT_RETURN_IF_ERROR(ValidateName(name, "session name"));
-  const std::string from = SnapshotDir(snapshot);
-  if (!fs::exists(from + "/" + kStateDir)) {
+  if (!store_->HasSnapshot(snapshot)) {
     return absl::NotFoundError(absl::StrCat("no snapshot '", snapshot, "'"));
   }
-  // Loaded outside the manager's lock (a session's locks are never taken
-  // inside it), then checked again.
-  FOT_ASSIGN_OR_RETURN(std::shared_ptr<ManagedSession> managed,
-                       LoadFrom(name, from, SessionDir(name)));
   {
     absl::MutexLock lock(&mu_);
     FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
-    sessions_[name] = managed;
+    loading_.insert(name);  // reserved while it loads, outside the lock
   }
-  return PersistNew(std::move(managed));
+  absl::StatusOr<std::shared_ptr<ManagedSession>> managed = absl::UnknownError("");
+  absl::StatusOr<LoadedSession> loaded = store_->LoadSnapshot(snapshot, name);
+  if (loaded.ok()) {
+    managed = Restore(name, *std::move(loaded));
+    if (!managed.ok()) store_->Delete(name).IgnoreError();  // the error to report is managed's
+  } else {
+    managed = loaded.status();
+  }
+  absl::MutexLock lock(&mu_);
+  loading_.erase(name);
+  if (managed.ok()) sessions_[name] = *managed;
+  return managed;
 }
 
 absl::Status SessionManager::CheckFreeSlot(const std::string& name) const {
   if (sessions_.count(name) > 0) {
     return absl::AlreadyExistsError(absl::StrCat("session '", name, "' already exists"));
   }
-  if (static_cast<int>(sessions_.size()) >= options_.max_sessions) {
+  if (loading_.count(name) > 0 || deleting_.count(name) > 0) {
+    return absl::UnavailableError(
+        absl::StrCat("session '", name, "' is loading or being deleted; retry in a moment"));
+  }
+  if (failed_.count(name) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("the data directory holds a session '", name,
+                                                 "' that could not be loaded; delete it first "
+                                                 "or choose another name"));
+  }
+  if (static_cast<int>(sessions_.size() + loading_.size()) >= options_.max_sessions) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the server holds its maximum of ", options_.max_sessions, " sessions; delete one first"));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::PersistNew(
-    std::shared_ptr<ManagedSession> managed) {
-  absl::StatusOr<bool> saved = Persist(*managed, /*force=*/true);
-  if (!saved.ok()) {
-    absl::MutexLock lock(&mu_);
-    sessions_.erase(managed->name_);
-    return saved.status();
-  }
-  return managed;
-}
-
 std::vector<std::string> SessionManager::Snapshots() const {
-  std::vector<std::string> names;
-  if (options_.data_dir.empty()) return names;
-  absl::StatusOr<std::vector<std::string>> entries =
-      options_.env->ListDir(options_.data_dir + "/snapshots");
-  if (!entries.ok()) return names;
-  for (const std::string& name : *entries) {
-    if (ValidateName(name, "").ok() && options_.env->Exists(SnapshotDir(name) + "/" + kStateDir)) {
-      names.push_back(name);
-    }
-  }
-  return names;
+  if (store_ == nullptr) return {};
+  absl::StatusOr<std::vector<std::string>> names = store_->SnapshotNames();
+  return names.ok() ? *names : std::vector<std::string>{};
 }
 
 }  // namespace fot

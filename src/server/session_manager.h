@@ -1,15 +1,22 @@
 // The sessions a server holds: named sessions with their options, a limit on
-// how many, and persistence in a data directory (every acknowledged ingest
-// survives a restart). Documents stream into them through DocumentIngest
-// (document_ingest.h).
+// how many, and their records in the data directory's storage engine
+// (src/storage/session_store.h): every acknowledged ingest is on disk before
+// its acknowledgement, and survives a crash. Documents stream into them
+// through DocumentIngest (document_ingest.h).
 //
 // Knows nothing of gRPC: the service (service.h) translates requests into
 // these calls and absl::Status into gRPC status codes.
 //
 // Data directory layout:
-//   <data_dir>/sessions/<name>/state/        Session::Save of the live session
-//   <data_dir>/sessions/<name>/ingest.json   per-document ingest bookkeeping
-//   <data_dir>/snapshots/<name>/...          the same, written by SaveSnapshot
+//   <data_dir>/db/      the RocksDB database of every session and snapshot
+//   <data_dir>/index/   memory checkpoints a restart starts from
+// Data directories of the earlier layout (sessions/<name>/state, snapshots/)
+// are moved into the database when the server first opens them.
+//
+// At Open, stored sessions load in the background: until a session is ready,
+// calls for it answer Unavailable ("loading; retry"). A session that cannot
+// load is reported for itself (FailedPrecondition naming the problem) while
+// the others serve; DeleteSession removes it.
 //
 // Thread safety: every method of SessionManager may be called from any
 // thread. A ManagedSession is shared (std::shared_ptr) so that a query keeps
@@ -20,11 +27,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
-#include <optional>
+#include <set>
 #include <string>
-#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,44 +40,43 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "absl/types/span.h"
 #include "base/env.h"
 #include "src/engine/engine.h"
 #include "src/engine/session.h"
 #include "src/server/session_options.h"
+#include "src/storage/session_store.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace fot {
 
 struct SessionManagerOptions {
   std::string data_dir;       // "" keeps sessions in memory only
-  Env* env = Env::Default();  // every file of the data directory goes through it; not owned
+  Env* env = Env::Default();  // memory checkpoints and migrated files; not owned
+  // The storage engine's files go through it (null: the local disk), so that
+  // a test can inject a failing disk.
+  std::shared_ptr<rocksdb::FileSystem> file_system;
   int max_sessions = 64;
   SessionOptions defaults;  // options of sessions whose request leaves fields empty
-  // Minimum time between two saves of a session during an ingest stream; the
-  // end of a document or of a stream always saves. 0: save at every chunk.
-  // Acknowledgements report only what is saved. A save rewrites the whole
-  // session (and fsyncs it), so the wait also grows to save_cost_factor times
-  // the last save's duration: saving takes at most about 1 / (1 + factor) of
-  // an ingest's time however large the memory. 0 turns that off.
-  absl::Duration min_save_interval = absl::ZeroDuration();
-  double save_cost_factor = 0;
+  // A session's memory is checkpointed (a restart then replays only what came
+  // after) once this many entries, and at least an eighth of those already
+  // checkpointed, have been added since its last checkpoint.
+  int64_t checkpoint_entries = 32768;
   // Text of a document held back without a boundary (a run of spaces) to cut
   // at: beyond this, the ingest fails with ResourceExhausted.
   int64_t max_pending_text_bytes = 1 << 20;
   // How long an ingest (or a kept turn) waits for another ingest stream of the
   // same session to end before failing with Aborted.
   absl::Duration writer_wait = absl::Seconds(10);
+  // Called for each stored session that cannot be loaded or migrated, with
+  // the reason: from the loading thread, before the session stops counting
+  // as loading; it must not call the manager.
+  std::function<void(const std::string& error)> on_load_error;
 };
 
-// What the service keeps per document beyond Session's DocumentInfo.
-struct DocumentState {
-  bool text = true;       // offsets count bytes of text (else token ids)
-  bool complete = false;  // end_of_document received
-  int64_t offset = 0;     // bytes / tokens of the document in the session
-  int64_t tokens = 0;     // the session's token count of the document at `offset`
-
-  bool operator==(const DocumentState&) const = default;
+// What an acknowledgement may report: the counts the storage engine holds.
+struct DurableProgress {
+  int64_t stream_tokens = 0;
+  int64_t committed_tokens = 0;
 };
 
 class SessionManager;
@@ -82,33 +89,34 @@ class ManagedSession {
   // The ingest state of `document`; for documents the service did not ingest
   // (kept turns) a complete token document.
   DocumentState Document(const std::string& document) const;
-  // The saved (acknowledgeable) state of `document`.
+  // The durable (acknowledgeable) state of `document`.
   DocumentState SavedDocument(const std::string& document) const;
+  DurableProgress Durable() const;
 
  private:
   friend class SessionManager;
   friend class DocumentIngest;
   friend class WriterLock;
 
-  ManagedSession(std::string name, std::unique_ptr<Session> session, std::string dir)
-      : name_(std::move(name)), session_(std::move(session)), dir_(std::move(dir)) {}
+  ManagedSession(std::string name, std::unique_ptr<Session> session, SessionRecords records)
+      : name_(std::move(name)), session_(std::move(session)), records_(std::move(records)) {}
 
   const std::string name_;
   const std::unique_ptr<Session> session_;
-  const std::string dir_;  // "" without a data directory
+
+  // One write to the storage engine at a time, in order.
+  absl::Mutex store_mu_ ABSL_ACQUIRED_BEFORE(append_mu_);
+  SessionRecords records_ ABSL_GUARDED_BY(store_mu_);
+  // Held while tokens join the session and documents_ follows, and while a
+  // write reads both, so that a write never pairs a stream with other offsets.
+  absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   mutable absl::Mutex mu_;
   bool writer_ ABSL_GUARDED_BY(mu_) = false;   // an ingest stream or kept turn is running
   bool deleted_ ABSL_GUARDED_BY(mu_) = false;  // removed from the manager
   std::map<std::string, DocumentState> documents_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, DocumentState> saved_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_save_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // when it ended
-  absl::Duration last_save_duration_ ABSL_GUARDED_BY(mu_);
-
-  absl::Mutex save_mu_ ABSL_ACQUIRED_BEFORE(append_mu_);  // one save at a time
-  // Held while tokens join the session and documents_ follows, and while a
-  // save reads both, so a save never pairs a session with other offsets.
-  absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  DurableProgress durable_ ABSL_GUARDED_BY(mu_);
 };
 
 // Exclusive right to change a session's stream (one ingest stream or kept
@@ -132,35 +140,45 @@ class WriterLock {
 
 class SessionManager {
  public:
-  // Loads every session saved under options.data_dir (creating the folders if
-  // needed). A session that fails to load is reported in *load_errors (if not
-  // null) and left on disk untouched. `engine` and `tokenizer` are not owned.
-  static absl::StatusOr<std::unique_ptr<SessionManager>> Open(
-      const Engine* engine, const Tokenizer* tokenizer, SessionManagerOptions options,
-      std::vector<std::string>* load_errors = nullptr);
+  // Opens the storage engine in options.data_dir (creating it if needed),
+  // moves a data directory of the earlier layout into it, and starts loading
+  // the stored sessions in the background. `engine` and `tokenizer` are not
+  // owned.
+  static absl::StatusOr<std::unique_ptr<SessionManager>> Open(const Engine* engine,
+                                                              const Tokenizer* tokenizer,
+                                                              SessionManagerOptions options);
+  ~SessionManager();  // waits for the background loading to stop
 
   const SessionManagerOptions& options() const { return options_; }
   const Engine& engine() const { return *engine_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
   // AlreadyExists, ResourceExhausted (max_sessions), InvalidArgument (name or
-  // options), Unavailable after Shutdown.
+  // options), Unavailable after Shutdown or while the name loads.
   absl::StatusOr<std::shared_ptr<ManagedSession>> Create(const std::string& name,
                                                          const SessionOptionsSpec& spec);
-  // NotFound for an unknown name.
+  // NotFound for an unknown name, Unavailable while it loads,
+  // FailedPrecondition (or DataLoss) if it could not be loaded.
   absl::StatusOr<std::shared_ptr<ManagedSession>> Get(const std::string& name) const;
   std::vector<std::shared_ptr<ManagedSession>> List() const;  // sorted by name
-  // Removes the session and its saved state. Queries holding it finish.
+  // Removes the session and its records (also one that could not be loaded).
+  // Queries holding it finish.
   [[nodiscard]] absl::Status Delete(const std::string& name);
   int size() const;
+  // Whether every stored session has loaded (or failed to), and waiting for it.
+  bool loaded() const;
+  void WaitUntilLoaded() const;
 
-  // Saves the session now if the last save is at least min_save_interval old
-  // (or `force`). Returns whether it saved. Does nothing without a data dir.
-  absl::StatusOr<bool> Persist(ManagedSession& session, bool force);
+  // Writes everything the session holds beyond its records in one synced
+  // batch; acknowledgements report only what that made durable. Without a
+  // data directory it only marks the state acknowledgeable.
+  [[nodiscard]] absl::Status Persist(ManagedSession& session);
 
-  // Snapshots (SaveSession / LoadSession of the API).
+  // Snapshots (SaveSession / LoadSession of the API). SaveSnapshot returns the
+  // bytes of stored data the snapshot reaches (shared with the session, not
+  // copied).
   absl::StatusOr<int64_t> SaveSnapshot(const std::string& session, const std::string& snapshot,
-                                       bool overwrite);  // bytes on disk
+                                       bool overwrite);
   absl::StatusOr<std::shared_ptr<ManagedSession>> LoadSnapshot(const std::string& snapshot,
                                                                const std::string& session);
   std::vector<std::string> Snapshots() const;
@@ -174,30 +192,38 @@ class SessionManager {
   SessionManager(const Engine* engine, const Tokenizer* tokenizer, SessionManagerOptions options)
       : engine_(engine), tokenizer_(tokenizer), options_(std::move(options)) {}
 
-  std::string SessionDir(const std::string& name) const;
-  std::string SnapshotDir(const std::string& name) const;
-  // Writes dir/ingest.json and dir/state for `session` (caller holds save_mu_).
-  absl::Status SaveTo(ManagedSession& session, const std::string& dir)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.save_mu_);
-  absl::StatusOr<std::shared_ptr<ManagedSession>> LoadFrom(const std::string& name,
-                                                           const std::string& from,
-                                                           const std::string& dir);
+  // Moves sessions and snapshots of the earlier layout into the store.
+  void MigrateOldLayout();
+  // Loads the stored sessions (the loading thread).
+  void LoadStored(const std::vector<std::string>& names);
+  absl::StatusOr<std::shared_ptr<ManagedSession>> Restore(const std::string& name,
+                                                          LoadedSession loaded) const;
+  absl::Status PersistLocked(ManagedSession& session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.store_mu_);
+  // Checkpoints the session's memory when enough has been added since the
+  // last checkpoint.
+  void MaybeCheckpoint(ManagedSession& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.store_mu_);
   absl::Status CheckRunning() const;
-  // AlreadyExists if `name` is taken, ResourceExhausted if max_sessions are held.
+  // AlreadyExists if `name` is taken, Unavailable while it loads or is being
+  // deleted, ResourceExhausted if max_sessions are held.
   absl::Status CheckFreeSlot(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Saves a session just added to sessions_; unregisters it if that fails.
-  absl::StatusOr<std::shared_ptr<ManagedSession>> PersistNew(
-      std::shared_ptr<ManagedSession> managed);
+  void ReportLoadError(const std::string& error) const;
+  bool NothingLoading() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return loading_.empty(); }
 
   const Engine* engine_;
   const Tokenizer* tokenizer_;
   const SessionManagerOptions options_;
+  std::unique_ptr<SessionStore> store_;  // null without a data directory
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<ManagedSession>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> loading_ ABSL_GUARDED_BY(mu_);               // stored, not ready yet
+  std::set<std::string> deleting_ ABSL_GUARDED_BY(mu_);              // records being removed
+  std::map<std::string, absl::Status> failed_ ABSL_GUARDED_BY(mu_);  // could not be loaded
   // Read by running queries between tokens, while they hold their session's
   // lock: an atomic, so that no lock is taken there.
   std::atomic<bool> shutting_down_{false};
+  std::thread loader_;
 };
 
 }  // namespace fot

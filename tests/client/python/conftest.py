@@ -21,7 +21,7 @@ class Server:
         listen = f"127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [os.environ["FOT_SERVER"], "--model", os.environ["FOT_MODEL"], "--listen", listen,
-             "--data_dir", self.data_dir, "--save_interval_ms", "0", *flags],
+             "--data_dir", self.data_dir, *flags],
             stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
         for line in self.process.stderr:

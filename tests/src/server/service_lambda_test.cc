@@ -26,12 +26,8 @@ constexpr int kLocalWindow = 6;  // not W = 16: blocks and windows differ
 
 class ServiceLambdaTest : public ServiceTest {
  protected:
-  // Saves at most once a second while ingesting (the end of a document
-  // always saves), so that byte-sized chunks stay fast.
   static std::unique_ptr<Server> Start(const std::string& data_dir) {
-    SessionManagerOptions options;
-    options.min_save_interval = absl::Seconds(1);
-    return ServiceTest::Start(data_dir, options);
+    return ServiceTest::Start(data_dir, SessionManagerOptions{});
   }
 
   static std::string DataDir(const std::string& name) {

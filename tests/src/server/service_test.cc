@@ -27,16 +27,8 @@
 namespace fot::service_test {
 namespace {
 
-// Sessions save at most once a second while ingesting here (each save fsyncs
-// every memory store; see RestartKeepsAcknowledgedData for saves per chunk).
-SessionManagerOptions SavingEverySecond() {
-  SessionManagerOptions options;
-  options.min_save_interval = absl::Seconds(1);
-  return options;
-}
-
 TEST_F(ServiceTest, AnyChunkingGivesTheOneShotAnswer) {
-  auto s = Start(DataDir("chunkings"), SavingEverySecond());
+  auto s = Start(DataDir("chunkings"), SessionManagerOptions{});
   const Answer expected = Reference(AllDocumentTokens());
   for (size_t chunk : {0, 1, 3, 7, 40}) {
     const std::string name = "chunk" + std::to_string(chunk);
@@ -154,7 +146,7 @@ TEST_F(ServiceTest, RestartKeepsAcknowledgedData) {
 }
 
 TEST_F(ServiceTest, ConcurrentSessionsAndQueries) {
-  auto s = Start(DataDir("concurrent"), SavingEverySecond());
+  auto s = Start(DataDir("concurrent"), SessionManagerOptions{});
   const Answer expected = Reference(AllDocumentTokens());
   std::vector<std::thread> threads;
   std::vector<Answer> answers(4);

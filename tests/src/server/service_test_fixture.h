@@ -107,10 +107,12 @@ class ServiceTest : public ::testing::Test {
     auto server = std::make_unique<Server>();
     options.data_dir = data_dir;
     options.defaults.memory = engine_->DefaultMemoryOptions();
-    std::vector<std::string> errors;
-    auto manager = SessionManager::Open(engine_, tokenizer_, options, &errors);
+    auto errors = std::make_shared<std::vector<std::string>>();
+    options.on_load_error = [errors](const std::string& e) { errors->push_back(e); };
+    auto manager = SessionManager::Open(engine_, tokenizer_, options);
     EXPECT_TRUE(manager.ok()) << manager.status();
-    EXPECT_TRUE(errors.empty()) << errors.front();
+    (*manager)->WaitUntilLoaded();
+    EXPECT_TRUE(errors->empty()) << errors->front();
     server->manager = *std::move(manager);
     ServerOptions server_options;
     server_options.listen = "127.0.0.1:0";
