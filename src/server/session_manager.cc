@@ -49,7 +49,8 @@ LoadOldLayout(const Engine* engine, const std::string& dir) {
   std::map<std::string, int64_t> in_session;
   for (const DocumentInfo& d : session->Documents()) in_session[d.name] = d.tokens;
   std::map<std::string, DocumentState> documents;
-  for (const auto& [doc, candidates] : meta.value("documents", nlohmann::json::object()).items()) {
+  const nlohmann::json listed = meta.value("documents", nlohmann::json::object());
+  for (const auto& [doc, candidates] : listed.items()) {
     auto it = in_session.find(doc);
     const int64_t tokens = it == in_session.end() ? 0 : it->second;
     std::optional<DocumentState> match, last;
@@ -167,7 +168,13 @@ void SessionManager::MigrateOldLayout() {
       if (!ValidateName(name, "").ok() || !env.Exists(dir + "/" + kStateDir)) continue;
       const std::string what =
           absl::StrCat(snapshots ? "snapshot '" : "session '", name, "' of the earlier layout");
-      auto old = LoadOldLayout(engine_, dir);
+      absl::StatusOr<std::pair<std::unique_ptr<Session>, std::map<std::string, DocumentState>>>
+          old = absl::UnknownError("");
+      try {
+        old = LoadOldLayout(engine_, dir);
+      } catch (const nlohmann::json::exception&) {  // a value of a wrong type in session.json
+        old = absl::DataLossError("its session.json holds a value of a wrong type");
+      }
       absl::Status moved = old.status();
       const bool stored = snapshots ? false : store_->HasSession(name);
       if (moved.ok() && !stored) {

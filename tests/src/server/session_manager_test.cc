@@ -5,15 +5,21 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/utf8.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/server/document_ingest.h"
 #include "src/server/validation.h"
+#include "src/storage/database.h"
 #include "tests/base/faulty_env.h"
 #include "tests/src/storage/faulty_file_system.h"
 
@@ -90,6 +96,40 @@ class ManagerTest : public ::testing::Test {
       EXPECT_TRUE(status.ok()) << status;
     }
     return ids;
+  }
+
+  // Streams `text` into a new document of `session` in chunks of `chunk`
+  // bytes; the last acknowledgement.
+  static IngestAck Ingest(SessionManager* manager, const std::string& session,
+                          const std::string& document, const std::string& text, size_t chunk) {
+    auto ingest = DocumentIngest::Open(manager, {session, document, true, 0, true});
+    EXPECT_TRUE(ingest.ok()) << ingest.status();
+    IngestAck last;
+    for (size_t at = 0; ingest.ok() && at < text.size(); at += chunk) {
+      auto ack = (*ingest)->Chunk(text.substr(at, chunk), {}, at + chunk >= text.size());
+      EXPECT_TRUE(ack.ok()) << ack.status();
+      if (ack.ok()) last = *ack;
+    }
+    return last;
+  }
+
+  // What a query sees: the log-likelihood of a fixed continuation, per token.
+  static std::vector<float> Probe(SessionManager* manager, const std::string& name) {
+    auto session = manager->Get(name);
+    EXPECT_TRUE(session.ok()) << session.status();
+    if (!session.ok()) return {};
+    auto score = (*session)->session().Score(tokenizer_->Encode(" the quiet house"),
+                                             tokenizer_->Encode(" sees birds"), std::nullopt);
+    EXPECT_TRUE(score.ok()) << score.status();
+    return score.ok() ? score->token_log_probs : std::vector<float>{};
+  }
+
+  static std::string LongText(int sentences) {
+    std::string text;
+    for (int i = 0; i < sentences; ++i) {
+      text += "the river " + std::to_string(i * 13 % 97) + " sees birds and a bright window. ";
+    }
+    return text;
   }
 
   static Engine* engine_;
@@ -317,6 +357,202 @@ TEST_F(ManagerTest, AFailingDiskDuringIngestLosesNothingAcknowledged) {
     }
   }
   EXPECT_GT(runs, 20);
+}
+
+// A restart rebuilds every index from the storage engine (from a checkpoint
+// plus the entries after it, or from the entries alone) into a session whose
+// queries equal those of the session before it, bit for bit.
+TEST_F(ManagerTest, RestartRebuildsSessionsThatAnswerBitForBitAsBefore) {
+  const std::string text = LongText(60);
+  for (const std::string index : {"flat", "ivf:train_size=128", "flat:dtype=f32"}) {
+    for (const int64_t checkpoint : {int64_t{64}, int64_t{1} << 40}) {
+      SCOPED_TRACE(index + " checkpoint every " + std::to_string(checkpoint));
+      const std::string data = ::testing::TempDir() + "/manager_restart";
+      std::filesystem::remove_all(data);
+      SessionManagerOptions options;
+      options.data_dir = data;
+      options.checkpoint_entries = checkpoint;
+      options.defaults.memory = engine_->DefaultMemoryOptions();
+      std::vector<float> before;
+      int64_t committed = 0;
+      {
+        auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+        ASSERT_TRUE(manager->Create("s", {"knn:4", index, "", 0}).ok());
+        committed = Ingest(manager.get(), "s", "doc", text, 37).committed_tokens;
+        before = Probe(manager.get(), "s");
+      }
+      EXPECT_GT(committed, 256);  // enough to train the IVF index
+      auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+      manager->WaitUntilLoaded();
+      EXPECT_EQ(Probe(manager.get(), "s"), before);
+      EXPECT_EQ((*manager->Get("s"))->Durable().committed_tokens, committed);
+      EXPECT_EQ((*manager->Get("s"))->session().memory_entries(), committed);
+    }
+  }
+}
+
+// Records of one session damaged on disk (a wrong JSON type, a record that
+// does not parse): that session is reported with what is wrong, the others
+// serve, and DeleteSession frees its name.
+TEST_F(ManagerTest, ADamagedSessionIsReportedAloneAndCanBeDeleted) {
+  const std::string data = ::testing::TempDir() + "/manager_damaged";
+  std::filesystem::remove_all(data);
+  {
+    auto manager = Open(data);
+    for (const char* name : {"good", "typed", "garbled"}) {
+      ASSERT_TRUE(manager->Create(name, {}).ok());
+      Ingest(manager.get(), name, "doc", LongText(5), 50);
+    }
+  }
+  {
+    auto db = Database::Open(data + "/db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    rocksdb::WriteBatch batch;
+    // A string where the header has a number.
+    auto header = (*db)->Get("n/typed");
+    ASSERT_TRUE(header.ok() && header->has_value());
+    nlohmann::json typed = nlohmann::json::parse(**header);
+    typed["data"] = "seven";
+    batch.Put("n/typed", typed.dump());
+    // A progress record that is not JSON.
+    header = (*db)->Get("n/garbled");
+    ASSERT_TRUE(header.ok() && header->has_value());
+    const uint64_t data_id = nlohmann::json::parse(**header)["data"].get<uint64_t>();
+    char key[64];
+    std::snprintf(key, sizeof(key), "d/%016llx/prog", static_cast<unsigned long long>(data_id));
+    batch.Put(key, "{not json");
+    ASSERT_TRUE((*db)->Write(&batch).ok());
+  }
+  SessionManagerOptions options;
+  options.data_dir = data;
+  options.defaults.memory = engine_->DefaultMemoryOptions();
+  auto errors = std::make_shared<std::vector<std::string>>();
+  options.on_load_error = [errors](const std::string& e) { errors->push_back(e); };
+  auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+  manager->WaitUntilLoaded();
+  EXPECT_EQ(errors->size(), 2u) << absl::StrJoin(*errors, "\n");
+  EXPECT_FALSE(Probe(manager.get(), "good").empty());
+  for (const char* name : {"typed", "garbled"}) {
+    const absl::Status status = manager->Get(name).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_NE(status.message().find(name), std::string::npos) << status;
+    EXPECT_EQ(status.message().find(data), std::string::npos) << "a server path: " << status;
+    EXPECT_EQ(manager->Create(name, {}).status().code(), absl::StatusCode::kAlreadyExists);
+    ASSERT_TRUE(manager->Delete(name).ok());
+    EXPECT_TRUE(manager->Create(name, {}).ok());
+  }
+}
+
+// Snapshots share the session's data: saving one writes a few records, the
+// session goes on growing, and the snapshot loads as the session was, also
+// after the session is deleted and the server restarts.
+TEST_F(ManagerTest, SnapshotsShareDataAndOutliveTheirSession) {
+  const std::string data = ::testing::TempDir() + "/manager_snapshots";
+  std::filesystem::remove_all(data);
+  std::vector<float> at_save;
+  {
+    auto manager = Open(data);
+    ASSERT_TRUE(manager->Create("s", {"knn:4", "ivf:train_size=128", "", 0}).ok());
+    Ingest(manager.get(), "s", "one", LongText(40), 64);
+    at_save = Probe(manager.get(), "s");
+    auto bytes = manager->SaveSnapshot("s", "snap", false);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    EXPECT_GT(*bytes, 0);
+    Ingest(manager.get(), "s", "two", LongText(30), 64);
+    EXPECT_NE(Probe(manager.get(), "s"), at_save);
+    ASSERT_TRUE(manager->LoadSnapshot("snap", "copy").ok());
+    EXPECT_EQ(Probe(manager.get(), "copy"), at_save);
+    Ingest(manager.get(), "copy", "three", LongText(20), 64);  // grows on its own
+    ASSERT_TRUE(manager->Delete("s").ok());
+  }
+  auto manager = Open(data);
+  EXPECT_EQ(manager->Get("s").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(manager->Get("copy").ok());
+  EXPECT_EQ((*manager->Get("copy"))->session().Documents().size(), 2u);
+  ASSERT_TRUE(manager->LoadSnapshot("snap", "again").ok());
+  EXPECT_EQ(Probe(manager.get(), "again"), at_save);
+  EXPECT_EQ(manager->Snapshots(), std::vector<std::string>{"snap"});
+}
+
+// A data directory of the earlier layout (sessions/<name>/state and
+// ingest.json, snapshots/<name>/...) moves into the storage engine at the
+// first start: same answers, resumable documents, the old files gone.
+TEST_F(ManagerTest, AnEarlierLayoutMovesIntoTheStorageEngine) {
+  const std::string data = ::testing::TempDir() + "/manager_old_layout";
+  std::filesystem::remove_all(data);
+  SessionOptions options;
+  options.memory = engine_->DefaultMemoryOptions();
+  auto session = *Session::Create(engine_, options);
+  ASSERT_TRUE(session->StartDocument("doc").ok());
+  const std::string text = LongText(20);
+  const std::vector<int> ids = tokenizer_->Encode(text);
+  ASSERT_TRUE(session->AppendToDocument("doc", ids).ok());
+  const std::string ingest = absl::StrCat(
+      R"({"format":"fotserve-ingest 1","documents":{"doc":[{"text":true,"complete":false,"offset":)",
+      text.size(), R"(,"tokens":)", ids.size(), "}]}}");
+  for (const std::string dir : {data + "/sessions/old", data + "/snapshots/oldsnap"}) {
+    ASSERT_TRUE(session->Save(dir + "/state").ok());
+    std::ofstream(dir + "/ingest.json") << ingest;
+  }
+  // And one whose session.json has a string where a number belongs.
+  ASSERT_TRUE(session->Save(data + "/sessions/broken/state").ok());
+  {
+    std::ifstream in(data + "/sessions/broken/state/session.json");
+    nlohmann::json json = nlohmann::json::parse(in);
+    json["committed"] = "many";
+    std::ofstream(data + "/sessions/broken/state/session.json") << json.dump();
+  }
+  auto expected = session->Score(tokenizer_->Encode(" the quiet house"),
+                                 tokenizer_->Encode(" sees birds"), std::nullopt);
+  ASSERT_TRUE(expected.ok());
+  SessionManagerOptions manager_options;
+  manager_options.data_dir = data;
+  manager_options.defaults.memory = engine_->DefaultMemoryOptions();
+  std::vector<std::string> errors;
+  manager_options.on_load_error = [&errors](const std::string& e) { errors.push_back(e); };
+  auto manager = *SessionManager::Open(engine_, tokenizer_, manager_options);
+  manager->WaitUntilLoaded();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("'broken'"), std::string::npos) << errors[0];
+  EXPECT_TRUE(std::filesystem::exists(data + "/sessions/broken"));  // left for the operator
+  EXPECT_EQ(Probe(manager.get(), "old"), expected->token_log_probs);
+  EXPECT_FALSE(std::filesystem::exists(data + "/sessions/old"));
+  EXPECT_FALSE(std::filesystem::exists(data + "/snapshots/oldsnap"));
+  EXPECT_EQ((*manager->Get("old"))->SavedDocument("doc").offset, static_cast<int64_t>(text.size()));
+  ASSERT_TRUE(manager->LoadSnapshot("oldsnap", "fromsnap").ok());
+  EXPECT_EQ(Probe(manager.get(), "fromsnap"), expected->token_log_probs);
+}
+
+// DeleteSession racing CreateSession of the same name: every call gets a
+// clear status, and whatever the manager says at the end survives a restart.
+TEST_F(ManagerTest, DeleteAndCreateOfOneNameRaceToAClearOutcome) {
+  const std::string data = ::testing::TempDir() + "/manager_race";
+  std::filesystem::remove_all(data);
+  bool exists = false;
+  {
+    auto manager = Open(data);
+    std::vector<std::thread> threads;
+    std::atomic<int> unexpected{0};
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 40; ++i) {
+          const absl::Status s =
+              (i + t) % 2 == 0 ? manager->Create("x", {}).status() : manager->Delete("x");
+          if (!s.ok() && !absl::IsNotFound(s) && !absl::IsAlreadyExists(s) &&
+              !absl::IsUnavailable(s)) {
+            ++unexpected;
+            ADD_FAILURE() << s;
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(unexpected, 0);
+    exists = manager->Get("x").ok();
+  }
+  auto manager = Open(data);
+  EXPECT_EQ(manager->Get("x").ok(), exists);
+  if (!exists) EXPECT_TRUE(manager->Create("x", {}).ok());
 }
 
 }  // namespace
