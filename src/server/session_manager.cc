@@ -367,16 +367,15 @@ absl::Status SessionManager::PersistLocked(ManagedSession& session) {
     session.saved_ = std::move(documents);
     session.durable_ = {changes->end.stream, changes->committed};
   }
-  if (store_ != nullptr) MaybeCheckpoint(session);
   return absl::OkStatus();
 }
 
 void SessionManager::MaybeCheckpoint(ManagedSession& session) {
+  if (store_ == nullptr) return;
+  absl::MutexLock store(&session.store_mu_);
   const SessionRecords& r = session.records_;
   const int64_t added = r.cursor.entries - r.checkpoint_entries;
   if (added < std::max(options_.checkpoint_entries, r.checkpoint_entries / 8)) return;
-  // A checkpoint only shortens restarts: what is acknowledged is already in
-  // the records, so a failure here (a full disk) is retried at a later write.
   store_->Checkpoint(&session.records_, *session.session_).IgnoreError();
 }
 

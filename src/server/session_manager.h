@@ -173,6 +173,11 @@ class SessionManager {
   // batch; acknowledgements report only what that made durable. Without a
   // data directory it only marks the state acknowledgeable.
   [[nodiscard]] absl::Status Persist(ManagedSession& session);
+  // Writes a checkpoint of the session's memory when options.checkpoint_entries
+  // have been added since the last one. Only shortens restarts: what is
+  // acknowledged is in the records already, so a failure (a full disk) is only
+  // retried later. Blocks the session's writes meanwhile.
+  void MaybeCheckpoint(ManagedSession& session);
 
   // Snapshots (SaveSession / LoadSession of the API). SaveSnapshot returns the
   // bytes of stored data the snapshot reaches (shared with the session, not
@@ -200,9 +205,6 @@ class SessionManager {
                                                           LoadedSession loaded) const;
   absl::Status PersistLocked(ManagedSession& session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.store_mu_);
-  // Checkpoints the session's memory when enough has been added since the
-  // last checkpoint.
-  void MaybeCheckpoint(ManagedSession& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.store_mu_);
   absl::Status CheckRunning() const;
   // AlreadyExists if `name` is taken, Unavailable while it loads or is being
   // deleted, ResourceExhausted if max_sessions are held.

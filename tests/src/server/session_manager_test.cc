@@ -109,6 +109,7 @@ class ManagerTest : public ::testing::Test {
       auto ack = (*ingest)->Chunk(text.substr(at, chunk), {}, at + chunk >= text.size());
       EXPECT_TRUE(ack.ok()) << ack.status();
       if (ack.ok()) last = *ack;
+      (*ingest)->MaybeCheckpoint();  // as the service does between acknowledgements
     }
     return last;
   }
@@ -382,6 +383,7 @@ TEST_F(ManagerTest, RestartRebuildsSessionsThatAnswerBitForBitAsBefore) {
         before = Probe(manager.get(), "s");
       }
       EXPECT_GT(committed, 256);  // enough to train the IVF index
+      EXPECT_EQ(std::filesystem::is_empty(data + "/index"), checkpoint > committed);
       auto manager = *SessionManager::Open(engine_, tokenizer_, options);
       manager->WaitUntilLoaded();
       EXPECT_EQ(Probe(manager.get(), "s"), before);
