@@ -94,8 +94,8 @@ int Main(int argc, char** argv) {
   auto server = FotServer::Start(manager->get(), server_options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const std::string& listen = server_options.listen;
-  std::fprintf(stderr, "fot-server: serving %s on %s:%d with %d session(s)\n", model_dir.c_str(),
-               listen.substr(0, listen.rfind(':')).c_str(), (*server)->port(), (*manager)->size());
+  std::fprintf(stderr, "fot-server: serving %s on %s:%d (stored sessions load in the background)\n",
+               model_dir.c_str(), listen.substr(0, listen.rfind(':')).c_str(), (*server)->port());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

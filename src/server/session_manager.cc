@@ -220,10 +220,21 @@ void SessionManager::LoadStored(const std::vector<std::string>& names) {
 absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Restore(
     const std::string& name, LoadedSession loaded) const {
   const int64_t committed = loaded.stored.committed;
-  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session,
-                       Session::Restore(engine_, std::move(loaded.stored), loaded.entries));
+  absl::StatusOr<std::unique_ptr<Session>> session =
+      Session::Restore(engine_, loaded.stored, loaded.entries);
+  if (!session.ok() && !loaded.stored.checkpoint_dir.empty()) {
+    // The index is derived state: without a usable checkpoint it is rebuilt
+    // from the records alone (slower, same session).
+    ReportLoadError(absl::StrCat("session '", name, "': its memory checkpoint is unusable (",
+                                 session.status().message(), "); rebuilding from its records"));
+    loaded.stored.checkpoint_dir.clear();
+    loaded.records.checkpoint.clear();
+    loaded.records.checkpoint_entries = 0;
+    session = Session::Restore(engine_, std::move(loaded.stored), loaded.entries);
+  }
+  FOT_RETURN_IF_ERROR(session.status());
   std::shared_ptr<ManagedSession> managed(
-      new ManagedSession(name, std::move(session), std::move(loaded.records)));
+      new ManagedSession(name, *std::move(session), std::move(loaded.records)));
   absl::MutexLock lock(&managed->mu_);
   managed->documents_ = loaded.ingest;
   managed->saved_ = loaded.ingest;

@@ -41,6 +41,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(
   options.max_manifest_file_size = 16 << 20;
   rocksdb::DB* db = nullptr;
   const rocksdb::Status opened = rocksdb::DB::Open(options, dir, &db);
+  if (opened.IsIOError() && opened.ToString().find("lock") != std::string::npos) {
+    return absl::FailedPreconditionError(
+        "the data directory is in use by another fot-server (its database is locked)");
+  }
   if (!opened.ok()) return RocksStatus(opened, "opening the data directory's database");
   return std::unique_ptr<Database>(new Database(std::move(env), std::unique_ptr<rocksdb::DB>(db)));
 }

@@ -557,5 +557,41 @@ TEST_F(ManagerTest, DeleteAndCreateOfOneNameRaceToAClearOutcome) {
   if (!exists) EXPECT_TRUE(manager->Create("x", {}).ok());
 }
 
+// The memory checkpoint is derived state: a damaged one is reported and the
+// session rebuilt from its records, with the same answers. A second server
+// on the same data directory is refused.
+TEST_F(ManagerTest, ADamagedCheckpointIsRebuiltFromTheRecords) {
+  const std::string data = ::testing::TempDir() + "/manager_checkpoint";
+  std::filesystem::remove_all(data);
+  SessionManagerOptions options;
+  options.data_dir = data;
+  options.checkpoint_entries = 64;
+  options.defaults.memory = engine_->DefaultMemoryOptions();
+  std::vector<float> before;
+  {
+    auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+    ASSERT_TRUE(manager->Create("s", {"knn:4", "ivf:train_size=128", "", 0}).ok());
+    Ingest(manager.get(), "s", "doc", LongText(40), 50);
+    before = Probe(manager.get(), "s");
+    EXPECT_EQ(SessionManager::Open(engine_, tokenizer_, options).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  int damaged = 0;
+  for (const auto& file : std::filesystem::recursive_directory_iterator(data + "/index")) {
+    if (file.is_regular_file() && file.path().filename() != "MANIFEST") {
+      std::ofstream(file.path(), std::ios::trunc) << "damaged";
+      ++damaged;
+    }
+  }
+  ASSERT_GT(damaged, 0);
+  std::vector<std::string> errors;
+  options.on_load_error = [&errors](const std::string& e) { errors.push_back(e); };
+  auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+  manager->WaitUntilLoaded();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("rebuilding"), std::string::npos) << errors[0];
+  EXPECT_EQ(Probe(manager.get(), "s"), before);
+}
+
 }  // namespace
 }  // namespace fot
