@@ -590,6 +590,9 @@ absl::Status Session::RestoreCache(const std::string& cache_state) {
     state_.tokens_seen = committed_;
     return absl::OkStatus();
   }
+  // A session that never wrote (created, then a crash) has no stored cache:
+  // its fresh one is right.
+  if (cache_state.empty() && committed_ == 0) return absl::OkStatus();
   std::string_view rest = cache_state;
   for (int layer = 0; layer < engine_->config().num_hidden_layers; ++layer) {
     uint64_t size = 0;

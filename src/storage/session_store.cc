@@ -366,13 +366,27 @@ absl::Status SessionStore::Write(SessionRecords* records, const SessionChanges& 
 absl::Status SessionStore::Checkpoint(SessionRecords* records, const Session& session) {
   const std::string name = absl::StrCat(Hex(records->data), "-", Hex(records->cursor.entries));
   const std::string dir = absl::StrCat(index_dir_, "/", name);
-  FOT_RETURN_IF_ERROR(env_->RemoveAll(dir));  // the remains of an interrupted one
-  FOT_RETURN_IF_ERROR(session.WriteCheckpoint(dir, *env_, records->cursor.entries));
-  FOT_RETURN_IF_ERROR(env_->SyncDir(index_dir_));
-  rocksdb::WriteBatch batch;
-  batch.Put(DataPrefix(records->data) + "ckpt",
-            Json{{"dir", name}, {"entries", records->cursor.entries}}.dump());
-  FOT_RETURN_IF_ERROR(db_->Write(&batch));
+  {
+    absl::MutexLock lock(&checkpoints_mu_);
+    writing_.insert(name);
+  }
+  absl::Status written = env_->RemoveAll(dir);  // the remains of an interrupted one
+  if (written.ok()) written = session.WriteCheckpoint(dir, *env_, records->cursor.entries);
+  if (written.ok()) written = env_->SyncDir(index_dir_);
+  if (written.ok()) {
+    rocksdb::WriteBatch batch;
+    batch.Put(DataPrefix(records->data) + "ckpt",
+              Json{{"dir", name}, {"entries", records->cursor.entries}}.dump());
+    written = db_->Write(&batch);
+  }
+  {
+    absl::MutexLock lock(&checkpoints_mu_);
+    writing_.erase(name);
+  }
+  if (!written.ok()) {
+    env_->RemoveAll(dir).IgnoreError();  // the error to report is `written`
+    return written;
+  }
   records->checkpoint = name;
   records->checkpoint_entries = records->cursor.entries;
   return CollectGarbage();  // the previous checkpoint, unless a snapshot uses it
@@ -578,6 +592,9 @@ int64_t SessionStore::DataBytes(const SessionRecords& records) const {
 }
 
 absl::Status SessionStore::CollectGarbage() {
+  // Held throughout: a checkpoint is either still in writing_ or already
+  // named by its record when the records are read.
+  absl::MutexLock gc(&checkpoints_mu_);
   // What sessions and snapshots reach: data ids up to an end (kNoEnd for a
   // session's own data), and checkpoint directories.
   std::map<uint64_t, Segment> reach;
@@ -644,7 +661,8 @@ absl::Status SessionStore::RemoveUnreached(const std::map<uint64_t, Segment>& re
   if (batch.Count() > 0) FOT_RETURN_IF_ERROR(db_->Write(&batch));
   FOT_ASSIGN_OR_RETURN(const std::vector<std::string> dirs, env_->ListDir(index_dir_));
   for (const std::string& dir : dirs) {
-    if (checkpoints.count(dir) == 0) FOT_RETURN_IF_ERROR(env_->RemoveAll(index_dir_ + "/" + dir));
+    if (checkpoints.count(dir) > 0 || writing_.count(dir) > 0) continue;
+    FOT_RETURN_IF_ERROR(env_->RemoveAll(index_dir_ + "/" + dir));
   }
   return absl::OkStatus();
 }

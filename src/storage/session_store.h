@@ -151,7 +151,8 @@ class SessionStore {
 
   absl::StatusOr<uint64_t> NewDataId(rocksdb::WriteBatch* batch);
   absl::Status RemoveUnreached(const std::map<uint64_t, Segment>& reach,
-                               const std::set<std::string>& checkpoints);
+                               const std::set<std::string>& checkpoints)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoints_mu_);
   absl::StatusOr<LoadedSession> LoadData(const std::string& header_key,
                                          const std::string& what) const;
 
@@ -161,6 +162,10 @@ class SessionStore {
   Env* env_;
   absl::Mutex id_mu_;  // allocation of data ids
   uint64_t next_id_ ABSL_GUARDED_BY(id_mu_) = 0;
+  // Checkpoints being written, which no record names yet: garbage collection
+  // (of another session) must leave them alone. Held by CollectGarbage.
+  absl::Mutex checkpoints_mu_;
+  std::set<std::string> writing_ ABSL_GUARDED_BY(checkpoints_mu_);
 };
 
 }  // namespace fot

@@ -474,6 +474,31 @@ TEST_F(ManagerTest, SnapshotsShareDataAndOutliveTheirSession) {
   ASSERT_TRUE(manager->LoadSnapshot("snap", "again").ok());
   EXPECT_EQ(Probe(manager.get(), "again"), at_save);
   EXPECT_EQ(manager->Snapshots(), std::vector<std::string>{"snap"});
+  // Names freed by a delete are new sessions again, snapshots or not.
+  ASSERT_TRUE(manager->Delete("again").ok());
+  ASSERT_TRUE(manager->Create("again", {}).ok());
+  ASSERT_TRUE(manager->Create("s", {}).ok());
+  Ingest(manager.get(), "again", "fresh", LongText(10), 64);
+  EXPECT_EQ((*manager->Get("again"))->session().Documents().size(), 1u);
+  ASSERT_TRUE(manager->SaveSnapshot("again", "snap", /*overwrite=*/true).ok());
+  ASSERT_TRUE(manager->Create("after", {}).ok());
+}
+
+// Every session kind comes back from a crash right after its creation,
+// before anything was ingested.
+TEST_F(ManagerTest, SessionsComeBackFromACrashRightAfterCreation) {
+  const std::string data = ::testing::TempDir() + "/manager_created";
+  std::filesystem::remove_all(data);
+  {
+    auto manager = Open(data);
+    ASSERT_TRUE(manager->Create("fot", {}).ok());
+    ASSERT_TRUE(manager->Create("lambda", {"", "", "", 0, "lambda"}).ok());
+  }
+  auto manager = Open(data);  // expects no load errors
+  for (const char* name : {"fot", "lambda"}) {
+    Ingest(manager.get(), name, "doc", LongText(10), 64);
+    EXPECT_FALSE(Probe(manager.get(), name).empty()) << name;
+  }
 }
 
 // A data directory of the earlier layout (sessions/<name>/state and
