@@ -56,9 +56,10 @@ class DocumentIngest {
   // held-back text is dropped; the client resends it from resume_offset).
   absl::StatusOr<IngestAck> Close();
 
-  // Checkpoints the session's memory if it is due (SessionManager::
-  // MaybeCheckpoint); call it between acknowledgements.
-  void MaybeCheckpoint() { manager_->MaybeCheckpoint(*session_); }
+  // Work that an acknowledgement need not wait for: a checkpoint of the
+  // session's memory when one is due (SessionManager::MaybeCheckpoint). Call
+  // it after sending each acknowledgement.
+  void AfterAck() { manager_->MaybeCheckpoint(*session_); }
 
  private:
   DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session, WriterLock lock,

@@ -259,8 +259,8 @@ class FotService final : public pb::Fot::Service {
         response.Clear();
         FillAck(*ack, &response);
         if (!stream->Write(response)) break;
-        // After the acknowledgement, so that only the next chunk waits for it.
-        ingest->MaybeCheckpoint();
+        // Work that the acknowledgement need not wait for.
+        ingest->AfterAck();
         if (chunk.end_of_document()) return absl::OkStatus();
       }
       // The client half-closed or vanished without ending the document, or

@@ -109,7 +109,7 @@ class ManagerTest : public ::testing::Test {
       auto ack = (*ingest)->Chunk(text.substr(at, chunk), {}, at + chunk >= text.size());
       EXPECT_TRUE(ack.ok()) << ack.status();
       if (ack.ok()) last = *ack;
-      (*ingest)->MaybeCheckpoint();  // as the service does between acknowledgements
+      (*ingest)->AfterAck();  // as the service does between acknowledgements
     }
     return last;
   }
