@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -162,7 +163,7 @@ int64_t Session::EntryPosition(int64_t id) const { return id + sink_tokens_; }
 
 absl::StatusOr<DocumentInfo> Session::StartDocument(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("a document needs a non-empty id");
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&stream_mu_);
   for (const DocumentInfo& d : documents_) {
     if (d.name == name) {
       return absl::AlreadyExistsError(absl::StrCat("document '", name, "' already exists (",
@@ -175,9 +176,18 @@ absl::StatusOr<DocumentInfo> Session::StartDocument(const std::string& name) {
 }
 
 absl::StatusOr<IngestProgress> Session::AppendToDocument(const std::string& name,
-                                                         absl::Span<const int> tokens) {
+                                                         absl::Span<const int> tokens,
+                                                         bool commit) {
   FOT_RETURN_IF_ERROR(CheckTokenIds(engine_->config(), tokens));
-  absl::MutexLock lock(&mu_);
+  {
+    absl::MutexLock lock(&stream_mu_);
+    FOT_RETURN_IF_ERROR(AppendLocked(name, tokens));
+  }
+  if (commit) FOT_RETURN_IF_ERROR(Commit());
+  return Progress();
+}
+
+absl::Status Session::AppendLocked(const std::string& name, absl::Span<const int> tokens) {
   if (documents_.empty() || documents_.back().name != name) {
     return absl::FailedPreconditionError(
         absl::StrCat("document '", name,
@@ -189,19 +199,32 @@ absl::StatusOr<IngestProgress> Session::AppendToDocument(const std::string& name
     stream_.push_back(t);
     provenance_.push_back({document.id, document.tokens++, t});
   }
-  FOT_RETURN_IF_ERROR(CommitWindows());
-  return IngestProgress{document.tokens, static_cast<int64_t>(stream_.size()), committed_};
+  return absl::OkStatus();
+}
+
+absl::Status Session::Commit() {
+  absl::MutexLock lock(&mu_);
+  return CommitWindows();
 }
 
 absl::Status Session::CommitWindows() {
   // The one-shot split of the stream's cache (fot: windows of W once L − 1
   // tokens follow; lambda: blocks of L once a token follows).
   const CommitRule rule = state_.cache->Commits(last_context_length_);
-  while (static_cast<int64_t>(stream_.size()) - committed_ >= rule.size + rule.follow) {
-    FOT_RETURN_IF_ERROR(
-        engine_->ProcessWindow(absl::MakeConstSpan(stream_).subspan(committed_, rule.size), &state_,
-                               absl::MakeConstSpan(provenance_).subspan(committed_, rule.size)));
-    committed_ += rule.size;
+  std::vector<int> tokens;
+  std::vector<Provenance> provenance;
+  for (;;) {
+    const int64_t committed = committed_;
+    {
+      // The window is copied out: appends may grow the stream meanwhile.
+      absl::ReaderMutexLock stream(&stream_mu_);
+      if (static_cast<int64_t>(stream_.size()) - committed < rule.size + rule.follow) break;
+      tokens.assign(stream_.begin() + committed, stream_.begin() + committed + rule.size);
+      provenance.assign(provenance_.begin() + committed,
+                        provenance_.begin() + committed + rule.size);
+    }
+    FOT_RETURN_IF_ERROR(engine_->ProcessWindow(tokens, &state_, provenance));
+    committed_ = committed + rule.size;
     FOT_RETURN_IF_ERROR(HideDeletedDocuments());
   }
   return absl::OkStatus();
@@ -212,15 +235,18 @@ absl::Status Session::HideDeletedDocuments() {
   // of a document that was still streaming in, or its last tokens, which were
   // pending then. A commit hides them as they arrive (a store lists its live
   // documents cheaply; the scan of DeleteDocument runs only when one is due).
-  if (std::none_of(documents_.begin(), documents_.end(),
-                   [](const DocumentInfo& d) { return d.deleted; })) {
+  std::vector<bool> deleted;
+  {
+    absl::ReaderMutexLock stream(&stream_mu_);
+    for (const DocumentInfo& d : documents_) deleted.push_back(d.deleted);
+  }
+  if (std::none_of(deleted.begin(), deleted.end(), [](bool d) { return d; })) {
     return absl::OkStatus();  // the common case: no store is asked
   }
   for (const auto& memory : state_.memory) {
     if (memory == nullptr) continue;
     for (int64_t document : memory->store(0).Documents()) {
-      if (document < 0 || document >= static_cast<int64_t>(documents_.size()) ||
-          documents_[document].id != document || !documents_[document].deleted) {
+      if (document < 0 || document >= static_cast<int64_t>(deleted.size()) || !deleted[document]) {
         continue;
       }
       FOT_RETURN_IF_ERROR(memory->DeleteDocument(document));
@@ -230,12 +256,12 @@ absl::Status Session::HideDeletedDocuments() {
 }
 
 std::vector<DocumentInfo> Session::Documents() const {
-  absl::ReaderMutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&stream_mu_);
   return documents_;
 }
 
 absl::StatusOr<DocumentInfo> Session::Document(const std::string& name) const {
-  absl::ReaderMutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&stream_mu_);
   for (const DocumentInfo& d : documents_) {
     if (d.name == name) return d;
   }
@@ -244,6 +270,7 @@ absl::StatusOr<DocumentInfo> Session::Document(const std::string& name) const {
 
 absl::Status Session::DeleteDocument(const std::string& name) {
   absl::MutexLock lock(&mu_);
+  absl::MutexLock stream(&stream_mu_);
   for (DocumentInfo& d : documents_) {
     if (d.name != name) continue;
     if (d.deleted) return absl::NotFoundError(absl::StrCat("document '", name, "' is deleted"));
@@ -267,8 +294,10 @@ absl::StatusOr<ModelState> Session::QueryState(const std::optional<Retrieval>& r
 
 void Session::QueryInput(absl::Span<const int> extra, std::vector<int>* tokens,
                          std::vector<Provenance>* provenance) const {
-  tokens->assign(stream_.begin() + committed_, stream_.end());
-  provenance->assign(provenance_.begin() + committed_, provenance_.end());
+  absl::ReaderMutexLock stream(&stream_mu_);
+  const int64_t committed = committed_;
+  tokens->assign(stream_.begin() + committed, stream_.end());
+  provenance->assign(provenance_.begin() + committed, provenance_.end());
   for (size_t i = 0; i < extra.size(); ++i) {
     tokens->push_back(extra[i]);
     provenance->push_back({kQueryDocument, static_cast<int64_t>(i), extra[i]});
@@ -325,7 +354,7 @@ absl::StatusOr<QueryResult> Session::Generate(absl::Span<const int> question,
     // same window rule as any ingested text.
     std::string name;
     {
-      absl::ReaderMutexLock lock(&mu_);
+      absl::ReaderMutexLock lock(&stream_mu_);
       name = absl::StrCat("turn-", documents_.size());
     }
     FOT_RETURN_IF_ERROR(StartDocument(name).status());
@@ -414,7 +443,7 @@ absl::StatusOr<std::vector<MemoryEntry>> Session::EntryContext(int layer, int64_
 }
 
 std::vector<int> Session::StreamTokens(int64_t first, int64_t count) const {
-  absl::ReaderMutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&stream_mu_);
   const int64_t begin = std::clamp<int64_t>(first, 0, stream_.size());
   const int64_t end =
       std::clamp<int64_t>(first + std::max<int64_t>(count, 0), begin, stream_.size());
@@ -422,13 +451,14 @@ std::vector<int> Session::StreamTokens(int64_t first, int64_t count) const {
 }
 
 IngestProgress Session::Progress() const {
-  absl::ReaderMutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&stream_mu_);
   return {documents_.empty() ? 0 : documents_.back().tokens, static_cast<int64_t>(stream_.size()),
           committed_};
 }
 
 absl::Status Session::Save(const std::string& dir, Env* env) const {
   absl::ReaderMutexLock lock(&mu_);
+  absl::ReaderMutexLock stream(&stream_mu_);
   if (env->Exists(dir) && !env->Exists(dir + "/session.json")) {
     return absl::FailedPreconditionError(
         absl::StrCat(dir, " exists and is not a saved session; refusing to replace it"));
@@ -451,7 +481,7 @@ absl::Status Session::WriteLocked(const std::string& staging, Env& env) const {
   session["index"] = DescribeOptions(options_.memory);
   session["retrieval"] = DescribeRetrieval(options_.retrieval);
   session["last_context_length"] = last_context_length_;
-  session["committed"] = committed_;
+  session["committed"] = committed_.load();
   for (const DocumentInfo& d : documents_) {
     session["documents"].push_back({{"id", d.id},
                                     {"name", d.name},
@@ -506,6 +536,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
     return absl::DataLossError(absl::StrCat(dir, "/stream.bin is missing or truncated"));
   }
   absl::MutexLock lock(&loaded->mu_);
+  absl::ReleasableMutexLock stream_lock(&loaded->stream_mu_);
   loaded->provenance_.resize(count);
   stream.read(reinterpret_cast<char*>(loaded->provenance_.data()),
               static_cast<std::streamsize>(count * sizeof(Provenance)));
@@ -519,7 +550,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
   if (loaded->state_.cache->persistent() && loaded->state_.tokens_seen != loaded->committed_) {
     return absl::DataLossError(absl::StrCat(dir, ": the saved ", loaded->state_.cache->kind(),
                                             " state holds ", loaded->state_.tokens_seen,
-                                            " tokens, the session ", loaded->committed_,
+                                            " tokens, the session ", loaded->committed_.load(),
                                             " committed ones"));
   }
   for (const auto& d : session["documents"]) {
@@ -528,22 +559,37 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Load(const Engine* engine,
                                   d.value("deleted", false)});
   }
   loaded->state_.retrieval = options.retrieval;
+  stream_lock.Release();
   FOT_RETURN_IF_ERROR(
       loaded->HideDeletedDocuments());  // saves from before the commit rule hid them
   return loaded;
 }
 
-absl::StatusOr<SessionChanges> Session::ChangesSince(const SessionCursor& since) const {
-  absl::ReaderMutexLock lock(&mu_);
+absl::StatusOr<SessionChanges> Session::ChangesSince(const SessionCursor& since,
+                                                     bool memory) const {
+  // mu_ (shared) only for the memory, so that a stream-only read does not
+  // wait for a commit in progress.
+  std::optional<absl::ReaderMutexLock> state_lock;
+  if (memory) state_lock.emplace(&mu_);
+  absl::ReaderMutexLock lock(&stream_mu_);
   SessionChanges changes;
-  changes.end = {static_cast<int64_t>(stream_.size()), 0};
-  if (!memory_layers_.empty()) changes.end.entries = state_.memory[memory_layers_[0]]->size();
+  changes.end = {static_cast<int64_t>(stream_.size()), since.entries};
+  if (memory && !memory_layers_.empty()) {
+    changes.end.entries = state_.memory[memory_layers_[0]]->size();
+  }
   if (since.stream < 0 || since.stream > changes.end.stream || since.entries < 0 ||
       since.entries > changes.end.entries) {
     return absl::InternalError("the storage cursor is beyond the session");
   }
   changes.stream.assign(provenance_.begin() + since.stream, provenance_.end());
-  const int64_t n = changes.end.entries - since.entries;
+  changes.documents = documents_;
+  if (!memory) return changes;
+  FOT_RETURN_IF_ERROR(ReadMemoryChanges(since, &changes));
+  return changes;
+}
+
+absl::Status Session::ReadMemoryChanges(const SessionCursor& since, SessionChanges* changes) const {
+  const int64_t n = changes->end.entries - since.entries;
   for (int layer : memory_layers_) {
     const KvMemory& memory = *state_.memory[layer];
     const int64_t row = static_cast<int64_t>(memory.head_dim()) * n;
@@ -552,22 +598,21 @@ absl::StatusOr<SessionChanges> Session::ChangesSince(const SessionCursor& since)
       FOT_RETURN_IF_ERROR(memory.ReadKeys(h, since.entries, n, keys.data() + h * row));
       FOT_RETURN_IF_ERROR(memory.ReadValues(h, since.entries, n, values.data() + h * row));
     }
-    changes.keys.push_back(std::move(keys));
-    changes.values.push_back(std::move(values));
+    changes->keys.push_back(std::move(keys));
+    changes->values.push_back(std::move(values));
   }
-  changes.committed = committed_;
-  changes.documents = documents_;
-  if (state_.cache->persistent()) {
-    for (int layer = 0; layer < engine_->config().num_hidden_layers; ++layer) {
-      std::ostringstream out;
-      FOT_RETURN_IF_ERROR(state_.cache->Write(layer, out));
-      const std::string bytes = out.str();
-      const uint64_t size = bytes.size();
-      changes.cache_state.append(reinterpret_cast<const char*>(&size), sizeof(size));
-      changes.cache_state.append(bytes);
-    }
+  changes->committed = committed_;
+  changes->memory = true;
+  if (!state_.cache->persistent()) return absl::OkStatus();
+  for (int layer = 0; layer < engine_->config().num_hidden_layers; ++layer) {
+    std::ostringstream out;
+    FOT_RETURN_IF_ERROR(state_.cache->Write(layer, out));
+    const std::string bytes = out.str();
+    const uint64_t size = bytes.size();
+    changes->cache_state.append(reinterpret_cast<const char*>(&size), sizeof(size));
+    changes->cache_state.append(bytes);
   }
-  return changes;
+  return absl::OkStatus();
 }
 
 int64_t Session::memory_entries() const {
@@ -652,6 +697,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Restore(const Engine* engine,
     session.reset(new Session(engine, stored.options, std::move(state)));
   }
   absl::MutexLock lock(&session->mu_);
+  absl::ReleasableMutexLock stream_lock(&session->stream_mu_);
   if (stored.committed < 0 || stored.committed > static_cast<int64_t>(stored.stream.size())) {
     return absl::DataLossError("the stored commit point is beyond the stored stream");
   }
@@ -676,7 +722,11 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Restore(const Engine* engine,
     }
   }
   FOT_RETURN_IF_ERROR(session->RestoreCache(stored.cache_state));
+  stream_lock.Release();
   FOT_RETURN_IF_ERROR(session->HideDeletedDocuments());
+  // Windows acknowledged (their tokens stored) but not yet committed when the
+  // server stopped are committed now.
+  FOT_RETURN_IF_ERROR(session->CommitWindows());
   return session;
 }
 

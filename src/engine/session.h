@@ -24,12 +24,15 @@
 // the same arithmetic in the same order, so the invariant holds exactly.
 //
 // Thread safety: all methods may be called from any thread. Queries (Generate,
-// Score, Search, inspection) share the session; Ingest, DeleteDocument and
+// Score, Search, inspection) share the session; commits, DeleteDocument and
 // keeping a turn take it exclusively, so a query sees the session as it was
-// when it started.
+// when it started. Appending tokens without committing them (what an ingest
+// acknowledges) takes only the stream's own lock: it waits neither for a
+// commit nor for a query in progress.
 #ifndef FOTSERVE_SRC_ENGINE_SESSION_H_
 #define FOTSERVE_SRC_ENGINE_SESSION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -124,6 +127,7 @@ struct SessionChanges {
   int64_t committed = 0;
   std::vector<DocumentInfo> documents;
   std::string cache_state;  // what a lambda stream continues from; empty under fot
+  bool memory = false;      // whether keys, values, committed and cache_state were read
 };
 
 // A session as the storage engine keeps it, for Session::Restore.
@@ -171,12 +175,18 @@ class Session {
   absl::StatusOr<DocumentInfo> StartDocument(const std::string& name);
 
   // Appends tokens to document `name`, which must be the latest document (a
-  // session's stream is its documents in order). Windows that have L − 1
-  // tokens after them are processed into memory (lambda: blocks of L that
-  // have a token after them). FailedPrecondition if `name`
-  // is not the latest document; InvalidArgument for ids outside the vocabulary.
+  // session's stream is its documents in order). With `commit`, windows that
+  // have L − 1 tokens after them are then processed into memory (lambda:
+  // blocks of L that have a token after them); without, they wait for
+  // Commit. FailedPrecondition if `name` is not the latest document;
+  // InvalidArgument for ids outside the vocabulary.
   absl::StatusOr<IngestProgress> AppendToDocument(const std::string& name,
-                                                  absl::Span<const int> tokens);
+                                                  absl::Span<const int> tokens, bool commit = true);
+  // Processes every window the commit rule allows (see AppendToDocument).
+  // Queries see the stream the same before and after: a window not yet
+  // committed is part of their pending tail. On a failure the windows before
+  // the failing one stay committed.
+  [[nodiscard]] absl::Status Commit();
 
   std::vector<DocumentInfo> Documents() const;
   absl::StatusOr<DocumentInfo> Document(const std::string& name) const;
@@ -217,8 +227,11 @@ class Session {
                                                        const std::string& dir);
 
   // --- The storage engine's view (src/storage/session_store.h) ---
-  // Everything beyond `since`, read under one lock.
-  absl::StatusOr<SessionChanges> ChangesSince(const SessionCursor& since) const;
+  // Everything beyond `since`, read in one consistent cut. Without `memory`,
+  // only the stream and documents (what an acknowledgement needs, read
+  // without waiting for a commit in progress); end.entries is since.entries
+  // and committed is not read.
+  absl::StatusOr<SessionChanges> ChangesSince(const SessionCursor& since, bool memory = true) const;
   // Entries per memory layer.
   int64_t memory_entries() const;
   // Writes the committed memory into the new directory `dir` (WriteMemory):
@@ -235,13 +248,21 @@ class Session {
  private:
   // Hides memory entries of deleted documents that commits have added since
   // the delete.
-  absl::Status HideDeletedDocuments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status HideDeletedDocuments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_)
+      ABSL_LOCKS_EXCLUDED(stream_mu_);
+
+  // Appends to the latest document (AppendToDocument without a commit).
+  absl::Status AppendLocked(const std::string& name, absl::Span<const int> tokens)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream_mu_);
+  // The memory part of ChangesSince.
+  absl::Status ReadMemoryChanges(const SessionCursor& since, SessionChanges* changes) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_, stream_mu_);
 
   // Parts of Restore: the stored Λ state (checked against the commit point),
   // and entries appended to memory_layers()[index] with the stream's provenance.
   absl::Status RestoreCache(const std::string& cache_state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RestoreEntries(int index, int64_t first, const float* keys, const float* values,
-                              int64_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                              int64_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, stream_mu_);
 
   // Writes the session's files into the empty directory `staging`.
   absl::Status WriteLocked(const std::string& staging, Env& env) const
@@ -257,7 +278,8 @@ class Session {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Pending tail + `extra`, with provenance (question tokens: document -1).
   void QueryInput(absl::Span<const int> extra, std::vector<int>* tokens,
-                  std::vector<Provenance>* provenance) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+                  std::vector<Provenance>* provenance) const ABSL_SHARED_LOCKS_REQUIRED(mu_)
+      ABSL_LOCKS_EXCLUDED(stream_mu_);
 
   const Engine* engine_;
   const SessionOptions options_;
@@ -265,12 +287,17 @@ class Session {
   const std::vector<int> memory_layers_;
   const int64_t sink_tokens_;  // StreamCache::sink_tokens, for EntryPosition (no lock)
 
-  mutable absl::Mutex mu_;
-  ModelState state_ ABSL_GUARDED_BY(mu_);         // memory of committed windows
-  std::vector<int> stream_ ABSL_GUARDED_BY(mu_);  // every token ingested
-  std::vector<Provenance> provenance_ ABSL_GUARDED_BY(mu_);
-  int64_t committed_ ABSL_GUARDED_BY(mu_) = 0;  // stream_[0, committed_) is in memory
-  std::vector<DocumentInfo> documents_ ABSL_GUARDED_BY(mu_);
+  // mu_ guards the model state (memory); stream_mu_ the stream and
+  // documents, so that appending to the stream does not wait for a commit.
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_BEFORE(stream_mu_);
+  ModelState state_ ABSL_GUARDED_BY(mu_);  // memory of committed windows
+  // stream_[0, committed_) is in memory. Changed only with mu_ held
+  // exclusively; atomic so that progress reads it without waiting for mu_.
+  std::atomic<int64_t> committed_{0};
+  mutable absl::Mutex stream_mu_;
+  std::vector<int> stream_ ABSL_GUARDED_BY(stream_mu_);  // every token ingested
+  std::vector<Provenance> provenance_ ABSL_GUARDED_BY(stream_mu_);
+  std::vector<DocumentInfo> documents_ ABSL_GUARDED_BY(stream_mu_);
 };
 
 }  // namespace fot

@@ -11,6 +11,11 @@ namespace {
 
 constexpr size_t kMaxDocumentName = 256;
 
+// How far (in commit-rule windows) the committer may lag behind the
+// acknowledged stream: queries run that backlog as part of their pending
+// tail, so it stays small.
+constexpr int64_t kMaxUncommittedWindows = 8;
+
 }  // namespace
 
 DocumentIngest::DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session,
@@ -105,7 +110,9 @@ absl::Status DocumentIngest::Append(absl::Span<const int> ids) {
     FOT_RETURN_IF_ERROR(session.StartDocument(document_).status());
     exists_ = true;
   }
-  FOT_ASSIGN_OR_RETURN(IngestProgress progress, session.AppendToDocument(document_, ids));
+  // Committed behind the acknowledgement (AfterAck).
+  FOT_ASSIGN_OR_RETURN(IngestProgress progress,
+                       session.AppendToDocument(document_, ids, /*commit=*/false));
   state_.tokens = progress.document_tokens;
   return absl::OkStatus();
 }
@@ -114,6 +121,12 @@ absl::StatusOr<IngestAck> DocumentIngest::Chunk(std::string_view text,
                                                 absl::Span<const int> token_ids,
                                                 bool end_of_document) {
   if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
+  FOT_RETURN_IF_ERROR(CommitterStatus());
+  const IngestProgress progress = session_->session().Progress();
+  const int64_t window = manager_->engine().config().max_position_embeddings;
+  if (progress.stream_tokens - progress.committed_tokens > kMaxUncommittedWindows * window) {
+    FOT_RETURN_IF_ERROR(CatchUp());  // the client outpaces the model
+  }
   if (!text.empty() && !token_ids.empty()) {
     return absl::InvalidArgumentError("a chunk holds text or token ids, not both");
   }
@@ -189,15 +202,56 @@ absl::StatusOr<IngestAck> DocumentIngest::Chunk(std::string_view text,
     session_->documents_[document_] = state_;
   }
   append.Release();
-  FOT_RETURN_IF_ERROR(manager_->Persist(*session_));
+  FOT_RETURN_IF_ERROR(manager_->Persist(*session_, /*memory=*/false));
   return Ack();
 }
 
-absl::StatusOr<IngestAck> DocumentIngest::Close() {
-  // Only this stream changes the document (it holds the writer lock).
-  if (!(session_->SavedDocument(document_) == session_->Document(document_))) {
-    FOT_RETURN_IF_ERROR(manager_->Persist(*session_));
+void DocumentIngest::AfterAck() {
+  absl::MutexLock lock(&commit_mu_);
+  commit_wanted_ = true;
+  if (!committer_.joinable()) committer_ = std::thread([this] { CommitLoop(); });
+}
+
+void DocumentIngest::CommitLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&commit_mu_);
+      commit_mu_.Await(absl::Condition(this, &DocumentIngest::CommitterHasWork));
+      if (!commit_wanted_) return;  // stopping, with nothing asked
+      commit_wanted_ = false;
+    }
+    absl::Status status = session_->session().Commit();
+    if (status.ok()) status = manager_->Persist(*session_);
+    if (status.ok()) manager_->MaybeCheckpoint(*session_);
+    absl::MutexLock lock(&commit_mu_);
+    if (!status.ok() && commit_status_.ok()) commit_status_ = status;
   }
+}
+
+absl::Status DocumentIngest::CommitterStatus() {
+  absl::MutexLock lock(&commit_mu_);
+  if (commit_status_.ok()) return absl::OkStatus();
+  return absl::Status(commit_status_.code(),
+                      absl::StrCat("committing the acknowledged text to memory failed: ",
+                                   commit_status_.message()));
+}
+
+absl::Status DocumentIngest::CatchUp() {
+  FOT_RETURN_IF_ERROR(session_->session().Commit());
+  return manager_->Persist(*session_);
+}
+
+DocumentIngest::~DocumentIngest() {
+  {
+    absl::MutexLock lock(&commit_mu_);
+    stopping_ = true;
+  }
+  if (committer_.joinable()) committer_.join();
+}
+
+absl::StatusOr<IngestAck> DocumentIngest::Close() {
+  // What arrived is committed and written before the stream's last answer.
+  FOT_RETURN_IF_ERROR(CatchUp());
   return Ack();
 }
 

@@ -1,6 +1,15 @@
 // One document's ingest stream into a managed session: resume offsets,
 // text or token ids, and acknowledgements that report only what is saved.
-// A DocumentIngest belongs to one stream (one thread).
+//
+// An acknowledgement waits for its tokens to be on disk, not for the model:
+// the windows they complete are committed to memory (and written) by the
+// stream's committer thread behind the acknowledgements, as a write-ahead
+// log is applied. A restart commits what was acknowledged and not yet
+// committed. The committer stays at most kMaxUncommittedWindows windows
+// behind; beyond that a chunk waits for it.
+//
+// A DocumentIngest belongs to one stream (one thread); its committer is
+// internal.
 #ifndef FOTSERVE_SRC_SERVER_DOCUMENT_INGEST_H_
 #define FOTSERVE_SRC_SERVER_DOCUMENT_INGEST_H_
 
@@ -8,8 +17,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "src/server/document_tokenizer.h"
 #include "src/server/session_manager.h"
@@ -56,12 +68,26 @@ class DocumentIngest {
   // held-back text is dropped; the client resends it from resume_offset).
   absl::StatusOr<IngestAck> Close();
 
-  // Work that an acknowledgement need not wait for: a checkpoint of the
-  // session's memory when one is due (SessionManager::MaybeCheckpoint). Call
-  // it after sending each acknowledgement.
-  void AfterAck() { manager_->MaybeCheckpoint(*session_); }
+  // Starts the work that an acknowledgement need not wait for: committing
+  // the windows it completed, writing them, and a checkpoint of the memory
+  // when one is due. Call it after sending each acknowledgement.
+  void AfterAck();
+
+  // Waits for the committer (what AfterAck started ends first).
+  ~DocumentIngest();
 
  private:
+  // The committer: commits, writes and checkpoints whenever AfterAck asks.
+  void CommitLoop();
+  bool CommitterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) {
+    return commit_wanted_ || stopping_;
+  }
+  // A failure of the committer (reported by the next chunk), or OK.
+  absl::Status CommitterStatus();
+  // Commits and writes what the committer has not yet (before a chunk, when
+  // it lags too far behind, and at the end of the stream).
+  absl::Status CatchUp();
+
   DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session, WriterLock lock,
                  std::string document, DocumentState state, int64_t skip, bool add_bos,
                  bool exists);
@@ -78,6 +104,12 @@ class DocumentIngest {
   bool add_bos_;
   bool exists_;  // the session has the document
   std::unique_ptr<DocumentTokenizer> text_;
+
+  absl::Mutex commit_mu_;
+  bool commit_wanted_ ABSL_GUARDED_BY(commit_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(commit_mu_) = false;
+  absl::Status commit_status_ ABSL_GUARDED_BY(commit_mu_);
+  std::thread committer_;  // started by the first AfterAck
 };
 
 }  // namespace fot

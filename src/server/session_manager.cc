@@ -217,8 +217,8 @@ void SessionManager::LoadStored(const std::vector<std::string>& names) {
   }
 }
 
-absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Restore(
-    const std::string& name, LoadedSession loaded) const {
+absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Restore(const std::string& name,
+                                                                        LoadedSession loaded) {
   const int64_t committed = loaded.stored.committed;
   absl::StatusOr<std::unique_ptr<Session>> session =
       Session::Restore(engine_, loaded.stored, loaded.entries);
@@ -235,10 +235,13 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Restore(
   FOT_RETURN_IF_ERROR(session.status());
   std::shared_ptr<ManagedSession> managed(
       new ManagedSession(name, *std::move(session), std::move(loaded.records)));
-  absl::MutexLock lock(&managed->mu_);
-  managed->documents_ = loaded.ingest;
-  managed->saved_ = loaded.ingest;
-  managed->durable_ = {managed->session_->Progress().stream_tokens, committed};
+  {
+    absl::MutexLock lock(&managed->mu_);
+    managed->documents_ = loaded.ingest;
+    managed->saved_ = loaded.ingest;
+    managed->durable_ = {managed->session_->Progress().stream_tokens, committed};
+  }
+  FOT_RETURN_IF_ERROR(Persist(*managed));
   return managed;
 }
 
@@ -347,12 +350,12 @@ absl::Status SessionManager::Delete(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status SessionManager::Persist(ManagedSession& session) {
+absl::Status SessionManager::Persist(ManagedSession& session, bool memory) {
   absl::MutexLock store(&session.store_mu_);
-  return PersistLocked(session);
+  return PersistLocked(session, memory);
 }
 
-absl::Status SessionManager::PersistLocked(ManagedSession& session) {
+absl::Status SessionManager::PersistLocked(ManagedSession& session, bool memory) {
   {
     absl::MutexLock lock(&session.mu_);
     if (session.deleted_) {
@@ -363,7 +366,7 @@ absl::Status SessionManager::PersistLocked(ManagedSession& session) {
   absl::StatusOr<SessionChanges> changes;
   {
     absl::MutexLock append(&session.append_mu_);
-    changes = session.session_->ChangesSince(session.records_.cursor);
+    changes = session.session_->ChangesSince(session.records_.cursor, memory);
     absl::MutexLock lock(&session.mu_);
     documents = session.documents_;
   }
@@ -376,7 +379,8 @@ absl::Status SessionManager::PersistLocked(ManagedSession& session) {
   {
     absl::MutexLock lock(&session.mu_);
     session.saved_ = std::move(documents);
-    session.durable_ = {changes->end.stream, changes->committed};
+    session.durable_.stream_tokens = changes->end.stream;
+    if (changes->memory) session.durable_.committed_tokens = changes->committed;
   }
   return absl::OkStatus();
 }
@@ -399,7 +403,7 @@ absl::StatusOr<int64_t> SessionManager::SaveSnapshot(const std::string& session_
   }
   if (!snapshot.empty()) FOT_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
   absl::MutexLock store(&session->store_mu_);
-  FOT_RETURN_IF_ERROR(PersistLocked(*session));
+  FOT_RETURN_IF_ERROR(PersistLocked(*session, /*memory=*/true));
   if (!snapshot.empty()) {
     FOT_ASSIGN_OR_RETURN(const SessionChanges now,
                          session->session_->ChangesSince(session->records_.cursor));

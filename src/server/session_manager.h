@@ -170,9 +170,11 @@ class SessionManager {
   void WaitUntilLoaded() const;
 
   // Writes everything the session holds beyond its records in one synced
-  // batch; acknowledgements report only what that made durable. Without a
-  // data directory it only marks the state acknowledgeable.
-  [[nodiscard]] absl::Status Persist(ManagedSession& session);
+  // batch; acknowledgements report only what that made durable. Without
+  // `memory`, only its stream and documents: what an acknowledgement of
+  // tokens needs, without waiting for a commit in progress. Without a data
+  // directory it only marks the state acknowledgeable.
+  [[nodiscard]] absl::Status Persist(ManagedSession& session, bool memory = true);
   // Writes a checkpoint of the session's memory when options.checkpoint_entries
   // have been added since the last one. Only shortens restarts: what is
   // acknowledged is in the records already, so a failure (a full disk) is only
@@ -201,9 +203,11 @@ class SessionManager {
   void MigrateOldLayout();
   // Loads the stored sessions (the loading thread).
   void LoadStored(const std::vector<std::string>& names);
+  // The session `loaded` describes, with the windows that were acknowledged
+  // but not committed before the stop committed and written.
   absl::StatusOr<std::shared_ptr<ManagedSession>> Restore(const std::string& name,
-                                                          LoadedSession loaded) const;
-  absl::Status PersistLocked(ManagedSession& session)
+                                                          LoadedSession loaded);
+  absl::Status PersistLocked(ManagedSession& session, bool memory)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.store_mu_);
   absl::Status CheckRunning() const;
   // AlreadyExists if `name` is taken, Unavailable while it loads or is being

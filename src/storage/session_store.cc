@@ -253,9 +253,9 @@ void AddChanges(const EntryCodec& codec, uint64_t data, const SessionCursor& sin
     batch->Put(EntryKey(data, since.entries + offset),
                EncodeEntries(codec, changes, since.entries + offset, offset, count));
   }
-  const Json progress = {{"stream", changes.end.stream},
-                         {"entries", changes.end.entries},
-                         {"committed", changes.committed}};
+  batch->Put(DataPrefix(data) + "len", Json{{"stream", changes.end.stream}}.dump());
+  if (!changes.memory) return;  // an acknowledgement's write: the stream alone
+  const Json progress = {{"entries", changes.end.entries}, {"committed", changes.committed}};
   batch->Put(DataPrefix(data) + "prog", progress.dump());
   if (!changes.cache_state.empty()) batch->Put(DataPrefix(data) + "cache", changes.cache_state);
 }
@@ -327,8 +327,8 @@ absl::StatusOr<SessionRecords> SessionStore::Create(const std::string& name,
                        {"options", EncodeSessionOptions(options)},
                        {"base", Json::array()}};
   batch.Put(SessionKey(name), header.dump());
-  batch.Put(DataPrefix(data) + "prog",
-            Json{{"stream", 0}, {"entries", 0}, {"committed", 0}}.dump());
+  batch.Put(DataPrefix(data) + "len", Json{{"stream", 0}}.dump());
+  batch.Put(DataPrefix(data) + "prog", Json{{"entries", 0}, {"committed", 0}}.dump());
   FOT_RETURN_IF_ERROR(db_->Write(&batch));
   SessionRecords records;
   records.options = options;
@@ -415,10 +415,13 @@ absl::StatusOr<LoadedSession> SessionStore::LoadData(const std::string& header_k
   const std::string prefix = DataPrefix(records.data);
 
   FOT_ASSIGN_OR_RETURN(std::optional<std::string> progress_text, db_->Get(prefix + "prog"));
-  if (!progress_text.has_value())
-    return absl::DataLossError(absl::StrCat(what, " has no progress"));
+  FOT_ASSIGN_OR_RETURN(std::optional<std::string> length_text, db_->Get(prefix + "len"));
+  if (!progress_text.has_value() || !length_text.has_value()) {
+    return absl::DataLossError(absl::StrCat(what, " has no progress records"));
+  }
   FOT_ASSIGN_OR_RETURN(const Json progress, ParseJson(*progress_text, what));
-  FOT_ASSIGN_OR_RETURN(records.cursor.stream, Get<int64_t>(progress, "stream", what));
+  FOT_ASSIGN_OR_RETURN(const Json length, ParseJson(*length_text, what));
+  FOT_ASSIGN_OR_RETURN(records.cursor.stream, Get<int64_t>(length, "stream", what));
   FOT_ASSIGN_OR_RETURN(records.cursor.entries, Get<int64_t>(progress, "entries", what));
   StoredSession& stored = loaded.stored;
   stored.options = records.options;
@@ -551,10 +554,11 @@ absl::StatusOr<LoadedSession> SessionStore::LoadSnapshot(const std::string& snap
       {"format", kFormat}, {"data", data}, {"options", options}, {"base", SegmentsJson(segments)}};
   batch.Put(SessionKey(name), session.dump());
   try {
-    const Json progress = {{"stream", header.at("stream").get<int64_t>()},
-                           {"entries", header.at("entries").get<int64_t>()},
+    const Json progress = {{"entries", header.at("entries").get<int64_t>()},
                            {"committed", header.at("committed").get<int64_t>()}};
     batch.Put(DataPrefix(data) + "prog", progress.dump());
+    batch.Put(DataPrefix(data) + "len",
+              Json{{"stream", header.at("stream").get<int64_t>()}}.dump());
     for (const Json& d : header.at("documents")) {
       batch.Put(DocumentKey(data, d.at("id").get<int64_t>()), d.dump());
     }
@@ -656,7 +660,7 @@ absl::Status SessionStore::RemoveUnreached(const std::map<uint64_t, Segment>& re
     batch.DeleteRange(TokenKey(id, r->second.stream_end), prefix + "tok0");
     batch.DeleteRange(EntryKey(id, r->second.entries_end), prefix + "ent0");
     batch.DeleteRange(prefix + "doc/", prefix + "doc0");
-    for (const char* key : {"prog", "cache", "ckpt"}) batch.Delete(prefix + key);
+    for (const char* key : {"len", "prog", "cache", "ckpt"}) batch.Delete(prefix + key);
   }
   if (batch.Count() > 0) FOT_RETURN_IF_ERROR(db_->Write(&batch));
   FOT_ASSIGN_OR_RETURN(const std::vector<std::string> dirs, env_->ListDir(index_dir_));

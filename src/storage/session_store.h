@@ -11,7 +11,8 @@
 //   d/<data>/tok/<first position>    the stream tokens one write appended
 //   d/<data>/ent/<first entry>       the memory entries one write appended
 //   d/<data>/doc/<document id>       a document, its deletion and ingest bookkeeping
-//   d/<data>/prog                    stream, entries and committed counts
+//   d/<data>/len                     stream tokens (written with every token record)
+//   d/<data>/prog                    entries and committed count (with the entries)
 //   d/<data>/cache                   the Λ state a lambda stream continues from
 //   d/<data>/ckpt                    the memory checkpoint in index/ it starts from
 // A session loaded from a snapshot reads its first positions and entries from

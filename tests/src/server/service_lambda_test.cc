@@ -88,15 +88,17 @@ TEST_F(ServiceLambdaTest, GenerateEqualsTheOneShotLambdaRunForAnyChunking) {
     std::vector<pb::IngestResponse> acks;
     IngestAll(s->stub.get(), name, chunk, SIZE_MAX, &acks);
     EXPECT_EQ((*s->manager->Get(name))->session().StreamTokens(0, 100000), AllDocumentTokens());
-    // The pending tail is 1 to L tokens: blocks of L, aligned from the
-    // stream's first token, are committed once a token follows them.
+    // Blocks of L, aligned from the stream's first token, are committed once
+    // a token follows them; acknowledgements may report fewer (the committer
+    // works behind them), and the stream's end leaves a tail of 1 to L.
     for (const pb::IngestResponse& ack : acks) {
-      if (ack.stream_tokens() == 0) continue;
       EXPECT_EQ(ack.committed_tokens() % kLocalWindow, 0) << name;
-      EXPECT_GE(ack.stream_tokens() - ack.committed_tokens(), 1) << name;
-      EXPECT_LE(ack.stream_tokens() - ack.committed_tokens(), kLocalWindow) << name;
+      EXPECT_LE(ack.committed_tokens(), ack.stream_tokens()) << name;
     }
-    EXPECT_GT(acks.back().committed_tokens(), 0);
+    const IngestProgress done = (*s->manager->Get(name))->session().Progress();
+    EXPECT_GE(done.stream_tokens - done.committed_tokens, 1) << name;
+    EXPECT_LE(done.stream_tokens - done.committed_tokens, kLocalWindow) << name;
+    EXPECT_GT(done.committed_tokens, 0);
     ExpectIdentical(Generate(s->stub.get(), name), expected, name);
   }
   // A fot session of the same text answers otherwise: lambda is in effect.
