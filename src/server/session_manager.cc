@@ -387,11 +387,22 @@ absl::Status SessionManager::PersistLocked(ManagedSession& session, bool memory)
 
 void SessionManager::MaybeCheckpoint(ManagedSession& session) {
   if (store_ == nullptr) return;
+  uint64_t data = 0;
+  int64_t entries = 0;
+  {
+    absl::MutexLock store(&session.store_mu_);
+    const SessionRecords& r = session.records_;
+    const int64_t added = r.cursor.entries - r.checkpoint_entries;
+    if (added < std::max(options_.checkpoint_entries, r.checkpoint_entries / 8)) return;
+    data = r.data;
+    entries = r.cursor.entries;
+  }
+  // Without the store lock: acknowledgements are written meanwhile.
+  absl::StatusOr<std::string> name = store_->Checkpoint(data, entries, *session.session_);
+  if (!name.ok()) return;
   absl::MutexLock store(&session.store_mu_);
-  const SessionRecords& r = session.records_;
-  const int64_t added = r.cursor.entries - r.checkpoint_entries;
-  if (added < std::max(options_.checkpoint_entries, r.checkpoint_entries / 8)) return;
-  store_->Checkpoint(&session.records_, *session.session_).IgnoreError();
+  session.records_.checkpoint = *name;
+  session.records_.checkpoint_entries = entries;
 }
 
 absl::StatusOr<int64_t> SessionManager::SaveSnapshot(const std::string& session_name,

@@ -178,7 +178,7 @@ class SessionManager {
   // Writes a checkpoint of the session's memory when options.checkpoint_entries
   // have been added since the last one. Only shortens restarts: what is
   // acknowledged is in the records already, so a failure (a full disk) is only
-  // retried later. Blocks the session's writes meanwhile.
+  // retried later. Commits wait meanwhile; acknowledgements do not.
   void MaybeCheckpoint(ManagedSession& session);
 
   // Snapshots (SaveSession / LoadSession of the API). SaveSnapshot returns the

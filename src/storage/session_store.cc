@@ -363,20 +363,20 @@ absl::Status SessionStore::Write(SessionRecords* records, const SessionChanges& 
   return absl::OkStatus();
 }
 
-absl::Status SessionStore::Checkpoint(SessionRecords* records, const Session& session) {
-  const std::string name = absl::StrCat(Hex(records->data), "-", Hex(records->cursor.entries));
+absl::StatusOr<std::string> SessionStore::Checkpoint(uint64_t data, int64_t entries,
+                                                     const Session& session) {
+  const std::string name = absl::StrCat(Hex(data), "-", Hex(entries));
   const std::string dir = absl::StrCat(index_dir_, "/", name);
   {
     absl::MutexLock lock(&checkpoints_mu_);
     writing_.insert(name);
   }
   absl::Status written = env_->RemoveAll(dir);  // the remains of an interrupted one
-  if (written.ok()) written = session.WriteCheckpoint(dir, *env_, records->cursor.entries);
+  if (written.ok()) written = session.WriteCheckpoint(dir, *env_, entries);
   if (written.ok()) written = env_->SyncDir(index_dir_);
   if (written.ok()) {
     rocksdb::WriteBatch batch;
-    batch.Put(DataPrefix(records->data) + "ckpt",
-              Json{{"dir", name}, {"entries", records->cursor.entries}}.dump());
+    batch.Put(DataPrefix(data) + "ckpt", Json{{"dir", name}, {"entries", entries}}.dump());
     written = db_->Write(&batch);
   }
   {
@@ -387,9 +387,8 @@ absl::Status SessionStore::Checkpoint(SessionRecords* records, const Session& se
     env_->RemoveAll(dir).IgnoreError();  // the error to report is `written`
     return written;
   }
-  records->checkpoint = name;
-  records->checkpoint_entries = records->cursor.entries;
-  return CollectGarbage();  // the previous checkpoint, unless a snapshot uses it
+  FOT_RETURN_IF_ERROR(CollectGarbage());  // the previous checkpoint, unless a snapshot uses it
+  return name;
 }
 
 absl::StatusOr<LoadedSession> SessionStore::Load(const std::string& name) const {

@@ -110,9 +110,11 @@ class SessionStore {
   [[nodiscard]] absl::Status Write(SessionRecords* records, const SessionChanges& changes,
                                    const std::map<std::string, DocumentState>& ingest);
 
-  // Writes `session`'s memory as the new checkpoint of *records (the old one
-  // is removed once the new one is recorded).
-  [[nodiscard]] absl::Status Checkpoint(SessionRecords* records, const Session& session);
+  // Writes `session`'s memory, which must hold `entries` entries, as the new
+  // checkpoint of data `data` and records it (the old one is removed once the
+  // new one is recorded); its directory name, for SessionRecords. Needs no
+  // lock of the caller's: an acknowledgement's write goes on meanwhile.
+  absl::StatusOr<std::string> Checkpoint(uint64_t data, int64_t entries, const Session& session);
 
   // The stored session `name`. NotFound without records; DataLoss or
   // FailedPrecondition naming what is wrong with a damaged one.
