@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "base/utf8.h"
 
@@ -121,12 +122,7 @@ absl::StatusOr<IngestAck> DocumentIngest::Chunk(std::string_view text,
                                                 absl::Span<const int> token_ids,
                                                 bool end_of_document) {
   if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
-  FOT_RETURN_IF_ERROR(CommitterStatus());
-  const IngestProgress progress = session_->session().Progress();
-  const int64_t window = manager_->engine().config().max_position_embeddings;
-  if (progress.stream_tokens - progress.committed_tokens > kMaxUncommittedWindows * window) {
-    FOT_RETURN_IF_ERROR(CatchUp());  // the client outpaces the model
-  }
+  FOT_RETURN_IF_ERROR(WaitForCommitter());
   if (!text.empty() && !token_ids.empty()) {
     return absl::InvalidArgumentError("a chunk holds text or token ids, not both");
   }
@@ -234,6 +230,22 @@ absl::Status DocumentIngest::CommitterStatus() {
   return absl::Status(commit_status_.code(),
                       absl::StrCat("committing the acknowledged text to memory failed: ",
                                    commit_status_.message()));
+}
+
+absl::Status DocumentIngest::WaitForCommitter() {
+  // A client that outpaces the model waits here, about one chunk's worth of
+  // commits per chunk (the committer advances a window at a time), rather
+  // than growing the backlog that every query has to run.
+  const int64_t limit =
+      kMaxUncommittedWindows * manager_->engine().config().max_position_embeddings;
+  for (bool asked = false;; asked = true) {
+    FOT_RETURN_IF_ERROR(CommitterStatus());
+    const IngestProgress progress = session_->session().Progress();
+    if (progress.stream_tokens - progress.committed_tokens <= limit) return absl::OkStatus();
+    if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
+    if (!asked) AfterAck();  // the backlog may predate this stream's committer
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 absl::Status DocumentIngest::CatchUp() {

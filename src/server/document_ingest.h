@@ -84,8 +84,10 @@ class DocumentIngest {
   }
   // A failure of the committer (reported by the next chunk), or OK.
   absl::Status CommitterStatus();
-  // Commits and writes what the committer has not yet (before a chunk, when
-  // it lags too far behind, and at the end of the stream).
+  // Waits while the committer is more than kMaxUncommittedWindows behind.
+  absl::Status WaitForCommitter();
+  // Commits and writes what the committer has not yet (at the end of the
+  // stream).
   absl::Status CatchUp();
 
   DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedSession> session, WriterLock lock,
