@@ -213,12 +213,19 @@ absl::Status Session::CommitWindows() {
   const CommitRule rule = state_.cache->Commits(last_context_length_);
   std::vector<int> tokens;
   std::vector<Provenance> provenance;
+  // Only what is due now: a stream that keeps growing must not keep the
+  // session from its queries (and its committer from writing) for ever.
+  int64_t due = 0;
+  {
+    absl::ReaderMutexLock stream(&stream_mu_);
+    due = static_cast<int64_t>(stream_.size());
+  }
   for (;;) {
     const int64_t committed = committed_;
+    if (due - committed < rule.size + rule.follow) break;
     {
       // The window is copied out: appends may grow the stream meanwhile.
       absl::ReaderMutexLock stream(&stream_mu_);
-      if (static_cast<int64_t>(stream_.size()) - committed < rule.size + rule.follow) break;
       tokens.assign(stream_.begin() + committed, stream_.begin() + committed + rule.size);
       provenance.assign(provenance_.begin() + committed,
                         provenance_.begin() + committed + rule.size);

@@ -182,7 +182,8 @@ class Session {
   // InvalidArgument for ids outside the vocabulary.
   absl::StatusOr<IngestProgress> AppendToDocument(const std::string& name,
                                                   absl::Span<const int> tokens, bool commit = true);
-  // Processes every window the commit rule allows (see AppendToDocument).
+  // Processes every window the commit rule allows for the stream as it is
+  // when Commit starts (see AppendToDocument).
   // Queries see the stream the same before and after: a window not yet
   // committed is part of their pending tail. On a failure the windows before
   // the failing one stay committed.
