@@ -10,6 +10,7 @@ packages=(
   libabsl-dev libsentencepiece-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   librocksdb-dev
+  libssl-dev openssl
   python3 python3-grpcio python3-protobuf python3-pytest
 )
 
