@@ -120,6 +120,9 @@ absl::Status Engine::Run(StreamInput input, absl::Span<const int> tokens, int la
   FOT_RETURN_IF_ERROR(CheckInput(tokens, provenance));
   for (size_t i = 0; i < calls.size(); ++i) {
     const ForwardCall& call = calls[i];
+    if (state->cancelled && state->cancelled()) {
+      return absl::CancelledError("the query was cancelled or ran out of time");
+    }
     if (call.flush_before) FOT_RETURN_IF_ERROR(transformer_.FlushLocalCache(state));
     FOT_RETURN_IF_ERROR(RunChunk(tokens.subspan(call.begin, call.size),
                                  provenance.empty() ? nullptr : &provenance[call.begin], call.begin,

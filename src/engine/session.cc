@@ -321,6 +321,7 @@ absl::StatusOr<QueryResult> Session::Generate(absl::Span<const int> question,
     absl::ReaderMutexLock lock(&mu_);
     FOT_ASSIGN_OR_RETURN(ModelState state, QueryState(options.retrieval));
     state.trace = options.trace;
+    state.cancelled = options.cancelled;
     std::vector<int> tokens;
     std::vector<Provenance> provenance;
     QueryInput(question, &tokens, &provenance);
@@ -374,7 +375,8 @@ absl::StatusOr<QueryResult> Session::Generate(absl::Span<const int> question,
 
 absl::StatusOr<ScoreResult> Session::Score(absl::Span<const int> context,
                                            absl::Span<const int> continuation,
-                                           const std::optional<Retrieval>& retrieval) {
+                                           const std::optional<Retrieval>& retrieval,
+                                           std::function<bool()> cancelled) {
   if (continuation.empty()) return absl::InvalidArgumentError("the continuation has no tokens");
   absl::ReaderMutexLock lock(&mu_);
   std::vector<int> extra(context.begin(), context.end());
@@ -390,6 +392,7 @@ absl::StatusOr<ScoreResult> Session::Score(absl::Span<const int> context,
         "nothing in the pending text precedes the continuation: give a context");
   }
   FOT_ASSIGN_OR_RETURN(ModelState state, QueryState(retrieval));
+  state.cancelled = std::move(cancelled);
   // Row p of the query input predicts token p + 1: rows [first_scored − 1,
   // end − 1) score the continuation.
   ScoreResult result;
@@ -416,11 +419,13 @@ absl::StatusOr<ScoreResult> Session::Score(absl::Span<const int> context,
 }
 
 absl::StatusOr<std::vector<AttentionTrace>> Session::Search(
-    absl::Span<const int> text, int top, const std::optional<Retrieval>& retrieval) {
+    absl::Span<const int> text, int top, const std::optional<Retrieval>& retrieval,
+    std::function<bool()> cancelled) {
   if (text.empty()) return absl::InvalidArgumentError("the search text has no tokens");
   if (top < 1) return absl::InvalidArgumentError("top must be at least 1");
   absl::ReaderMutexLock lock(&mu_);
   FOT_ASSIGN_OR_RETURN(ModelState state, QueryState(retrieval));
+  state.cancelled = std::move(cancelled);
   state.trace = true;
   state.traces.assign(engine_->config().num_hidden_layers, AttentionTrace{});
   for (AttentionTrace& t : state.traces) t.top = top;

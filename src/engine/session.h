@@ -96,6 +96,9 @@ struct QueryOptions {
   // Called for each generated token; returning false stops generation (a
   // cancelled client). Also receives every row of logits when set.
   std::function<bool(const GeneratedToken&, const float* logits)> on_token;
+  // Asked before each window of the prefill: true ends the query with
+  // Cancelled (a client that went away or ran out of time).
+  std::function<bool()> cancelled;
 };
 
 struct QueryResult {
@@ -201,14 +204,17 @@ class Session {
   absl::StatusOr<QueryResult> Generate(absl::Span<const int> question, const QueryOptions& options);
 
   // Log-likelihood of `continuation` after the session's stream + `context`.
+  // `cancelled` as QueryOptions::cancelled.
   absl::StatusOr<ScoreResult> Score(absl::Span<const int> context,
                                     absl::Span<const int> continuation,
-                                    const std::optional<Retrieval>& retrieval);
+                                    const std::optional<Retrieval>& retrieval,
+                                    std::function<bool()> cancelled = {});
 
   // What the memory layers retrieve for the last token of `text` run after the
   // session's stream (traces per layer, `top` entries per head).
   absl::StatusOr<std::vector<AttentionTrace>> Search(absl::Span<const int> text, int top,
-                                                     const std::optional<Retrieval>& retrieval);
+                                                     const std::optional<Retrieval>& retrieval,
+                                                     std::function<bool()> cancelled = {});
 
   // Inspection of the committed memory (memory_inspection.h).
   MemoryStats Stats() const;

@@ -8,6 +8,7 @@
 #ifndef FOTSERVE_SRC_MODEL_TRANSFORMER_H_
 #define FOTSERVE_SRC_MODEL_TRANSFORMER_H_
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -54,6 +55,10 @@ struct ModelState {
   bool trace = false;
   std::vector<AttentionTrace> traces;  // [layer]
   int64_t tokens_seen = 0;             // tokens run through the model so far (default provenance)
+  // When set, asked before each Forward call (one window at most) of a
+  // prefill or append: true stops the call with Cancelled, so that a query
+  // whose client went away or ran out of time stops within a window.
+  std::function<bool()> cancelled;
   ForwardScratch scratch;
 
   // fot: tokens in the local cache; lambda: entries held (sinks + ring).

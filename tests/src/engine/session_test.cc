@@ -192,6 +192,29 @@ TEST_F(SessionTest, CallerCanStopGenerationAfterAnyToken) {
   EXPECT_EQ(result->tokens.size(), 3u);
 }
 
+TEST_F(SessionTest, ACancelledQueryStopsWithinOneWindowOfItsPrefill) {
+  std::unique_ptr<Session> session = NewSession();
+  Ingest(session.get(), 50);
+  // A question of many windows (W = 16): asked before each window, the
+  // caller says stop at the third ask; the prefill runs no further.
+  std::vector<int> question;
+  for (int i = 0; i < 40 * 16; ++i) question.push_back(i % kVocab);
+  int asked = 0;
+  QueryOptions options;
+  options.max_tokens = 4;
+  options.cancelled = [&] { return ++asked >= 3; };
+  auto result = session->Generate(question, options);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  EXPECT_EQ(asked, 3);
+  auto score = session->Score(question, question_, std::nullopt, [&] { return true; });
+  EXPECT_EQ(score.status().code(), absl::StatusCode::kCancelled) << score.status();
+  auto search = session->Search(question, 4, std::nullopt, [&] { return true; });
+  EXPECT_EQ(search.status().code(), absl::StatusCode::kCancelled) << search.status();
+  // The session is untouched and answers as before.
+  options.cancelled = nullptr;
+  EXPECT_TRUE(session->Generate(question_, options).ok());
+}
+
 TEST_F(SessionTest, TraceNamesTheDocumentsRetrievedFrom) {
   std::unique_ptr<Session> session = NewSession();
   Ingest(session.get(), 50);
