@@ -107,6 +107,8 @@ absl::Status DocumentIngest::Append(absl::Span<const int> ids) {
   if (ids.empty()) return absl::OkStatus();
   FOT_RETURN_IF_ERROR(CheckTokenIds(manager_->engine().config(), ids));
   Session& session = session_->session();
+  FOT_RETURN_IF_ERROR(
+      manager_->CheckCapacity(*session_, static_cast<int64_t>(ids.size()), !exists_));
   if (!exists_) {
     FOT_RETURN_IF_ERROR(session.StartDocument(document_).status());
     exists_ = true;

@@ -126,6 +126,10 @@ DurableProgress ManagedSession::Durable() const {
 absl::StatusOr<std::unique_ptr<SessionManager>> SessionManager::Open(
     const Engine* engine, const Tokenizer* tokenizer, SessionManagerOptions options) {
   if (options.max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
+  FOT_RETURN_IF_ERROR(ValidateLimits(options.limits));
+  if (options.limits.max_memory_bytes == 0) {
+    options.limits.max_memory_bytes = DefaultMaxMemoryBytes();
+  }
   std::unique_ptr<SessionManager> manager(
       new SessionManager(engine, tokenizer, std::move(options)));
   const std::string& data_dir = manager->options_.data_dir;
@@ -269,6 +273,7 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::Create(
   FOT_RETURN_IF_ERROR(ValidateName(name, "session name"));
   FOT_ASSIGN_OR_RETURN(SessionOptions resolved,
                        ResolveSessionOptions(spec, options_.defaults, engine_->config()));
+  FOT_RETURN_IF_ERROR(CheckSessionOptions(resolved, options_.limits));
   absl::MutexLock lock(&mu_);
   FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
   FOT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(engine_, resolved));
@@ -437,6 +442,11 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadSnapshot(
   if (!store_->HasSnapshot(snapshot)) {
     return absl::NotFoundError(absl::StrCat("no snapshot '", snapshot, "'"));
   }
+  if (MemoryBytes() >= options_.limits.max_memory_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the server's memory is full (--max_memory_bytes=",
+                     options_.limits.max_memory_bytes, "); delete a session before loading one"));
+  }
   {
     absl::MutexLock lock(&mu_);
     FOT_RETURN_IF_ERROR(CheckFreeSlot(name));
@@ -472,6 +482,42 @@ absl::Status SessionManager::CheckFreeSlot(const std::string& name) const {
   if (static_cast<int>(sessions_.size() + loading_.size()) >= options_.max_sessions) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the server holds its maximum of ", options_.max_sessions, " sessions; delete one first"));
+  }
+  return absl::OkStatus();
+}
+
+int64_t SessionManager::MemoryBytes() const {
+  int64_t bytes = 0;
+  for (const auto& session : List()) {
+    bytes += session->session().Progress().stream_tokens *
+             MemoryBytesPerToken(session->session(), engine_->config());
+  }
+  return bytes;
+}
+
+absl::Status SessionManager::CheckCapacity(const ManagedSession& managed, int64_t tokens,
+                                           bool new_document) const {
+  const Limits& limits = options_.limits;
+  const Session& session = managed.session();
+  if (new_document && static_cast<int64_t>(session.Documents().size()) >= limits.max_documents) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "session '", managed.name(), "' holds its maximum of ", limits.max_documents,
+        " documents (--max_documents); delete the session or use another"));
+  }
+  const int64_t stream = session.Progress().stream_tokens;
+  if (stream + tokens > limits.max_session_tokens) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "session '", managed.name(), "' holds ", stream, " tokens; ", tokens,
+        " more would pass its limit of ", limits.max_session_tokens,
+        " (--max_session_tokens); continue in another session"));
+  }
+  const int64_t in_use = MemoryBytes();
+  const int64_t more = tokens * MemoryBytesPerToken(session, engine_->config());
+  if (in_use + more > limits.max_memory_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server's memory is full: its sessions take ", in_use, " bytes, and ", tokens,
+        " more tokens (", more, " bytes) would pass its limit of ", limits.max_memory_bytes,
+        " (--max_memory_bytes); delete a session first"));
   }
   return absl::OkStatus();
 }

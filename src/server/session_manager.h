@@ -43,6 +43,7 @@
 #include "base/env.h"
 #include "src/engine/engine.h"
 #include "src/engine/session.h"
+#include "src/server/limits.h"
 #include "src/server/session_options.h"
 #include "src/storage/session_store.h"
 #include "src/tokenizer/tokenizer.h"
@@ -56,6 +57,9 @@ struct SessionManagerOptions {
   // a test can inject a failing disk.
   std::shared_ptr<rocksdb::FileSystem> file_system;
   int max_sessions = 64;
+  // What a request, a session and all sessions together may cost
+  // (max_memory_bytes 0 becomes DefaultMaxMemoryBytes() at Open).
+  Limits limits;
   SessionOptions defaults;  // options of sessions whose request leaves fields empty
   // A session's memory is checkpointed (a restart then replays only what came
   // after) once this many entries, and at least an eighth of those already
@@ -168,6 +172,17 @@ class SessionManager {
   // Whether every stored session has loaded (or failed to), and waiting for it.
   bool loaded() const;
   void WaitUntilLoaded() const;
+
+  // OK if `tokens` more stream tokens (in a new document when
+  // `new_document`) fit `session` and the server: ResourceExhausted naming
+  // max_documents, max_session_tokens or max_memory_bytes otherwise. Checked
+  // before tokens are appended, so that every acknowledged token can be
+  // committed to memory.
+  [[nodiscard]] absl::Status CheckCapacity(const ManagedSession& session, int64_t tokens,
+                                           bool new_document) const;
+  // Bytes of memory that the sessions' streams take once committed
+  // (MemoryBytesPerToken of each).
+  int64_t MemoryBytes() const;
 
   // Writes everything the session holds beyond its records in one synced
   // batch; acknowledgements report only what that made durable. Without
