@@ -3,6 +3,7 @@
 // inspection — plus gRPC health checking and reflection.
 //
 //   fot-server --model DIR --data-dir DATA [--listen 127.0.0.1:50051]
+//              [--api-keys FILE] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //
 // Loads the model once; sessions saved in --data-dir load at startup, and
 // every acknowledged ingest is saved there. SIGINT / SIGTERM shut down
@@ -11,16 +12,20 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
 #include "src/engine/engine.h"
+#include "src/server/api_keys.h"
 #include "src/server/service.h"
 #include "src/server/session_manager.h"
+#include "src/server/tls_config.h"
 #include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors, tokenizer.model");
@@ -43,6 +48,14 @@ ABSL_FLAG(int64_t, checkpoint_entries, 32768,
           "Checkpoint a session's memory (so that a restart replays only what follows) once this "
           "many entries, and an eighth of those checkpointed, have been added since the last");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long running calls may finish after a signal");
+// Authentication and TLS (src/server/api_keys.h, src/server/tls_config.h).
+ABSL_FLAG(std::string, api_keys, "",
+          "File of API keys, one per line: KEY [read-only|read-write|admin] [prefix=NAME]; "
+          "calls then need 'authorization: Bearer KEY' (health checks never do)");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: the server's PEM certificate chain (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "Mutual TLS: PEM CA certificates that client certificates must chain to");
 
 namespace fot {
 namespace {
@@ -52,10 +65,30 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// Whether `listen` (host:port, or a unix: socket) takes connections from
+// this machine only.
+bool IsLoopback(const std::string& listen) {
+  if (absl::StartsWith(listen, "unix:")) return true;
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
 int Main(int argc, char** argv) {
   ParseCommandLine(argc, argv, "fot-server --model DIR [--data-dir DIR] [--listen HOST:PORT]");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) return Fail("--model is required");
+
+  // Keys and TLS files first: a mistake in them shows before the model loads.
+  ServerOptions server_options;
+  if (const std::string path = absl::GetFlag(FLAGS_api_keys); !path.empty()) {
+    auto keys = ApiKeys::Load(path);
+    if (!keys.ok()) return Fail(std::string(keys.status().message()));
+    server_options.api_keys = std::make_shared<const ApiKeys>(*std::move(keys));
+  }
+  auto tls = LoadTlsConfig(absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                           absl::GetFlag(FLAGS_tls_client_ca));
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
+  server_options.tls = *std::move(tls);
 
   // Signals are taken by sigwait() below; block them before any thread starts.
   sigset_t signals;
@@ -94,8 +127,31 @@ int Main(int argc, char** argv) {
   auto server = FotServer::Start(manager->get(), server_options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
   const std::string& listen = server_options.listen;
-  std::fprintf(stderr, "fot-server: serving %s on %s:%d (stored sessions load in the background)\n",
-               model_dir.c_str(), listen.substr(0, listen.rfind(':')).c_str(), (*server)->port());
+  if (!IsLoopback(listen) && server_options.api_keys == nullptr) {
+    std::fprintf(stderr,
+                 "fot-server: warning: %s is reachable from other machines and no --api-keys are "
+                 "set: anyone who reaches the port can read, change and delete every session\n",
+                 listen.c_str());
+  }
+  if (!IsLoopback(listen) && !server_options.tls.enabled()) {
+    std::fprintf(stderr,
+                 "fot-server: warning: %s is reachable from other machines without TLS "
+                 "(--tls-cert, --tls-key): keys and text cross the network in the clear\n",
+                 listen.c_str());
+  }
+  std::string security;
+  if (server_options.tls.enabled()) {
+    security = server_options.tls.client_ca.empty() ? " with TLS" : " with mutual TLS";
+  }
+  if (server_options.api_keys != nullptr) {
+    absl::StrAppend(&security, security.empty() ? " with " : " and ",
+                    server_options.api_keys->size(),
+                    server_options.api_keys->size() == 1 ? " API key" : " API keys");
+  }
+  std::fprintf(stderr,
+               "fot-server: serving %s on %s:%d%s (stored sessions load in the background)\n",
+               model_dir.c_str(), listen.substr(0, listen.rfind(':')).c_str(), (*server)->port(),
+               security.c_str());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

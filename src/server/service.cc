@@ -22,12 +22,14 @@
 #include "base/status_macros.h"
 #include "proto/fot.grpc.pb.h"
 #include "src/server/document_ingest.h"
+#include "src/server/service_auth.h"
 #include "src/server/service_conversions.h"
 
 namespace fot {
 namespace {
 
 namespace pb = ::fot::v1;
+using service_internal::AuthorizeCall;
 using service_internal::EntryResolver;
 using service_internal::FillAck;
 using service_internal::FillEntry;
@@ -159,9 +161,10 @@ class FotService final : public pb::Fot::Service {
   FotService(SessionManager* manager, ServerOptions options)
       : manager_(manager), options_(std::move(options)) {}
 
-  grpc::Status GetServerInfo(grpc::ServerContext*, const pb::GetServerInfoRequest* request,
+  grpc::Status GetServerInfo(grpc::ServerContext* context, const pb::GetServerInfoRequest* request,
                              pb::ServerInfo* out) override {
     return Guard("GetServerInfo", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "GetServerInfo", Scope::kReadOnly, {}));
       const ModelConfig& c = manager_->engine().config();
       out->set_model_dir(options_.model_dir);
       out->set_model_type(c.model_type);
@@ -185,9 +188,10 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status CreateSession(grpc::ServerContext*, const pb::CreateSessionRequest* request,
+  grpc::Status CreateSession(grpc::ServerContext* context, const pb::CreateSessionRequest* request,
                              pb::SessionInfo* out) override {
     return Guard("CreateSession", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "CreateSession", Scope::kReadWrite, {request->name()}));
       FOT_ASSIGN_OR_RETURN(auto session,
                            manager_->Create(request->name(), SpecOf(request->options())));
       FillSessionInfo(*session, true, out);
@@ -195,35 +199,43 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status GetSession(grpc::ServerContext*, const pb::GetSessionRequest* request,
+  grpc::Status GetSession(grpc::ServerContext* context, const pb::GetSessionRequest* request,
                           pb::SessionInfo* out) override {
     return Guard("GetSession", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "GetSession", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FillSessionInfo(*session, true, out);
       return absl::OkStatus();
     });
   }
 
-  grpc::Status ListSessions(grpc::ServerContext*, const pb::ListSessionsRequest* request,
+  grpc::Status ListSessions(grpc::ServerContext* context, const pb::ListSessionsRequest* request,
                             pb::ListSessionsResponse* out) override {
     return Guard("ListSessions", [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(const Grant grant,
+                           Authorize(context, "ListSessions", Scope::kReadOnly, {}));
       if (manager_->shutting_down()) return absl::UnavailableError("the server is shutting down");
       for (const auto& session : manager_->List())
-        FillSessionInfo(*session, false, out->add_sessions());
-      for (const std::string& name : manager_->Snapshots()) out->add_snapshots(name);
+        if (grant.Covers(session->name())) FillSessionInfo(*session, false, out->add_sessions());
+      for (const std::string& name : manager_->Snapshots())
+        if (grant.Covers(name)) out->add_snapshots(name);
       return absl::OkStatus();
     });
   }
 
-  grpc::Status DeleteSession(grpc::ServerContext*, const pb::DeleteSessionRequest* request,
+  grpc::Status DeleteSession(grpc::ServerContext* context, const pb::DeleteSessionRequest* request,
                              pb::DeleteSessionResponse*) override {
-    return Guard("DeleteSession", [&] { return manager_->Delete(request->session()); });
+    return Guard("DeleteSession", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "DeleteSession", Scope::kReadWrite, {request->session()}));
+      return manager_->Delete(request->session());
+    });
   }
 
   grpc::Status Ingest(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<pb::IngestResponse, pb::IngestRequest>* stream) override {
     return Guard("Ingest", [&]() -> absl::Status {
+      FOT_ASSIGN_OR_RETURN(const Grant grant, Authorize(context, "Ingest", Scope::kReadWrite, {}));
       pb::IngestRequest request;
       if (!stream->Read(&request)) {
         // Nothing arrived, or a message protobuf could not parse (a string
@@ -236,6 +248,7 @@ class FotService final : public pb::Fot::Service {
         return absl::InvalidArgumentError("the first Ingest message must be `open`");
       }
       const pb::IngestOpen& open = request.open();
+      FOT_RETURN_IF_ERROR(CheckGrant(grant, Scope::kReadWrite, "Ingest", {open.session()}));
       FOT_ASSIGN_OR_RETURN(
           std::unique_ptr<DocumentIngest> ingest,
           DocumentIngest::Open(manager_, {open.session(), open.document(), open.resume(),
@@ -275,9 +288,12 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status DeleteDocument(grpc::ServerContext*, const pb::DeleteDocumentRequest* request,
+  grpc::Status DeleteDocument(grpc::ServerContext* context,
+                              const pb::DeleteDocumentRequest* request,
                               pb::DeleteDocumentResponse*) override {
     return Guard("DeleteDocument", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(
+          Allow(context, "DeleteDocument", Scope::kReadWrite, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto session, manager_->Get(request->session()));
       FOT_RETURN_IF_ERROR(session->session().DeleteDocument(request->document()));
       return manager_->Persist(*session);
@@ -287,6 +303,9 @@ class FotService final : public pb::Fot::Service {
   grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                         grpc::ServerWriter<pb::GenerateResponse>* writer) override {
     return Guard("Generate", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "Generate",
+                                request->keep_turn() ? Scope::kReadWrite : Scope::kReadOnly,
+                                {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       const ModelConfig& config = manager_->engine().config();
@@ -381,9 +400,10 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status Score(grpc::ServerContext*, const pb::ScoreRequest* request,
+  grpc::Status Score(grpc::ServerContext* context, const pb::ScoreRequest* request,
                      pb::ScoreResponse* out) override {
     return Guard("Score", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "Score", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       FOT_ASSIGN_OR_RETURN(std::vector<int> context,
@@ -415,9 +435,10 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status MemoryStats(grpc::ServerContext*, const pb::MemoryStatsRequest* request,
+  grpc::Status MemoryStats(grpc::ServerContext* context, const pb::MemoryStatsRequest* request,
                            pb::MemoryStatsResponse* out) override {
     return Guard("MemoryStats", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "MemoryStats", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const ::fot::MemoryStats stats = session.Stats();
@@ -449,9 +470,10 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status ListEntries(grpc::ServerContext*, const pb::ListEntriesRequest* request,
+  grpc::Status ListEntries(grpc::ServerContext* context, const pb::ListEntriesRequest* request,
                            pb::ListEntriesResponse* out) override {
     return Guard("ListEntries", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "ListEntries", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
@@ -498,9 +520,10 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status EntryContext(grpc::ServerContext*, const pb::EntryContextRequest* request,
+  grpc::Status EntryContext(grpc::ServerContext* context, const pb::EntryContextRequest* request,
                             pb::EntryContextResponse* out) override {
     return Guard("EntryContext", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "EntryContext", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Session& session = managed->session();
       const int layer = request->has_layer() ? request->layer() : FirstMemoryLayer(session);
@@ -530,9 +553,10 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status SearchMemory(grpc::ServerContext*, const pb::SearchMemoryRequest* request,
+  grpc::Status SearchMemory(grpc::ServerContext* context, const pb::SearchMemoryRequest* request,
                             pb::SearchMemoryResponse* out) override {
     return Guard("SearchMemory", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "SearchMemory", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
       FOT_ASSIGN_OR_RETURN(std::vector<int> text,
@@ -552,9 +576,11 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status SaveSession(grpc::ServerContext*, const pb::SaveSessionRequest* request,
+  grpc::Status SaveSession(grpc::ServerContext* context, const pb::SaveSessionRequest* request,
                            pb::SaveSessionResponse* out) override {
     return Guard("SaveSession", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "SaveSession", Scope::kReadWrite,
+                                {request->session(), request->snapshot()}));
       FOT_ASSIGN_OR_RETURN(
           int64_t bytes,
           manager_->SaveSnapshot(request->session(), request->snapshot(), request->overwrite()));
@@ -563,9 +589,11 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
-  grpc::Status LoadSession(grpc::ServerContext*, const pb::LoadSessionRequest* request,
+  grpc::Status LoadSession(grpc::ServerContext* context, const pb::LoadSessionRequest* request,
                            pb::SessionInfo* out) override {
     return Guard("LoadSession", [&]() -> absl::Status {
+      FOT_RETURN_IF_ERROR(Allow(context, "LoadSession", Scope::kReadWrite,
+                                {request->snapshot(), request->session()}));
       FOT_ASSIGN_OR_RETURN(auto session,
                            manager_->LoadSnapshot(request->snapshot(), request->session()));
       FillSessionInfo(*session, true, out);
@@ -574,6 +602,18 @@ class FotService final : public pb::Fot::Service {
   }
 
  private:
+  // The caller's grant for `method` (service_auth.h): Unauthenticated or
+  // PermissionDenied unless its key has `needed` for every name in `names`.
+  absl::StatusOr<Grant> Authorize(grpc::ServerContext* context, std::string_view method,
+                                  Scope needed,
+                                  std::initializer_list<std::string_view> names) const {
+    return AuthorizeCall(options_.api_keys.get(), *context, method, needed, names);
+  }
+  absl::Status Allow(grpc::ServerContext* context, std::string_view method, Scope needed,
+                     std::initializer_list<std::string_view> names) const {
+    return Authorize(context, method, needed, names).status();
+  }
+
   SessionManager* manager_;
   const ServerOptions options_;
 };
@@ -600,7 +640,12 @@ absl::StatusOr<std::unique_ptr<FotServer>> FotServer::Start(SessionManager* mana
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &impl->port);
+  builder.AddListeningPort(options.listen, service_internal::ServerCredentialsFor(options.tls),
+                           &impl->port);
+  if (options.api_keys != nullptr) {
+    builder.experimental().SetInterceptorCreators(
+        service_internal::AuthInterceptors(options.api_keys));
+  }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   if (options.threads > 0) {
     grpc::ResourceQuota quota("fot-server");

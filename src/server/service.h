@@ -15,7 +15,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "src/server/api_keys.h"
 #include "src/server/session_manager.h"
+#include "src/server/tls_config.h"
 
 namespace fot {
 
@@ -28,6 +30,12 @@ struct ServerOptions {
   int threads = 0;
   // Reported by GetServerInfo.
   std::string model_dir;
+  // The keys every Fot call and server reflection must present as
+  // `authorization: Bearer KEY` metadata, and what each may do (api_keys.h).
+  // Null: no authentication. Health checking never needs a key.
+  std::shared_ptr<const ApiKeys> api_keys;
+  // TLS (with a client CA: mutual TLS); off by default.
+  TlsConfig tls;
 };
 
 class FotServer {
