@@ -151,13 +151,10 @@ absl::Status CheckGrant(const Grant& grant, Scope needed, std::string_view metho
                      std::string(ScopeName(grant.scope))));
   }
   for (std::string_view name : names) {
-    if (grant.Covers(name)) continue;
+    if (name.empty() || grant.Covers(name)) continue;
     return absl::PermissionDeniedError(
         absl::StrCat("this API key is limited to names starting with '", grant.prefix, "'; ",
-                     std::string(method), " of ",
-                     name.empty() ? std::string("an unnamed session or snapshot")
-                                  : absl::StrCat("'", TruncateName(name), "'"),
-                     " is outside it"));
+                     std::string(method), " of '", TruncateName(name), "' is outside it"));
   }
   return absl::OkStatus();
 }
@@ -165,9 +162,8 @@ absl::Status CheckGrant(const Grant& grant, Scope needed, std::string_view metho
 ApiKeys::Digest ApiKeys::DigestOf(std::string_view key) {
   Digest digest{};
   unsigned int size = 0;
-  // SHA-256 cannot fail on a valid context; should it, the all-zero digest
-  // matches no key (keys are digested at parse time the same way, and a
-  // parse-time failure would make every key's digest zero: see Parse).
+  // All zeros should OpenSSL fail (it does not for SHA-256): Parse refuses
+  // such a digest and Authenticate never accepts one.
   if (EVP_Digest(key.data(), key.size(), digest.data(), &size, EVP_sha256(), nullptr) != 1 ||
       size != digest.size()) {
     digest.fill(0);

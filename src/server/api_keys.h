@@ -53,9 +53,10 @@ struct Grant {
 };
 
 // OK if `grant` has at least `needed` and covers every name in `names`
-// (empty names, as in a request that leaves a field out, are covered only by
-// an unlimited grant); PermissionDenied otherwise, with a message naming
-// `method`, the scope it needs, or the prefix the key is limited to.
+// (an empty name, a field the request leaves out, names nothing: the server
+// fills in another name of the call, or refuses it); PermissionDenied
+// otherwise, with a message naming `method` and the scope it needs, or the
+// prefix the key is limited to.
 [[nodiscard]] absl::Status CheckGrant(const Grant& grant, Scope needed, std::string_view method,
                                       std::initializer_list<std::string_view> names);
 

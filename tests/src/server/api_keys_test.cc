@@ -190,7 +190,9 @@ TEST(CheckGrant, APrefixKeyTouchesOnlyItsNames) {
   // Every name the call touches: a snapshot outside the prefix is refused too.
   EXPECT_EQ(CheckGrant(alice, Scope::kReadWrite, "SaveSession", {"alice-notes", "bob-v1"}).code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(CheckGrant(alice, Scope::kReadWrite, "LoadSession", {"", "alice-copy"}).code(),
+  // An empty name names nothing (LoadSession's session defaults to its snapshot's name).
+  EXPECT_TRUE(CheckGrant(alice, Scope::kReadWrite, "LoadSession", {"alice-v1", ""}).ok());
+  EXPECT_EQ(CheckGrant(alice, Scope::kReadWrite, "LoadSession", {"bob-v1", ""}).code(),
             absl::StatusCode::kPermissionDenied);
   // A long name in a message is cut.
   const absl::Status long_name =
