@@ -1,6 +1,12 @@
 #include "client/connection.h"
 
+#include <grpc/support/log.h>
+#include <grpcpp/support/client_interceptor.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -15,17 +21,71 @@ constexpr int kMaxReceiveBytes = 256 << 20;
 
 // The short reason inside gRPC's connection-failure message, if it has one.
 std::string ConnectReason(const std::string& message) {
+  if (absl::StrContains(message, "andshake") || absl::StrContains(message, "SSL_ERROR")) {
+    return "TLS handshake failed: a server without TLS, a certificate that --tls-ca does not "
+           "sign, or a client certificate (--tls-cert) the server does not accept";
+  }
+  if (absl::StrContains(message, "Socket closed")) {
+    return "Socket closed: does the server need --tls, or a client certificate (--tls-cert)?";
+  }
   for (const char* reason :
        {"Connection refused", "Connection reset", "No route to host", "Name or service not known",
-        "DNS resolution failed", "Deadline Exceeded", "Socket closed"}) {
+        "DNS resolution failed", "Deadline Exceeded"}) {
     if (absl::StrContains(message, reason)) return reason;
   }
   return "";
 }
 
+// gRPC's own log lines (a failed TLS handshake logs one) would break fotctl's
+// one line per error; the error's line carries the reason. GRPC_VERBOSITY
+// set: gRPC logs as it would.
+void DropGrpcLog(gpr_log_func_args*) {}
+
+// Adds `authorization: Bearer KEY` to the metadata of every call.
+class BearerKey final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerKey(const std::string* header) : header_(header) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace("authorization", *header_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* header_;  // owned by the factory, which outlives the channel's calls
+};
+
+class BearerKeyFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerKeyFactory(const std::string& key) : header_("Bearer " + key) {}
+
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new BearerKey(&header_);
+  }
+
+ private:
+  const std::string header_;
+};
+
+std::shared_ptr<grpc::ChannelCredentials> CredentialsFor(const ConnectOptions& options) {
+  if (!options.tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = options.tls_ca;
+  ssl.pem_private_key = options.tls_key;
+  ssl.pem_cert_chain = options.tls_cert;
+  return grpc::SslCredentials(ssl);
+}
+
 }  // namespace
 
-absl::StatusOr<Connection> Connect(const std::string& address, double wait_seconds) {
+absl::StatusOr<Connection> Connect(const ConnectOptions& options) {
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function(DropGrpcLog);
+  const std::string& address = options.address;
+  const double wait_seconds = options.wait_seconds;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   // Reconnect quickly when a script starts fotctl just before the server.
@@ -33,7 +93,12 @@ absl::StatusOr<Connection> Connect(const std::string& address, double wait_secon
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   Connection connection;
   connection.address = address;
-  connection.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  if (!options.api_key.empty()) {
+    interceptors.push_back(std::make_unique<BearerKeyFactory>(options.api_key));
+  }
+  connection.channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, CredentialsFor(options), args, std::move(interceptors));
   if (wait_seconds > 0) {
     const auto deadline = std::chrono::system_clock::now() +
                           std::chrono::milliseconds(static_cast<int64_t>(wait_seconds * 1000));

@@ -22,13 +22,28 @@ struct Connection {
   std::unique_ptr<fot::v1::Fot::Stub> stub;
 };
 
-// Opens an insecure channel to `address`. Calls fail fast when the server is
-// down; with `wait_seconds` > 0, first waits up to that long for the server
-// to accept connections (for scripts that have just started it).
-absl::StatusOr<Connection> Connect(const std::string& address, double wait_seconds);
+struct ConnectOptions {
+  std::string address;      // host:port
+  double wait_seconds = 0;  // > 0: first wait up to this long for the server to accept
+  // TLS; set by itself when any PEM below is given. Off: plaintext.
+  bool tls = false;
+  std::string tls_ca;    // PEM roots the server's certificate must chain to; empty: the system's
+  std::string tls_cert;  // PEM client certificate (mutual TLS), with tls_key
+  std::string tls_key;   // PEM private key of tls_cert
+  // Sent with every call as `authorization: Bearer KEY`; empty: no key.
+  std::string api_key;
+};
+
+// Opens a channel to `options.address`, plaintext or TLS, that sends the API
+// key with every call. Calls fail fast when the server is down; with
+// wait_seconds > 0, first waits up to that long for the server to accept
+// connections (for scripts that have just started it).
+absl::StatusOr<Connection> Connect(const ConnectOptions& options);
 
 // `status` as an absl::Status with a message a user can act on; an
-// unreachable server becomes "cannot reach fot-server at ADDRESS (...)".
+// unreachable server becomes "cannot reach fot-server at ADDRESS (...)",
+// with the reason when gRPC gives one (a refused connection, a failed TLS
+// handshake).
 absl::Status FromGrpc(const grpc::Status& status, const std::string& address);
 
 // The GetSession call: the session's info, or FromGrpc's error.

@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/command_line.h"
+#include "base/env.h"
 #include "base/status_macros.h"
 #include "client/cli.h"
 #include "client/commands.h"
@@ -25,6 +27,13 @@ ABSL_FLAG(std::string, server, "",
           "fot-server address host:port (default: $FOTCTL_SERVER, else 127.0.0.1:50051)");
 ABSL_FLAG(bool, json, false, "print one JSON document instead of tables");
 ABSL_FLAG(double, wait, 0, "wait up to this many seconds for the server to accept connections");
+ABSL_FLAG(std::string, api_key_file, "",
+          "file holding the API key to send (default: $FOTSERVE_API_KEY, else none)");
+ABSL_FLAG(bool, tls, false, "connect with TLS (implied by --tls-ca, --tls-cert, --tls-key)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA certificates the server's certificate must chain to (default: the system's)");
+ABSL_FLAG(std::string, tls_cert, "", "mutual TLS: this client's PEM certificate (with --tls-key)");
+ABSL_FLAG(std::string, tls_key, "", "mutual TLS: the PEM private key of --tls-cert");
 // sessions create
 ABSL_FLAG(std::string, index, "", "memory index: flat, hnsw or ivf, with optional :k=v,... params");
 ABSL_FLAG(std::string, dtype, "", "memory dtype: f32, f16 or bf16");
@@ -72,7 +81,8 @@ namespace {
 
 constexpr char kUsage[] = R"(fotctl: the command-line client of fot-server
 
-usage: fotctl [--server HOST:PORT] [--json] [--wait SECONDS] COMMAND ...
+usage: fotctl [--server HOST:PORT] [--json] [--wait SECONDS] [--api-key-file FILE]
+              [--tls [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]] COMMAND ...
 
   info                                    the server's model and limits
   sessions create NAME [--retrieval dense|knn:K] [--index flat|hnsw|ivf[:k=v,...]]
@@ -98,10 +108,14 @@ usage: fotctl [--server HOST:PORT] [--json] [--wait SECONDS] COMMAND ...
   memory load SESSION [SNAPSHOT]          a new live session from a snapshot
 
 Human-readable tables by default; --json prints one JSON document per command.
+A server started with --api-keys needs a key: --api-key-file FILE, or the key in
+$FOTSERVE_API_KEY. A TLS server needs --tls (--tls-ca CA.pem for a private CA;
+--tls-cert and --tls-key where it asks for client certificates).
 Errors print one line; exit code 2 for usage errors, 1 for failures (130: Ctrl-C).
 )";
 
-const std::set<std::string> kGlobalFlags = {"server", "json", "wait"};
+const std::set<std::string> kGlobalFlags = {"server", "json",   "wait",     "api_key_file",
+                                            "tls",    "tls_ca", "tls_cert", "tls_key"};
 
 struct Command {
   std::string name;  // "memory ls"
@@ -222,6 +236,9 @@ absl::Status CheckFlagValues(const CommandLine& line) {
     return UsageError("--chunk-bytes must be in [1, 4194304]");
   }
   if (absl::GetFlag(FLAGS_wait) < 0) return UsageError("--wait must be >= 0");
+  if (absl::GetFlag(FLAGS_tls_cert).empty() != absl::GetFlag(FLAGS_tls_key).empty()) {
+    return UsageError("--tls-cert and --tls-key go together: the client's certificate and its key");
+  }
   return absl::OkStatus();
 }
 
@@ -262,6 +279,59 @@ std::string ServerAddress() {
     address = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
   return address;
+}
+
+// The contents of the file a flag names; errors name the flag.
+absl::StatusOr<std::string> ReadFlagFile(const std::string& path, const char* flag) {
+  auto text = Env::Default()->ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
+  }
+  return text;
+}
+
+// The API key: --api-key-file's, else $FOTSERVE_API_KEY, else none. One word,
+// surrounding whitespace (a final newline) dropped; never shown in a message.
+absl::StatusOr<std::string> ApiKey() {
+  std::string key;
+  std::string source = "$FOTSERVE_API_KEY";
+  if (const std::string path = absl::GetFlag(FLAGS_api_key_file); !path.empty()) {
+    FOT_ASSIGN_OR_RETURN(key, ReadFlagFile(path, "--api-key-file"));
+    source = "--api-key-file " + path;
+    if (absl::StripAsciiWhitespace(key).empty()) {
+      return UsageError(absl::StrCat(source, " holds no key"));
+    }
+  } else if (const char* env = std::getenv("FOTSERVE_API_KEY"); env != nullptr) {
+    key = env;
+  }
+  key = std::string(absl::StripAsciiWhitespace(key));
+  for (char c : key) {
+    if (c < '!' || c > '~') {
+      return UsageError(
+          absl::StrCat(source, " must hold one API key: printable ASCII, no spaces or lines"));
+    }
+  }
+  return key;
+}
+
+// How to reach the server: TLS and its files, and the key.
+absl::StatusOr<ConnectOptions> ConnectOptionsFromFlags(const std::string& address) {
+  ConnectOptions options;
+  options.address = address;
+  options.wait_seconds = absl::GetFlag(FLAGS_wait);
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  const std::string key = absl::GetFlag(FLAGS_tls_key);
+  options.tls = absl::GetFlag(FLAGS_tls) || !ca.empty() || !cert.empty();
+  if (!ca.empty()) {
+    FOT_ASSIGN_OR_RETURN(options.tls_ca, ReadFlagFile(ca, "--tls-ca"));
+  }
+  if (!cert.empty()) {
+    FOT_ASSIGN_OR_RETURN(options.tls_cert, ReadFlagFile(cert, "--tls-cert"));
+    FOT_ASSIGN_OR_RETURN(options.tls_key, ReadFlagFile(key, "--tls-key"));
+  }
+  FOT_ASSIGN_OR_RETURN(options.api_key, ApiKey());
+  return options;
 }
 
 CreateOptions CreateOptionsFromFlags(const CommandLine& line) {
@@ -368,7 +438,8 @@ absl::Status Run(int argc, char** argv) {
   const std::string address = ServerAddress();
   const Output out{absl::GetFlag(FLAGS_json)};
   FOT_RETURN_IF_ERROR(CheckArguments(*command, args));
-  FOT_ASSIGN_OR_RETURN(const Connection connection, Connect(address, absl::GetFlag(FLAGS_wait)));
+  FOT_ASSIGN_OR_RETURN(const ConnectOptions connect, ConnectOptionsFromFlags(address));
+  FOT_ASSIGN_OR_RETURN(const Connection connection, Connect(connect));
   return Dispatch(connection, out, command->name, args, line);
 }
 

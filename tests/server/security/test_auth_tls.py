@@ -399,10 +399,13 @@ def test_fotctl_speaks_tls_and_mutual_tls(fotctl, tls_server, mtls_server, certs
                     "sessions", "create", "tls-cli", env=key)  # --tls-ca implies --tls
     assert ok.returncode == 0, ok.stderr
     plain = run_fotctl(fotctl, tls_server, "info", env=key)
-    assert plain.returncode == 1, plain.stderr
+    assert plain.returncode == 1 and "--tls" in plain.stderr, plain.stderr
     untrusted = run_fotctl(fotctl, tls_server, "--tls", "--tls_ca", str(certs / "other-ca.pem"),
                            "info", env=key)
-    assert untrusted.returncode == 1, untrusted.stderr
+    assert untrusted.returncode == 1 and "TLS handshake failed" in untrusted.stderr
+    # One line each, as every fotctl error: gRPC's own log stays quiet.
+    assert len(plain.stderr.strip().splitlines()) == 1, plain.stderr
+    assert len(untrusted.stderr.strip().splitlines()) == 1, untrusted.stderr
 
     cert = ["--tls_ca", str(certs / "ca.pem"), "--tls_cert", str(certs / "client.pem"),
             "--tls_key", str(certs / "client.key")]
