@@ -31,7 +31,8 @@ def one_shot(client, name):
 
 
 def test_an_api_key_travels_as_bearer_metadata(server):
-    # The server checks no keys yet (issue 16); the header must not disturb it.
+    # This server has no --api-keys, so it ignores the header (tests/server/security
+    # checks a server with keys).
     with fotserve.Client(server.address, api_key="secret") as keyed:
         assert isinstance(keyed.sessions(), list)
         assert keyed._metadata == [("authorization", "Bearer secret")]
