@@ -56,6 +56,20 @@ ABSL_FLAG(std::string, tls_cert, "", "TLS: the server's PEM certificate chain (w
 ABSL_FLAG(std::string, tls_key, "", "TLS: the PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "Mutual TLS: PEM CA certificates that client certificates must chain to");
+// Limits (src/server/limits.h; README "Limits").
+ABSL_FLAG(int, max_top_k, 1024, "Most entries a knn:K retrieval may read per query and head");
+ABSL_FLAG(int, max_n_global, 1024, "Most sink tokens (n_global) of a lambda session");
+ABSL_FLAG(int64_t, max_query_tokens, 65536,
+          "Most tokens of one question, Score context + continuation, or search text");
+ABSL_FLAG(int64_t, max_documents, 100000, "Most documents of one session");
+ABSL_FLAG(int64_t, max_session_tokens, int64_t{16} << 20, "Most tokens of one session's stream");
+ABSL_FLAG(int64_t, max_memory_bytes, 0,
+          "Most bytes of memory (keys, values, bookkeeping) of all sessions together; 0: half of "
+          "this machine's RAM");
+ABSL_FLAG(int, idle_timeout_s, 300,
+          "An Ingest stream that sends nothing this long is ended (what it sent is kept)");
+ABSL_FLAG(int, write_timeout_s, 30,
+          "A call whose client reads no reply this long is cancelled, releasing its session");
 
 namespace fot {
 namespace {
@@ -106,6 +120,14 @@ int Main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   options.checkpoint_entries = absl::GetFlag(FLAGS_checkpoint_entries);
+  options.limits.max_top_k = absl::GetFlag(FLAGS_max_top_k);
+  options.limits.max_n_global = absl::GetFlag(FLAGS_max_n_global);
+  options.limits.max_query_tokens = absl::GetFlag(FLAGS_max_query_tokens);
+  options.limits.max_documents = absl::GetFlag(FLAGS_max_documents);
+  options.limits.max_session_tokens = absl::GetFlag(FLAGS_max_session_tokens);
+  options.limits.max_memory_bytes = absl::GetFlag(FLAGS_max_memory_bytes);
+  options.limits.idle_timeout = absl::Seconds(absl::GetFlag(FLAGS_idle_timeout_s));
+  options.limits.write_timeout = absl::Seconds(absl::GetFlag(FLAGS_write_timeout_s));
   options.on_load_error = [](const std::string& error) {
     std::fprintf(stderr, "fot-server: not loaded: %s\n", error.c_str());
   };
@@ -119,7 +141,6 @@ int Main(int argc, char** argv) {
   auto manager = SessionManager::Open(engine->get(), tokenizer->get(), options);
   if (!manager.ok()) return Fail(std::string(manager.status().message()));
 
-  ServerOptions server_options;
   server_options.listen = absl::GetFlag(FLAGS_listen);
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.threads = absl::GetFlag(FLAGS_threads);

@@ -24,6 +24,7 @@
 #include "src/server/document_ingest.h"
 #include "src/server/service_auth.h"
 #include "src/server/service_conversions.h"
+#include "src/server/watchdog.h"
 
 namespace fot {
 namespace {
@@ -96,7 +97,7 @@ absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std
 // named documents. nullopt: the session's own.
 absl::StatusOr<std::optional<Retrieval>> QueryRetrieval(
     const ManagedSession& session, const std::string& spec,
-    const google::protobuf::RepeatedPtrField<std::string>& documents) {
+    const google::protobuf::RepeatedPtrField<std::string>& documents, const Limits& limits) {
   if (spec.empty() && documents.empty()) return std::nullopt;
   Retrieval retrieval = session.session().options().retrieval;
   if (!spec.empty()) {
@@ -106,6 +107,7 @@ absl::StatusOr<std::optional<Retrieval>> QueryRetrieval(
     }
     retrieval = *parsed;
   }
+  FOT_RETURN_IF_ERROR(CheckRetrieval(retrieval, limits));
   for (const std::string& name : documents) {
     FOT_ASSIGN_OR_RETURN(DocumentInfo info, session.session().Document(name));
     retrieval.filter.documents.push_back(info.id);
@@ -151,6 +153,22 @@ class StopMatcher {
   std::string held_;
   bool stopped_ = false;
 };
+
+// Why a query stopped early, for its client: the server shut down, the
+// client stopped reading for write_timeout, its deadline passed, or it
+// cancelled.
+absl::Status CancelledQueryStatus(const grpc::ServerContext& context, const SessionManager& manager,
+                                  bool write_timed_out) {
+  if (manager.shutting_down()) return absl::UnavailableError("the server is shutting down");
+  if (write_timed_out) {
+    return absl::DeadlineExceededError(
+        "the client read no reply for the server's write timeout (--write_timeout_s)");
+  }
+  if (context.deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("the query ran out of time (its deadline passed)");
+  }
+  return absl::CancelledError("the client cancelled");
+}
 
 int FirstMemoryLayer(const Session& session) {
   return session.memory_layers().empty() ? 0 : session.memory_layers().front();
@@ -236,8 +254,21 @@ class FotService final : public pb::Fot::Service {
       grpc::ServerReaderWriter<pb::IngestResponse, pb::IngestRequest>* stream) override {
     return Guard("Ingest", [&]() -> absl::Status {
       FOT_ASSIGN_OR_RETURN(const Grant grant, Authorize(context, "Ingest", Scope::kReadWrite, {}));
+      Watchdog::Timer timer(&watchdog_, [context] { context->TryCancel(); });
+      const auto read = [&](pb::IngestRequest* request) {
+        timer.Arm(limits().idle_timeout);
+        const bool ok = stream->Read(request);
+        timer.Disarm();
+        return ok;
+      };
+      const auto write = [&](const pb::IngestResponse& response) {
+        timer.Arm(limits().write_timeout);
+        const bool ok = stream->Write(response);
+        timer.Disarm();
+        return ok;
+      };
       pb::IngestRequest request;
-      if (!stream->Read(&request)) {
+      if (!read(&request)) {
         // Nothing arrived, or a message protobuf could not parse (a string
         // field with invalid UTF-8): a stream must start with `open`.
         return absl::InvalidArgumentError(
@@ -255,9 +286,9 @@ class FotService final : public pb::Fot::Service {
                                           open.offset(), open.add_bos()}));
       pb::IngestResponse response;
       FillAck(ingest->Ack(), &response);
-      if (!stream->Write(response)) return absl::CancelledError("the client went away");
+      if (!write(response)) return absl::CancelledError("the client went away");
       std::vector<int> ids;
-      while (stream->Read(&request)) {
+      while (read(&request)) {
         if (!request.has_chunk()) {
           (void)ingest->Close();
           return absl::InvalidArgumentError("after `open`, Ingest messages must be chunks");
@@ -271,7 +302,7 @@ class FotService final : public pb::Fot::Service {
         }
         response.Clear();
         FillAck(*ack, &response);
-        if (!stream->Write(response)) break;
+        if (!write(response)) break;
         // Work that the acknowledgement need not wait for.
         ingest->AfterAck();
         if (chunk.end_of_document()) return absl::OkStatus();
@@ -280,10 +311,16 @@ class FotService final : public pb::Fot::Service {
       // sent a chunk protobuf could not parse (text that is not UTF-8): save
       // what arrived (the client resumes from the last resume_offset).
       FOT_ASSIGN_OR_RETURN(IngestAck last, ingest->Close());
+      if (timer.expired()) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "the stream sent or read nothing for ", absl::FormatDuration(limits().idle_timeout),
+            " (--idle_timeout_s) or ", absl::FormatDuration(limits().write_timeout),
+            " (--write_timeout_s); resume it"));
+      }
       if (context->IsCancelled()) return absl::CancelledError("the client cancelled the stream");
       response.Clear();
       FillAck(last, &response);
-      stream->Write(response);
+      write(response);
       return absl::OkStatus();
     });
   }
@@ -312,6 +349,8 @@ class FotService final : public pb::Fot::Service {
       FOT_ASSIGN_OR_RETURN(std::vector<int> question,
                            TextOrIds(tokenizer, request->question(), request->question_token_ids(),
                                      "question", /*required=*/true));
+      FOT_RETURN_IF_ERROR(
+          CheckQueryTokens(static_cast<int64_t>(question.size()), "question", limits()));
       QueryOptions options;
       options.sampling.temperature = request->temperature();
       options.sampling.top_p = request->top_p() == 0 ? 1.0f : request->top_p();
@@ -335,8 +374,8 @@ class FotService final : public pb::Fot::Service {
         }
       }
       options.stop_at_eos = !request->ignore_eos();
-      FOT_ASSIGN_OR_RETURN(options.retrieval,
-                           QueryRetrieval(*managed, request->retrieval(), request->documents()));
+      FOT_ASSIGN_OR_RETURN(options.retrieval, QueryRetrieval(*managed, request->retrieval(),
+                                                             request->documents(), limits()));
       options.trace = request->trace();
       options.trace_top = request->trace_top() == 0 ? kDefaultTraceTop : request->trace_top();
       if (options.trace_top < 1 || options.trace_top > kMaxTop) {
@@ -348,6 +387,8 @@ class FotService final : public pb::Fot::Service {
         FOT_ASSIGN_OR_RETURN(WriterLock lock,
                              WriterLock::Acquire(managed, manager_->options().writer_wait));
         writer_lock.emplace(std::move(lock));
+        FOT_RETURN_IF_ERROR(manager_->CheckCapacity(
+            *managed, static_cast<int64_t>(question.size()) + options.max_tokens, true));
       }
       std::optional<EntryResolver> resolver;
       if (options.trace) {
@@ -358,6 +399,10 @@ class FotService final : public pb::Fot::Service {
       DetokenizeStream detokenize(&tokenizer);
       StopMatcher stop(stops);
       bool cancelled = false, shutdown = false, write_failed = false;
+      // A client that stops reading is cancelled after write_timeout: the
+      // query holds its session's memory while it waits.
+      Watchdog::Timer timer(&watchdog_, [context] { context->TryCancel(); });
+      options.cancelled = [&] { return context->IsCancelled() || manager_->shutting_down(); };
       pb::GenerateResponse message;
       options.on_token = [&](const GeneratedToken& token, const float* logits) {
         message.Clear();
@@ -371,15 +416,22 @@ class FotService final : public pb::Fot::Service {
         if (request->return_logits() && logits != nullptr) {
           message.mutable_logits()->Add(logits, logits + config.vocab_size);
         }
+        timer.Arm(limits().write_timeout);
         if (!writer->Write(message)) write_failed = true;
+        timer.Disarm();
         cancelled = context->IsCancelled();
         shutdown = manager_->shutting_down();
         return !(write_failed || cancelled || shutdown || stop.stopped());
       };
-      FOT_ASSIGN_OR_RETURN(QueryResult result, managed->session().Generate(question, options));
+      absl::StatusOr<QueryResult> generated = managed->session().Generate(question, options);
+      if (!generated.ok() && options.cancelled()) {
+        return CancelledQueryStatus(*context, *manager_, timer.expired());
+      }
+      FOT_ASSIGN_OR_RETURN(QueryResult result, std::move(generated));
       if (options.keep_turn) FOT_RETURN_IF_ERROR(manager_->Persist(*managed));
-      if (shutdown) return absl::UnavailableError("the server is shutting down");
-      if (cancelled || write_failed) return absl::CancelledError("the client cancelled");
+      if (shutdown || cancelled || write_failed) {
+        return CancelledQueryStatus(*context, *manager_, timer.expired());
+      }
       message.Clear();
       message.set_token_id(-1);
       message.set_done(true);
@@ -406,16 +458,23 @@ class FotService final : public pb::Fot::Service {
       FOT_RETURN_IF_ERROR(Allow(context, "Score", Scope::kReadOnly, {request->session()}));
       FOT_ASSIGN_OR_RETURN(auto managed, manager_->Get(request->session()));
       const Tokenizer& tokenizer = manager_->tokenizer();
-      FOT_ASSIGN_OR_RETURN(std::vector<int> context,
+      FOT_ASSIGN_OR_RETURN(std::vector<int> context_tokens,
                            TextOrIds(tokenizer, request->context(), request->context_token_ids(),
                                      "context", /*required=*/false));
       FOT_ASSIGN_OR_RETURN(
           std::vector<int> continuation,
           TextOrIds(tokenizer, request->continuation(), request->continuation_token_ids(),
                     "continuation", /*required=*/true));
-      FOT_ASSIGN_OR_RETURN(auto retrieval, QueryRetrieval(*managed, request->retrieval(), {}));
-      FOT_ASSIGN_OR_RETURN(ScoreResult result,
-                           managed->session().Score(context, continuation, retrieval));
+      FOT_RETURN_IF_ERROR(
+          CheckQueryTokens(static_cast<int64_t>(context_tokens.size() + continuation.size()),
+                           "context with its continuation", limits()));
+      FOT_ASSIGN_OR_RETURN(auto retrieval,
+                           QueryRetrieval(*managed, request->retrieval(), {}, limits()));
+      const auto cancelled = [&] { return context->IsCancelled() || manager_->shutting_down(); };
+      absl::StatusOr<ScoreResult> scored =
+          managed->session().Score(context_tokens, continuation, retrieval, cancelled);
+      if (!scored.ok() && cancelled()) return CancelledQueryStatus(*context, *manager_, false);
+      FOT_ASSIGN_OR_RETURN(ScoreResult result, std::move(scored));
       out->set_log_likelihood(result.log_likelihood);
       out->mutable_token_log_probs()->Add(result.token_log_probs.begin(),
                                           result.token_log_probs.end());
@@ -562,15 +621,21 @@ class FotService final : public pb::Fot::Service {
       FOT_ASSIGN_OR_RETURN(std::vector<int> text,
                            TextOrIds(tokenizer, request->text(), request->token_ids(), "text",
                                      /*required=*/true));
+      FOT_RETURN_IF_ERROR(
+          CheckQueryTokens(static_cast<int64_t>(text.size()), "search text", limits()));
       const int top = request->top() == 0 ? kDefaultTraceTop : request->top();
       if (top < 1 || top > kMaxTop) {
         return absl::InvalidArgumentError(absl::StrCat("top must lie in [1, ", kMaxTop, "]"));
       }
-      FOT_ASSIGN_OR_RETURN(auto retrieval, QueryRetrieval(*managed, request->retrieval(), {}));
+      FOT_ASSIGN_OR_RETURN(auto retrieval,
+                           QueryRetrieval(*managed, request->retrieval(), {}, limits()));
       EntryResolver resolver(managed->session(), tokenizer);
       for (int t : text) resolver.AddQueryToken(t);
-      FOT_ASSIGN_OR_RETURN(std::vector<AttentionTrace> traces,
-                           managed->session().Search(text, top, retrieval));
+      const auto cancelled = [&] { return context->IsCancelled() || manager_->shutting_down(); };
+      absl::StatusOr<std::vector<AttentionTrace>> searched =
+          managed->session().Search(text, top, retrieval, cancelled);
+      if (!searched.ok() && cancelled()) return CancelledQueryStatus(*context, *manager_, false);
+      FOT_ASSIGN_OR_RETURN(std::vector<AttentionTrace> traces, std::move(searched));
       resolver.FillTrace(traces, out->mutable_layers());
       return absl::OkStatus();
     });
@@ -601,6 +666,9 @@ class FotService final : public pb::Fot::Service {
     });
   }
 
+  // The limits every request is checked against (SessionManagerOptions).
+  const Limits& limits() const { return manager_->options().limits; }
+
  private:
   // The caller's grant for `method` (service_auth.h): Unauthenticated or
   // PermissionDenied unless its key has `needed` for every name in `names`.
@@ -616,6 +684,7 @@ class FotService final : public pb::Fot::Service {
 
   SessionManager* manager_;
   const ServerOptions options_;
+  Watchdog watchdog_;  // idle streams and unread replies (Limits' timeouts)
 };
 
 }  // namespace
