@@ -339,6 +339,9 @@ absl::StatusOr<QueryResult> Session::Generate(absl::Span<const int> question,
     set_trace_top();
     FOT_RETURN_IF_ERROR(engine_->Prefill(tokens, last_context_length_, &state, LogitsMode::kLast,
                                          keep_last, provenance));
+    // From here on_token decides: a generation stopped by its caller still
+    // returns (and keeps) what it generated.
+    state.cancelled = nullptr;
     Sampler sampler(options.sampling);
     for (int i = 0; i < options.max_tokens; ++i) {
       GeneratedToken generated{sampler.Sample(logits.data(), vocab), {}};
