@@ -184,7 +184,10 @@ class FotService final : public pb::Fot::Service {
     return Guard("GetServerInfo", [&]() -> absl::Status {
       FOT_RETURN_IF_ERROR(Allow(context, "GetServerInfo", Scope::kReadOnly, {}));
       const ModelConfig& c = manager_->engine().config();
-      out->set_model_dir(options_.model_dir);
+      // The folder's name only: clients learn no server paths.
+      std::string_view model = options_.model_dir;
+      while (model.size() > 1 && model.back() == '/') model.remove_suffix(1);
+      out->set_model_dir(std::string(model.substr(model.find_last_of('/') + 1)));
       out->set_model_type(c.model_type);
       out->set_vocab_size(c.vocab_size);
       out->set_hidden_size(c.hidden_size);

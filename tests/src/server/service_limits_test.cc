@@ -97,6 +97,14 @@ TEST_F(ServiceTest, CostlyParametersAreRefusedByNameBeforeAnyWork) {
   EXPECT_TRUE(Generate(stub, Question("s")).status.ok());
 }
 
+TEST_F(ServiceTest, ServerInfoNamesTheModelWithoutItsServerPath) {
+  auto s = Start(DataDir("limits_info"));
+  grpc::ClientContext context;
+  pb::ServerInfo info;
+  ASSERT_TRUE(s->stub->GetServerInfo(&context, pb::GetServerInfoRequest(), &info).ok());
+  EXPECT_EQ(info.model_dir(), "service_model");
+}
+
 TEST_F(ServiceTest, AFullSessionRefusesMoreAndServesOn) {
   SessionManagerOptions options;
   const int64_t doc0 = static_cast<int64_t>(AllDocumentTokens(1).size());

@@ -117,6 +117,7 @@ class ServiceTest : public ::testing::Test {
     ServerOptions server_options;
     server_options.listen = "127.0.0.1:0";
     server_options.max_message_bytes = max_message_bytes;
+    server_options.model_dir = *model_dir_;
     auto started = FotServer::Start(server->manager.get(), server_options);
     EXPECT_TRUE(started.ok()) << started.status();
     server->server = *std::move(started);
