@@ -71,12 +71,15 @@ namespace {
 // degree-6 Taylor polynomial, 2^k built in the exponent bits. Branch-free so
 // loops calling it vectorise (with -fno-trapping-math). Below about -87.3 the
 // exponent field clamps to zero and the result is exactly 0, which is what
-// softmax needs for masked (-inf) scores.
+// softmax needs for masked (-inf) scores; NaN gives NaN.
 inline float FastExp(float v) {
   v = v < -100.0f ? -100.0f : v;
   v = v > 88.0f ? 88.0f : v;
   const float kf = v * 1.44269504088896341f;
-  const int32_t k = static_cast<int32_t>(kf + (kf >= 0.0f ? 0.5f : -0.5f));
+  // NaN (a score from a NaN key or value) passes both clamps, and converting
+  // it to int is undefined: k = 0 instead, so that exp(NaN) is NaN, as std::exp.
+  const float rounded = kf + (kf >= 0.0f ? 0.5f : -0.5f);
+  const int32_t k = static_cast<int32_t>(rounded == rounded ? rounded : 0.0f);
   const float kk = static_cast<float>(k);
   const float r = (v - kk * 0.693359375f) + kk * 2.12194440e-4f;  // ln 2 in two parts
   float p = 1.0f / 720.0f;

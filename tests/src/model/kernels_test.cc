@@ -29,6 +29,29 @@ TEST(ExpInPlaceTest, MasksAndDeepNegativesBecomeZero) {
   EXPECT_FLOAT_EQ(x[3], 1.0f);
 }
 
+// A NaN score (from a NaN key or value in a damaged memory; found by
+// fuzz/session_store) once reached an undefined float-to-int conversion
+// (ubsan_tests runs this under UndefinedBehaviorSanitizer).
+TEST(ExpInPlaceTest, NanStaysNanAndInfinitiesClampLikeTheRange) {
+  constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  std::vector<float> x(35, kNan);  // vector lanes and a scalar tail
+  x[3] = kInf;
+  x[4] = -kInf;
+  x[5] = 1.0f;
+  ExpInPlace(x.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (i < 3 || i > 5) {
+      EXPECT_TRUE(std::isnan(x[i])) << i;
+    }
+  }
+  EXPECT_NEAR(x[3] / std::exp(88.0), 1.0, 1e-6);  // clamped at 88
+  EXPECT_EQ(x[4], 0.0f);
+  EXPECT_FLOAT_EQ(x[5], std::exp(1.0f));
+  float scores[] = {kNan, 0.0f, -1.0f, kNan};
+  EXPECT_TRUE(std::isnan(ExpShiftedSum(scores, 4, 0.0f)));
+}
+
 TEST(RmsNormTest, ScalesEachRowToUnitRootMeanSquareTimesWeight) {
   const std::vector<float> x = {1, 2, 3, 4, -2, 0, 2, 0};
   const std::vector<float> w = {1, 0.5f, 2, 1};
