@@ -1,5 +1,7 @@
 #include "src/server/document_tokenizer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/utf8.h"
@@ -18,14 +20,36 @@ bool EndsWithSpace(std::string_view text) {
   return !text.empty() && (text.back() == ' ' || text.ends_with(kSpaceSymbol));
 }
 
+// Whether a segment starts at byte c of `text` (which starts at one): at the
+// start of a run of spaces.
+bool IsBoundary(std::string_view text, size_t c) {
+  return c > 0 && text[c] == ' ' && !EndsWithSpace(text.substr(0, c));
+}
+
+// The first boundary of `text` after byte `from`; text.size() if none.
+size_t NextBoundary(std::string_view text, size_t from) {
+  size_t c = from + 1;
+  while (c < text.size() && !IsBoundary(text, c)) ++c;
+  return std::min(c, text.size());
+}
+
+// The last boundary of `text`; 0 if none.
+size_t LastBoundary(std::string_view text) {
+  for (size_t c = text.size(); c-- > 1;) {
+    if (IsBoundary(text, c)) return c;
+  }
+  return 0;
+}
+
 }  // namespace
 
 DocumentTokenizer::DocumentTokenizer(const Tokenizer* tokenizer, int64_t consumed)
     : tokenizer_(tokenizer), anchor_ids_(tokenizer->Encode(kAnchor)), consumed_(consumed) {}
 
-absl::Status DocumentTokenizer::Encode(std::string_view segment, std::vector<int>* ids) const {
+absl::Status DocumentTokenizer::Encode(std::string_view segment, int64_t at,
+                                       std::vector<int>* ids) const {
   if (segment.empty()) return absl::OkStatus();
-  if (consumed_ == 0) {
+  if (at == 0) {
     const std::vector<int> encoded = tokenizer_->Encode(segment);
     ids->insert(ids->end(), encoded.begin(), encoded.end());
     return absl::OkStatus();
@@ -55,18 +79,18 @@ absl::Status DocumentTokenizer::Feed(std::string_view text, bool end, std::vecto
         "document text is not valid UTF-8 (", valid.message(),
         " of the text not yet tokenized, which starts at document byte ", consumed_, ")"));
   }
-  // The cut: the start of the last run of spaces, not at the very start.
-  size_t cut = end ? pending_.size() : 0;
-  if (!end) {
-    for (size_t c = pending_.size(); c-- > 1;) {
-      if (pending_[c] == ' ' && !EndsWithSpace(std::string_view(pending_).substr(0, c))) {
-        cut = c;
-        break;
-      }
-    }
+  // Everything before the last boundary, segment by segment; appended only
+  // once all of it is encoded.
+  const std::string_view held(pending_);
+  const size_t cut = end ? held.size() : LastBoundary(held);
+  std::vector<int> encoded;
+  for (size_t start = 0; start < cut;) {
+    const size_t next = std::min(NextBoundary(held, start), cut);
+    FOT_RETURN_IF_ERROR(Encode(held.substr(start, next - start),
+                               consumed_ + static_cast<int64_t>(start), &encoded));
+    start = next;
   }
-  if (cut == 0) return absl::OkStatus();
-  FOT_RETURN_IF_ERROR(Encode(std::string_view(pending_).substr(0, cut), ids));
+  ids->insert(ids->end(), encoded.begin(), encoded.end());
   consumed_ += static_cast<int64_t>(cut);
   pending_.erase(0, cut);
   return absl::OkStatus();

@@ -11,14 +11,21 @@
 
 namespace fot {
 
-// Tokenizes a document that arrives in pieces exactly as Tokenizer::Encode
-// would tokenize the whole text. SentencePiece never merges a piece across the
-// start of a run of spaces (a piece holds "▁" only at its start), so text is
-// cut there: the text before the last such boundary is tokenized, the rest is
-// held back until more text (or the end) arrives. The first segment of a
-// document is encoded as it is; later segments (each starting with a space)
-// are encoded after a fixed anchor word whose tokens are then removed, so a
-// tokenizer's dummy-prefix space is added only at the document's start.
+// Tokenizes a document that arrives in pieces into the same tokens however it
+// is cut into chunks and wherever an ingest resumes. SentencePiece never
+// merges a piece across the start of a run of spaces (a piece holds "▁" only
+// at its start), so the text is cut into segments there, and each segment is
+// encoded on its own: the first of a document as it is, later ones (each
+// starting with a space) after a fixed anchor word whose tokens are then
+// removed, so a tokenizer's dummy-prefix space is added only at the
+// document's start. Text after the last boundary is held back until more
+// text (or the end) arrives.
+//
+// That is Tokenizer::Encode of the whole text, except where a segment has
+// segmentations of equal score ("ee" "e" and "e" "ee"): Encode picks one by
+// the rounding of the scores summed before it, which depends on all the text
+// before; a segment encoded alone always gets the same (found by
+// fuzz/document_tokenizer).
 class DocumentTokenizer {
  public:
   // `tokenizer` is not owned. `consumed` is the number of bytes of the
@@ -35,7 +42,8 @@ class DocumentTokenizer {
   int64_t pending() const { return pending_.size(); }  // bytes held back
 
  private:
-  absl::Status Encode(std::string_view segment, std::vector<int>* ids) const;
+  // Appends the tokens of `segment`, which starts at document byte `at`.
+  absl::Status Encode(std::string_view segment, int64_t at, std::vector<int>* ids) const;
 
   const Tokenizer* tokenizer_;
   std::vector<int> anchor_ids_;
