@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "rocksdb/env.h"
 #include "rocksdb/options.h"
 
@@ -21,14 +22,11 @@ absl::Status RocksStatus(const rocksdb::Status& status, std::string_view what) {
   return absl::InternalError(absl::StrCat(client, "error code ", static_cast<int>(status.code())));
 }
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(
-    const std::string& dir, std::shared_ptr<rocksdb::FileSystem> file_system) {
-  std::unique_ptr<rocksdb::Env> env;
+namespace {
+
+rocksdb::Options DatabaseOptions(rocksdb::Env* env) {
   rocksdb::Options options;
-  if (file_system != nullptr) {
-    env = rocksdb::NewCompositeEnv(file_system);
-    options.env = env.get();
-  }
+  if (env != nullptr) options.env = env;
   options.create_if_missing = true;
   options.paranoid_checks = true;
   // Vectors of memory entries (a window's keys and values: kilobytes) live in
@@ -39,22 +37,60 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(
   options.blob_file_size = 64 << 20;
   options.keep_log_file_num = 4;
   options.max_manifest_file_size = 16 << 20;
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& dir, rocksdb::Env* env) {
   rocksdb::DB* db = nullptr;
-  const rocksdb::Status opened = rocksdb::DB::Open(options, dir, &db);
+  const rocksdb::Status opened = rocksdb::DB::Open(DatabaseOptions(env), dir, &db);
   if (opened.IsIOError() && opened.ToString().find("lock") != std::string::npos) {
     return absl::FailedPreconditionError(
         "the data directory is in use by another fot-server (its database is locked)");
   }
   if (!opened.ok()) return RocksStatus(opened, "opening the data directory's database");
-  return std::unique_ptr<Database>(new Database(std::move(env), std::unique_ptr<rocksdb::DB>(db)));
+  return std::unique_ptr<rocksdb::DB>(db);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(
+    const std::string& dir, std::shared_ptr<rocksdb::FileSystem> file_system) {
+  std::unique_ptr<rocksdb::Env> env;
+  if (file_system != nullptr) env = rocksdb::NewCompositeEnv(file_system);
+  std::unique_ptr<Database> database(new Database(dir, std::move(env)));
+  absl::MutexLock lock(&database->mu_);
+  FOT_ASSIGN_OR_RETURN(database->db_, OpenDb(dir, database->env_.get()));
+  return database;
 }
 
 Database::~Database() {
+  absl::MutexLock lock(&mu_);
   if (db_ != nullptr) db_->Close().PermitUncheckedError();
 }
 
+absl::Status Database::Recover() {
+  if (db_->Resume().ok()) return absl::OkStatus();
+  // RocksDB resumes after a full disk, not after an I/O error in its
+  // write-ahead log (a fatal error to it): only reopening recovers. What was
+  // synced before is in the log; what failed was never acknowledged.
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+  absl::StatusOr<std::unique_ptr<rocksdb::DB>> reopened = OpenDb(dir_, env_.get());
+  if (!reopened.ok()) return reopened.status();
+  db_ = *std::move(reopened);
+  return absl::OkStatus();
+}
+
 absl::Status Database::Write(rocksdb::WriteBatch* batch) {
-  if (failed_.exchange(false)) db_->Resume().PermitUncheckedError();  // the write tells
+  if (failed_.load()) {
+    absl::MutexLock lock(&mu_);
+    if (failed_.load()) {
+      FOT_RETURN_IF_ERROR(Recover());
+      failed_ = false;
+    }
+  }
+  absl::ReaderMutexLock lock(&mu_);
+  if (db_ == nullptr) return absl::UnavailableError("the storage engine could not be reopened");
   rocksdb::WriteOptions options;
   options.sync = true;
   const rocksdb::Status written = db_->Write(options, batch);
@@ -63,6 +99,8 @@ absl::Status Database::Write(rocksdb::WriteBatch* batch) {
 }
 
 absl::StatusOr<std::optional<std::string>> Database::Get(std::string_view key) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (db_ == nullptr) return absl::UnavailableError("the storage engine could not be reopened");
   std::string value;
   const rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value);
@@ -74,6 +112,10 @@ absl::StatusOr<std::optional<std::string>> Database::Get(std::string_view key) c
 absl::Status Database::Scan(
     std::string_view prefix,
     const std::function<absl::Status(std::string_view key, std::string_view value)>& visit) const {
+  // (Visitors only read what they are given; none calls back into the
+  // database, which this lock would not allow.)
+  absl::ReaderMutexLock lock(&mu_);
+  if (db_ == nullptr) return absl::UnavailableError("the storage engine could not be reopened");
   rocksdb::ReadOptions options;
   std::string upper(prefix);
   // The first key after every key with this prefix (prefixes here never end
@@ -91,6 +133,8 @@ absl::Status Database::Scan(
 }
 
 int64_t Database::DiskBytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (db_ == nullptr) return 0;
   uint64_t sst = 0, blob = 0;
   db_->GetIntProperty(rocksdb::DB::Properties::kLiveSstFilesSize, &sst);
   db_->GetIntProperty(rocksdb::DB::Properties::kLiveBlobFileSize, &blob);

@@ -22,8 +22,10 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
 #include "rocksdb/file_system.h"
 #include "rocksdb/write_batch.h"
@@ -44,7 +46,7 @@ class Database {
 
   // Applies `batch` atomically and syncs the write-ahead log before returning.
   // After a failure (a full or failing disk) nothing of the batch is applied,
-  // and the next Write first resumes the database.
+  // and the next Write first resumes the database, or reopens it.
   [[nodiscard]] absl::Status Write(rocksdb::WriteBatch* batch);
 
   // The value of `key`, or nullopt if it has none.
@@ -60,13 +62,19 @@ class Database {
   int64_t DiskBytes() const;
 
  private:
-  Database(std::unique_ptr<rocksdb::Env> env, std::unique_ptr<rocksdb::DB> db)
-      : env_(std::move(env)), db_(std::move(db)) {}
+  Database(std::string dir, std::unique_ptr<rocksdb::Env> env)
+      : dir_(std::move(dir)), env_(std::move(env)) {}
+  // Resumes RocksDB after a failed write, or reopens it when it cannot
+  // resume (an I/O error in its log).
+  absl::Status Recover() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::unique_ptr<rocksdb::Env> env_;  // wraps the file system; outlives db_
-  std::unique_ptr<rocksdb::DB> db_;
-  // A failed write stops RocksDB's writes until it is resumed: the next write
-  // tries (the disk may have room again).
+  const std::string dir_;
+  const std::unique_ptr<rocksdb::Env> env_;  // wraps the file system; outlives db_
+  // Shared by every read and write; exclusive while Recover replaces db_.
+  mutable absl::Mutex mu_;
+  std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(mu_);  // null if a reopen failed
+  // A failed write stops RocksDB's writes until it recovers: the next write
+  // tries (the disk may work, or have room, again).
   std::atomic<bool> failed_{false};
 };
 

@@ -609,6 +609,7 @@ absl::Status SessionStore::CollectGarbage() {
       r.entries_end = std::max(r.entries_end, s.entries_end);
     }
   };
+  std::vector<uint64_t> sessions_data;
   FOT_RETURN_IF_ERROR(db_->Scan("n/", [&](std::string_view, std::string_view value) {
     const Json header = Json::parse(value, nullptr, false);
     if (!header.is_object()) return absl::OkStatus();  // reported when it is loaded
@@ -618,13 +619,16 @@ absl::Status SessionStore::CollectGarbage() {
     if (!base.ok() || !data.ok()) return absl::OkStatus();
     reach_segments(*base);
     reach_segments({{*data, kNoEnd, kNoEnd}});
-    absl::StatusOr<std::optional<std::string>> c = db_->Get(DataPrefix(*data) + "ckpt");
+    sessions_data.push_back(*data);
+    return absl::OkStatus();
+  }));
+  for (uint64_t data : sessions_data) {  // (a scan's visitor must not read the database)
+    absl::StatusOr<std::optional<std::string>> c = db_->Get(DataPrefix(data) + "ckpt");
     if (c.ok() && c->has_value()) {
       const Json checkpoint = Json::parse(**c, nullptr, false);
       if (checkpoint.is_object()) checkpoints.insert(checkpoint.value("dir", ""));
     }
-    return absl::OkStatus();
-  }));
+  }
   FOT_RETURN_IF_ERROR(db_->Scan("p/", [&](std::string_view, std::string_view value) {
     const Json header = Json::parse(value, nullptr, false);
     if (!header.is_object()) return absl::OkStatus();

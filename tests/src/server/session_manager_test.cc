@@ -360,6 +360,59 @@ TEST_F(ManagerTest, AFailingDiskDuringIngestLosesNothingAcknowledged) {
   EXPECT_GT(runs, 20);
 }
 
+// A write that fails once (EIO) fails its chunk, and only it: the same
+// server resumes the document from the acknowledged offset, the session's
+// stream is whole, and its queries answer (issue 16, finding 3).
+TEST_F(ManagerTest, AChunkThatFailsOnceLeavesTheSessionWorking) {
+  const std::string text = LongText(12);
+  int failures = 0;
+  for (int fail_at = 3; fail_at < 200; fail_at += 7) {
+    SCOPED_TRACE(testing::Message() << "EIO at " << fail_at);
+    const std::string data = ::testing::TempDir() + "/manager_fails_once";
+    std::filesystem::remove_all(data);
+    SessionManagerOptions options;
+    options.data_dir = data;
+    options.file_system = std::make_shared<FaultyFileSystem>(fail_at, false, false);
+    options.defaults.memory = engine_->DefaultMemoryOptions();
+    auto opened = SessionManager::Open(engine_, tokenizer_, options);
+    if (!opened.ok()) continue;  // the failure hit opening the database
+    std::unique_ptr<SessionManager> manager = *std::move(opened);
+    manager->WaitUntilLoaded();
+    if (!manager->Create("s", {}).ok()) continue;  // ...or creating the session
+    int64_t offset = 0;
+    bool failed = false;
+    for (int attempt = 0; attempt < 3 && offset < static_cast<int64_t>(text.size()); ++attempt) {
+      auto ingest = DocumentIngest::Open(manager.get(), {"s", "doc", offset > 0 || failed,
+                                                         offset, true});
+      ASSERT_TRUE(ingest.ok()) << ingest.status();
+      for (size_t at = offset; at < text.size(); at += 40) {
+        auto ack = (*ingest)->Chunk(text.substr(at, 40), {}, at + 40 >= text.size());
+        if (!ack.ok()) {
+          failed = true;
+          break;
+        }
+        offset = ack->resume_offset;
+        (*ingest)->AfterAck();
+      }
+      if (!failed || offset >= static_cast<int64_t>(text.size())) {
+        auto closed = (*ingest)->Close();
+        if (!closed.ok()) failed = true;
+      }
+    }
+    failures += failed;
+    auto session = manager->Get("s");
+    ASSERT_TRUE(session.ok()) << session.status();
+    EXPECT_EQ((*session)->Document("doc").offset, static_cast<int64_t>(text.size()));
+    std::vector<int> expected = {tokenizer_->bos_id()};
+    for (int t : tokenizer_->Encode(text)) expected.push_back(t);
+    EXPECT_EQ((*session)->session().StreamTokens(0, 100000), expected);
+    QueryOptions query;
+    query.max_tokens = 2;
+    EXPECT_TRUE((*session)->session().Generate(tokenizer_->Encode(" the river"), query).ok());
+  }
+  EXPECT_GT(failures, 5);
+}
+
 // A restart rebuilds every index from the storage engine (from a checkpoint
 // plus the entries after it, or from the entries alone) into a session whose
 // queries equal those of the session before it, bit for bit.
