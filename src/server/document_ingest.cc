@@ -30,7 +30,8 @@ DocumentIngest::DocumentIngest(SessionManager* manager, std::shared_ptr<ManagedS
       kind_known_(state.offset > 0 || state.tokens > 0),
       skip_(skip),
       add_bos_(add_bos),
-      exists_(exists) {}
+      exists_(exists),
+      active_(manager->options().metrics, "ingest") {}
 
 absl::StatusOr<std::unique_ptr<DocumentIngest>> DocumentIngest::Open(
     SessionManager* manager, const IngestOpenOptions& options) {
@@ -117,6 +118,9 @@ absl::Status DocumentIngest::Append(absl::Span<const int> ids) {
   FOT_ASSIGN_OR_RETURN(IngestProgress progress,
                        session.AppendToDocument(document_, ids, /*commit=*/false));
   state_.tokens = progress.document_tokens;
+  if (ServerMetrics* metrics = manager_->options().metrics) {
+    metrics->AddIngestedTokens(static_cast<int64_t>(ids.size()));
+  }
   return absl::OkStatus();
 }
 

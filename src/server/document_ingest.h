@@ -112,6 +112,8 @@ class DocumentIngest {
   bool stopping_ ABSL_GUARDED_BY(commit_mu_) = false;
   absl::Status commit_status_ ABSL_GUARDED_BY(commit_mu_);
   std::thread committer_;  // started by the first AfterAck
+  // Counts the stream in fotserve_active_streams while it lives.
+  ServerMetrics::StreamScope active_;
 };
 
 }  // namespace fot

@@ -22,6 +22,8 @@
 #include "base/status_macros.h"
 #include "proto/fot.grpc.pb.h"
 #include "src/server/document_ingest.h"
+#include "src/server/generation.h"
+#include "src/server/server_metrics.h"
 #include "src/server/service_auth.h"
 #include "src/server/service_conversions.h"
 #include "src/server/watchdog.h"
@@ -38,12 +40,6 @@ using service_internal::FillOptions;
 using service_internal::FillSessionInfo;
 using service_internal::SpecOf;
 
-constexpr int kDefaultMaxTokens = 64;
-constexpr int kMaxTokensLimit = 1 << 16;
-constexpr int kDefaultTraceTop = 8;
-constexpr int kMaxTop = 256;
-constexpr int kMaxStops = 16;
-constexpr size_t kMaxStopBytes = 256;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 10000;
 constexpr int kDefaultRadius = 16;
@@ -92,67 +88,6 @@ absl::StatusOr<std::vector<int>> TextOrIds(const Tokenizer& tokenizer, const std
   if (required && out.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
   return out;
 }
-
-// The retrieval a query uses: the session's, or `spec`, restricted to the
-// named documents. nullopt: the session's own.
-absl::StatusOr<std::optional<Retrieval>> QueryRetrieval(
-    const ManagedSession& session, const std::string& spec,
-    const google::protobuf::RepeatedPtrField<std::string>& documents, const Limits& limits) {
-  if (spec.empty() && documents.empty()) return std::nullopt;
-  Retrieval retrieval = session.session().options().retrieval;
-  if (!spec.empty()) {
-    auto parsed = ParseRetrieval(spec);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("retrieval: ", parsed.status().message()));
-    }
-    retrieval = *parsed;
-  }
-  FOT_RETURN_IF_ERROR(CheckRetrieval(retrieval, limits));
-  for (const std::string& name : documents) {
-    FOT_ASSIGN_OR_RETURN(DocumentInfo info, session.session().Document(name));
-    retrieval.filter.documents.push_back(info.id);
-  }
-  return retrieval;
-}
-
-// Streams generated text, holding back what may still become a stop string.
-class StopMatcher {
- public:
-  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-
-  // Adds text; returns what can be sent. Sets stopped() once a stop string
-  // appears (the text before it is returned, the rest dropped).
-  std::string Add(const std::string& text) {
-    held_ += text;
-    size_t first = std::string::npos;
-    for (const std::string& s : stops_) first = std::min(first, held_.find(s));
-    if (first != std::string::npos) {
-      stopped_ = true;
-      std::string out = held_.substr(0, first);
-      held_.clear();
-      return out;
-    }
-    size_t keep = 0;
-    for (const std::string& s : stops_) {
-      for (size_t n = std::min(s.size() - 1, held_.size()); n > keep; --n) {
-        if (held_.compare(held_.size() - n, n, s, 0, n) == 0) {
-          keep = n;
-          break;
-        }
-      }
-    }
-    std::string out = held_.substr(0, held_.size() - keep);
-    held_.erase(0, held_.size() - keep);
-    return out;
-  }
-  std::string Flush() { return std::exchange(held_, ""); }
-  bool stopped() const { return stopped_; }
-
- private:
-  std::vector<std::string> stops_;
-  std::string held_;
-  bool stopped_ = false;
-};
 
 // Why a query stopped early, for its client: the server shut down, the
 // client stopped reading for write_timeout, its deadline passed, or it
@@ -352,65 +287,38 @@ class FotService final : public pb::Fot::Service {
       FOT_ASSIGN_OR_RETURN(std::vector<int> question,
                            TextOrIds(tokenizer, request->question(), request->question_token_ids(),
                                      "question", /*required=*/true));
-      FOT_RETURN_IF_ERROR(
-          CheckQueryTokens(static_cast<int64_t>(question.size()), "question", limits()));
-      QueryOptions options;
-      options.sampling.temperature = request->temperature();
-      options.sampling.top_p = request->top_p() == 0 ? 1.0f : request->top_p();
-      options.sampling.seed = request->seed();
-      FOT_RETURN_IF_ERROR(ValidateSamplingOptions(options.sampling));
-      options.max_tokens = request->max_tokens() == 0 ? kDefaultMaxTokens : request->max_tokens();
-      if (options.max_tokens < 0 || options.max_tokens > kMaxTokensLimit) {
-        return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request->max_tokens(),
-                                                       " must lie in [1, ", kMaxTokensLimit,
-                                                       "] (0: ", kDefaultMaxTokens, ")"));
-      }
-      std::vector<std::string> stops(request->stop().begin(), request->stop().end());
-      if (stops.size() > kMaxStops) {
-        return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxStops, " stop strings"));
-      }
-      for (size_t i = 0; i < stops.size(); ++i) {
-        if (stops[i].empty() || stops[i].size() > kMaxStopBytes) {
-          return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] has ", stops[i].size(),
-                                                         " bytes; a stop string must have 1 to ",
-                                                         kMaxStopBytes));
-        }
-      }
-      options.stop_at_eos = !request->ignore_eos();
-      FOT_ASSIGN_OR_RETURN(options.retrieval, QueryRetrieval(*managed, request->retrieval(),
-                                                             request->documents(), limits()));
-      options.trace = request->trace();
-      options.trace_top = request->trace_top() == 0 ? kDefaultTraceTop : request->trace_top();
-      if (options.trace_top < 1 || options.trace_top > kMaxTop) {
-        return absl::InvalidArgumentError(absl::StrCat("trace_top must lie in [1, ", kMaxTop, "]"));
-      }
-      options.keep_turn = request->keep_turn();
-      std::optional<WriterLock> writer_lock;
-      if (options.keep_turn) {
-        FOT_ASSIGN_OR_RETURN(WriterLock lock,
-                             WriterLock::Acquire(managed, manager_->options().writer_wait));
-        writer_lock.emplace(std::move(lock));
-        FOT_RETURN_IF_ERROR(manager_->CheckCapacity(
-            *managed, static_cast<int64_t>(question.size()) + options.max_tokens, true));
-      }
+      GenerationParams params;
+      params.sampling.temperature = request->temperature();
+      params.sampling.top_p = request->top_p() == 0 ? 1.0f : request->top_p();
+      params.sampling.seed = request->seed();
+      params.max_tokens = request->max_tokens();
+      params.stop.assign(request->stop().begin(), request->stop().end());
+      params.ignore_eos = request->ignore_eos();
+      params.retrieval = request->retrieval();
+      params.documents.assign(request->documents().begin(), request->documents().end());
+      params.trace = request->trace();
+      params.trace_top = request->trace_top();
+      params.keep_turn = request->keep_turn();
+      FOT_ASSIGN_OR_RETURN(std::unique_ptr<Generation> generation,
+                           Generation::Prepare(manager_, managed, std::move(question), params,
+                                               manager_->options().metrics));
       std::optional<EntryResolver> resolver;
-      if (options.trace) {
+      if (params.trace) {
         resolver.emplace(managed->session(), tokenizer);
-        for (int t : question) resolver->AddQueryToken(t);
+        for (int t : generation->question()) resolver->AddQueryToken(t);
       }
 
-      DetokenizeStream detokenize(&tokenizer);
-      StopMatcher stop(stops);
       bool cancelled = false, shutdown = false, write_failed = false;
       // A client that stops reading is cancelled after write_timeout: the
       // query holds its session's memory while it waits.
       Watchdog::Timer timer(&watchdog_, [context] { context->TryCancel(); });
-      options.cancelled = [&] { return context->IsCancelled() || manager_->shutting_down(); };
+      const auto stopped = [&] { return context->IsCancelled() || manager_->shutting_down(); };
       pb::GenerateResponse message;
-      options.on_token = [&](const GeneratedToken& token, const float* logits) {
+      const auto on_token = [&](const GeneratedToken& token, const std::string& text,
+                                const float* logits) {
         message.Clear();
         message.set_token_id(token.token);
-        message.set_text(stop.Add(detokenize.Feed(token.token)));
+        message.set_text(text);
         message.set_piece(tokenizer.PieceText(token.token));
         if (resolver.has_value()) {
           resolver->AddQueryToken(token.token);
@@ -424,30 +332,22 @@ class FotService final : public pb::Fot::Service {
         timer.Disarm();
         cancelled = context->IsCancelled();
         shutdown = manager_->shutting_down();
-        return !(write_failed || cancelled || shutdown || stop.stopped());
+        return !(write_failed || cancelled || shutdown);
       };
-      absl::StatusOr<QueryResult> generated = managed->session().Generate(question, options);
-      if (!generated.ok() && options.cancelled()) {
+      absl::StatusOr<QueryResult> generated = generation->Run(on_token, stopped);
+      if (!generated.ok() && stopped()) {
         return CancelledQueryStatus(*context, *manager_, timer.expired());
       }
       FOT_ASSIGN_OR_RETURN(QueryResult result, std::move(generated));
-      if (options.keep_turn) FOT_RETURN_IF_ERROR(manager_->Persist(*managed));
+      FOT_ASSIGN_OR_RETURN(GenerationEnd end, generation->Finish(result));
       if (shutdown || cancelled || write_failed) {
         return CancelledQueryStatus(*context, *manager_, timer.expired());
       }
       message.Clear();
       message.set_token_id(-1);
       message.set_done(true);
-      if (stop.stopped()) {
-        message.set_finish_reason("stop");
-      } else {
-        std::string rest = stop.Add(detokenize.Flush());
-        rest += stop.Flush();
-        message.set_text(rest);
-        const bool eos = !result.tokens.empty() && options.stop_at_eos &&
-                         result.tokens.back() == config.eos_token_id;
-        message.set_finish_reason(eos ? "eos" : "length");
-      }
+      message.set_text(end.text);
+      message.set_finish_reason(std::string(FinishReasonName(end.finish)));
       message.set_prompt_tokens(result.prompt_tokens);
       message.set_generated_tokens(static_cast<int32_t>(result.tokens.size()));
       writer->Write(message);
@@ -673,6 +573,21 @@ class FotService final : public pb::Fot::Service {
   const Limits& limits() const { return manager_->options().limits; }
 
  private:
+  // Every handler runs in this Guard: fot::Guard, counted into the server's
+  // metrics by method and status code.
+  template <typename Body>
+  grpc::Status Guard(const char* method, Body&& body) {
+    const auto start = std::chrono::steady_clock::now();
+    grpc::Status status = fot::Guard(method, std::forward<Body>(body));
+    if (ServerMetrics* metrics = manager_->options().metrics) {
+      metrics->CountRequest(
+          "grpc", method,
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+          SecondsSince(start));
+    }
+    return status;
+  }
+
   // The caller's grant for `method` (service_auth.h): Unauthenticated or
   // PermissionDenied unless its key has `needed` for every name in `names`.
   absl::StatusOr<Grant> Authorize(grpc::ServerContext* context, std::string_view method,

@@ -2,8 +2,6 @@
 // messages (see service_conversions.h).
 #include "src/server/service_conversions.h"
 
-#include <algorithm>
-#include <iterator>
 #include <string>
 
 #include "absl/strings/str_join.h"
@@ -95,42 +93,23 @@ void FillEntry(const Tokenizer& tokenizer, const std::vector<DocumentInfo>& docu
 }
 
 EntryResolver::EntryResolver(const Session& session, const Tokenizer& tokenizer)
-    : tokenizer_(tokenizer),
-      session_(session),
-      memory_layers_(session.memory_layers()),
-      documents_(session.Documents()) {
-  stream_ = session.StreamTokens(0, session.Progress().stream_tokens);
-}
+    : provenance_(session, tokenizer) {}
 
 void EntryResolver::Fill(int64_t id, pb::MemoryEntry* out) const {
-  out->set_id(id);
-  const int64_t position = session_.EntryPosition(id);
-  if (position >= static_cast<int64_t>(stream_.size())) {
-    const int64_t q = position - static_cast<int64_t>(stream_.size());
-    out->set_document_index(-1);
-    out->set_position(q);
-    if (q < static_cast<int64_t>(query_.size())) SetToken(query_[q], out);
-    return;
-  }
-  if (position < 0) return;
-  SetToken(stream_[position], out);
-  auto it = std::upper_bound(documents_.begin(), documents_.end(), position,
-                             [](int64_t p, const DocumentInfo& d) { return p < d.first; });
-  if (it == documents_.begin()) return;
-  const DocumentInfo& d = *std::prev(it);
-  out->set_document(d.name);
-  out->set_document_index(d.id);
-  out->set_position(position - d.first);
-  out->set_deleted(d.deleted);
+  const ResolvedEntry e = provenance_.Resolve(id);
+  out->set_id(e.id);
+  out->set_document(e.document);
+  out->set_document_index(e.document_index);
+  out->set_position(e.position);
+  out->set_token_id(e.token_id);
+  out->set_token_text(e.token_text);
+  out->set_deleted(e.deleted);
 }
 
 void EntryResolver::FillTrace(const std::vector<AttentionTrace>& traces,
                               google::protobuf::RepeatedPtrField<pb::LayerRetrieval>* out) const {
   for (size_t layer = 0; layer < traces.size(); ++layer) {
-    if (!std::binary_search(memory_layers_.begin(), memory_layers_.end(),
-                            static_cast<int>(layer))) {
-      continue;
-    }
+    if (!provenance_.IsMemoryLayer(static_cast<int>(layer))) continue;
     pb::LayerRetrieval* l = out->Add();
     l->set_layer(static_cast<int>(layer));
     for (size_t h = 0; h < traces[layer].heads.size(); ++h) {
@@ -144,11 +123,6 @@ void EntryResolver::FillTrace(const std::vector<AttentionTrace>& traces,
       }
     }
   }
-}
-
-void EntryResolver::SetToken(int token, pb::MemoryEntry* out) const {
-  out->set_token_id(token);
-  out->set_token_text(tokenizer_.PieceText(token));
 }
 
 }  // namespace fot::service_internal

@@ -21,6 +21,7 @@
 #include "src/engine/session.h"
 #include "src/model/attention.h"
 #include "src/server/document_ingest.h"
+#include "src/server/query_provenance.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace fot::service_internal {
@@ -43,19 +44,13 @@ void FillAck(const IngestAck& ack, v1::IngestResponse* out);
 void FillEntry(const Tokenizer& tokenizer, const std::vector<DocumentInfo>& documents,
                const MemoryEntry& e, v1::MemoryEntry* out);
 
-// Where memory entries came from, from a snapshot of the session taken before
-// a query (a query must not call into its session while it runs: the session
-// holds its lock). Committed memory holds the stream's tokens in order, so
-// entry e of a layer's committed memory is stream token
-// Session::EntryPosition(e) (e itself under fot); a query's own entries (ids
-// past the committed ones) continue in its input's order: the pending tail,
-// then the query's tokens (question, generated).
+// The provenance of traced entries (query_provenance.h) as fot.v1 messages.
 class EntryResolver {
  public:
   EntryResolver(const Session& session, const Tokenizer& tokenizer);
 
   // Appends a token of the query (question first, then each generated one).
-  void AddQueryToken(int token) { query_.push_back(token); }
+  void AddQueryToken(int token) { provenance_.AddQueryToken(token); }
 
   void Fill(int64_t id, v1::MemoryEntry* out) const;
 
@@ -63,14 +58,7 @@ class EntryResolver {
                  google::protobuf::RepeatedPtrField<v1::LayerRetrieval>* out) const;
 
  private:
-  void SetToken(int token, v1::MemoryEntry* out) const;
-
-  const Tokenizer& tokenizer_;
-  const Session& session_;  // for EntryPosition only, which takes no lock
-  std::vector<int> memory_layers_;
-  std::vector<DocumentInfo> documents_;  // in stream order
-  std::vector<int> stream_;
-  std::vector<int> query_;
+  QueryProvenance provenance_;
 };
 
 }  // namespace fot::service_internal

@@ -1,6 +1,7 @@
 #include "src/server/session_manager.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -377,7 +378,12 @@ absl::Status SessionManager::PersistLocked(ManagedSession& session, bool memory)
   }
   FOT_RETURN_IF_ERROR(changes.status());
   if (store_ != nullptr) {
-    FOT_RETURN_IF_ERROR(store_->Write(&session.records_, *changes, documents));
+    const auto start = std::chrono::steady_clock::now();
+    const absl::Status written = store_->Write(&session.records_, *changes, documents);
+    if (options_.metrics != nullptr) {
+      options_.metrics->ObserveStoreWrite(SecondsSince(start), written.ok());
+    }
+    FOT_RETURN_IF_ERROR(written);
   } else {
     session.records_.cursor = changes->end;
   }
@@ -403,7 +409,11 @@ void SessionManager::MaybeCheckpoint(ManagedSession& session) {
     entries = r.cursor.entries;
   }
   // Without the store lock: acknowledgements are written meanwhile.
+  const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::string> name = store_->Checkpoint(data, entries, *session.session_);
+  if (options_.metrics != nullptr) {
+    options_.metrics->ObserveCheckpoint(SecondsSince(start), name.ok());
+  }
   if (!name.ok()) return;
   absl::MutexLock store(&session.store_mu_);
   session.records_.checkpoint = *name;
@@ -423,9 +433,14 @@ absl::StatusOr<int64_t> SessionManager::SaveSnapshot(const std::string& session_
   if (!snapshot.empty()) {
     FOT_ASSIGN_OR_RETURN(const SessionChanges now,
                          session->session_->ChangesSince(session->records_.cursor));
-    FOT_RETURN_IF_ERROR(store_->SaveSnapshot(snapshot, session->records_, now,
-                                             EncodeSessionOptions(session->session_->options()),
-                                             overwrite));
+    const auto start = std::chrono::steady_clock::now();
+    const absl::Status saved =
+        store_->SaveSnapshot(snapshot, session->records_, now,
+                             EncodeSessionOptions(session->session_->options()), overwrite);
+    if (options_.metrics != nullptr) {
+      options_.metrics->ObserveSnapshotSave(SecondsSince(start), saved.ok());
+    }
+    FOT_RETURN_IF_ERROR(saved);
   }
   return store_->DataBytes(session->records_);
 }

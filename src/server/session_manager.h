@@ -44,6 +44,7 @@
 #include "src/engine/engine.h"
 #include "src/engine/session.h"
 #include "src/server/limits.h"
+#include "src/server/server_metrics.h"
 #include "src/server/session_options.h"
 #include "src/storage/session_store.h"
 #include "src/tokenizer/tokenizer.h"
@@ -75,6 +76,10 @@ struct SessionManagerOptions {
   // the reason: from the loading thread, before the session stops counting
   // as loading; it must not call the manager.
   std::function<void(const std::string& error)> on_load_error;
+  // Where the server counts its requests, tokens, streams and writes
+  // (server_metrics.h): the front ends, the ingest streams and the manager's
+  // own writes reach it here. Not owned; null: nothing is counted.
+  ServerMetrics* metrics = nullptr;
 };
 
 // What an acknowledgement may report: the counts the storage engine holds.
