@@ -4,7 +4,10 @@
 //
 //   fot-server --model DIR --data-dir DATA [--listen 127.0.0.1:50051]
 //              [--api-keys FILE] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//              [--http_listen HOST:PORT]
 //
+// With --http_listen, an HTTP port serves the OpenAI-compatible API over the
+// same sessions, Prometheus metrics (/metrics) and /healthz (src/http).
 // Loads the model once; sessions saved in --data-dir load at startup, and
 // every acknowledged ingest is saved there. SIGINT / SIGTERM shut down
 // gracefully: new calls get UNAVAILABLE, running ones get a few seconds.
@@ -16,13 +19,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
 #include "src/engine/engine.h"
+#include "src/http/http_server.h"
 #include "src/server/api_keys.h"
+#include "src/server/server_metrics.h"
 #include "src/server/service.h"
 #include "src/server/session_manager.h"
 #include "src/server/tls_config.h"
@@ -56,6 +62,12 @@ ABSL_FLAG(std::string, tls_cert, "", "TLS: the server's PEM certificate chain (w
 ABSL_FLAG(std::string, tls_key, "", "TLS: the PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "Mutual TLS: PEM CA certificates that client certificates must chain to");
+// The HTTP port (src/http/http_server.h; README "The HTTP API").
+ABSL_FLAG(std::string, http_listen, "",
+          "Also serve the OpenAI-compatible HTTP API, /metrics and /healthz on HOST:PORT (':PORT' "
+          "or 'PORT' alone: 127.0.0.1; port 0 picks one); off when empty");
+ABSL_FLAG(int, http_threads, 16,
+          "Threads of the HTTP port: connections served at once (a streamed answer holds one)");
 // Limits (src/server/limits.h; README "Limits").
 ABSL_FLAG(int, max_top_k, 1024, "Most entries a knn:K retrieval may read per query and head");
 ABSL_FLAG(int, max_n_global, 1024, "Most sink tokens (n_global) of a lambda session");
@@ -111,6 +123,40 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // The HTTP port opens before the model loads, so that /healthz can say so.
+  ServerMetrics metrics;
+  std::unique_ptr<http::HttpServer> http;
+  if (const std::string listen = absl::GetFlag(FLAGS_http_listen); !listen.empty()) {
+    http::HttpServerOptions http_options;
+    http_options.listen = listen;
+    http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.max_body_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+    http_options.write_timeout = absl::Seconds(absl::GetFlag(FLAGS_write_timeout_s));
+    http_options.api_keys = server_options.api_keys;
+    http_options.metrics = &metrics;
+    auto started = http::HttpServer::Start(std::move(http_options));
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    http = *std::move(started);
+    const std::string& host = http->host();
+    const std::string address =
+        absl::StrCat(host.find(':') == std::string::npos ? host : absl::StrCat("[", host, "]"), ":",
+                     http->port());
+    std::fprintf(stderr, "fot-server: HTTP port (OpenAI API, /metrics, /healthz) listening on %s\n",
+                 address.c_str());
+    if (!IsLoopback(address) && server_options.api_keys == nullptr) {
+      std::fprintf(stderr,
+                   "fot-server: warning: the HTTP port %s is reachable from other machines and no "
+                   "--api-keys are set: anyone who reaches it can query every session\n",
+                   address.c_str());
+    }
+    if (!IsLoopback(address)) {
+      std::fprintf(stderr,
+                   "fot-server: warning: the HTTP port %s has no TLS: keys and text cross the "
+                   "network in the clear (put a TLS proxy in front of it)\n",
+                   address.c_str());
+    }
+  }
+
   auto engine = Engine::Load(model_dir);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   auto tokenizer = Tokenizer::Load(model_dir + "/tokenizer.model");
@@ -131,6 +177,7 @@ int Main(int argc, char** argv) {
   options.on_load_error = [](const std::string& error) {
     std::fprintf(stderr, "fot-server: not loaded: %s\n", error.c_str());
   };
+  options.metrics = &metrics;
   options.defaults.memory = (*engine)->DefaultMemoryOptions();
   auto defaults = ResolveSessionOptions(
       {absl::GetFlag(FLAGS_default_retrieval), absl::GetFlag(FLAGS_default_index), "", 0},
@@ -140,6 +187,11 @@ int Main(int argc, char** argv) {
 
   auto manager = SessionManager::Open(engine->get(), tokenizer->get(), options);
   if (!manager.ok()) return Fail(std::string(manager.status().message()));
+  // The HTTP port stops before the manager goes, on every way out.
+  absl::Cleanup stop_http = [&http] {
+    if (http != nullptr) http->Shutdown();
+  };
+  if (http != nullptr) http->Attach(manager->get());
 
   server_options.listen = absl::GetFlag(FLAGS_listen);
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
@@ -179,6 +231,7 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "fot-server: %s, shutting down\n",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms)));
+  if (http != nullptr) http->Shutdown();  // its generations stop with the manager
   (*server)->Wait();
   return 0;
 }

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librocksdb-dev
   libssl-dev openssl
+  libcpp-httplib-dev
   python3 python3-grpcio python3-protobuf python3-pytest
 )
 
