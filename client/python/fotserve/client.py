@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
 from google.protobuf import json_format
@@ -256,27 +256,38 @@ class _Unsent:
 # Client, Session, Memory
 
 
+def _pem(source: Union[str, bytes]) -> bytes:
+    """PEM bytes given as bytes or as a file's path."""
+    if isinstance(source, bytes):
+        return source
+    with open(source, "rb") as f:
+        return f.read()
+
+
 class Client:
     """A connection to fot-server.
 
     address: "host:port". api_key: sent as `authorization: Bearer KEY` with
     every call. tls: None (plaintext), True (TLS with the system's roots), or
-    the path to (or bytes of) a PEM CA certificate. timeout: seconds per unary
-    call (None: no deadline).
+    the path to (or bytes of) a PEM CA certificate. client_cert: for a server
+    with mutual TLS, (certificate, private key), each a PEM path or bytes.
+    timeout: seconds per unary call (None: no deadline).
     """
 
     def __init__(self, address: str = "127.0.0.1:50051", api_key: Optional[str] = None,
-                 tls: Union[None, bool, str, bytes] = None, timeout: Optional[float] = None):
+                 tls: Union[None, bool, str, bytes] = None, timeout: Optional[float] = None,
+                 client_cert: Optional[Tuple[Union[str, bytes], Union[str, bytes]]] = None):
         options = [("grpc.max_receive_message_length", 256 << 20)]
+        if client_cert is not None and not tls:
+            raise ValueError("client_cert needs tls (True or a CA certificate)")
         if tls:
-            roots = None
-            if isinstance(tls, str):
-                with open(tls, "rb") as f:
-                    roots = f.read()
-            elif isinstance(tls, bytes):
-                roots = tls
-            self._channel = grpc.secure_channel(
-                address, grpc.ssl_channel_credentials(root_certificates=roots), options)
+            roots = None if tls is True else _pem(tls)
+            chain = key = None
+            if client_cert is not None:
+                chain, key = _pem(client_cert[0]), _pem(client_cert[1])
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=roots, private_key=key, certificate_chain=chain)
+            self._channel = grpc.secure_channel(address, credentials, options)
         else:
             self._channel = grpc.insecure_channel(address, options)
         self._stub = pb_grpc.FotStub(self._channel)

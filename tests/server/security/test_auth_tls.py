@@ -345,6 +345,19 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(mtls_server, certs):
         assert list_code(plain) == grpc.StatusCode.UNAVAILABLE
 
 
+def test_the_python_client_presents_its_certificate_to_a_mutual_tls_server(mtls_server, certs):
+    ca = str(certs / "ca.pem")
+    with fotserve.Client(mtls_server.address, tls=ca, timeout=60,
+                         client_cert=(str(certs / "client.pem"),
+                                      (certs / "client.key").read_bytes())) as client:
+        assert isinstance(client.sessions(), list)
+    with fotserve.Client(mtls_server.address, tls=ca, timeout=60) as anonymous:
+        with pytest.raises(fotserve.UnavailableError):
+            anonymous.sessions()
+    with pytest.raises(ValueError):
+        fotserve.Client(mtls_server.address, client_cert=(b"cert", b"key"))
+
+
 # --- fotctl ------------------------------------------------------------------------
 
 
