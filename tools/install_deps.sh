@@ -10,6 +10,7 @@ packages=(
   libabsl-dev libsentencepiece-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   librocksdb-dev
+  clang libclang-rt-dev libomp-dev
   libssl-dev openssl
   libcpp-httplib-dev
   python3 python3-grpcio python3-protobuf python3-pytest
