@@ -29,6 +29,9 @@
 #include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors, tokenizer.model");
+ABSL_FLAG(std::string, weights_dtype, "auto",
+          "How the weights are kept: auto (as in the file, used in place), f32, bf16, or int8 "
+          "(quantized at load in groups of 32 values; int8:64 for groups of 64)");
 ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized with the model's tokenizer.model)");
 ABSL_FLAG(std::string, input_ids, "", "Prompt as token ids: a .npy int64 (or int32) vector");
 ABSL_FLAG(bool, add_bos, true, "Prepend the BOS token to --prompt text");
@@ -146,7 +149,18 @@ absl::Status Run() {
   sampling.seed = absl::GetFlag(FLAGS_seed);
   FOT_RETURN_IF_ERROR(ValidateSamplingOptions(sampling));
 
-  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(model_dir));
+  absl::StatusOr<WeightsOptions> weights = ParseWeightsOptions(absl::GetFlag(FLAGS_weights_dtype));
+  if (!weights.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights_dtype: ", weights.status().message()));
+  }
+  const auto load_start = std::chrono::steady_clock::now();
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(model_dir, *weights));
+  const ModelWeights& loaded = engine->transformer().weights();
+  absl::FPrintF(
+      stderr, "weights: %s (%s), %.1f MB read per token, %.1f MB converted at load, in %.2f s\n",
+      WeightTypeName(loaded.layer(0).gate_proj.type), WeightsOptionsToString(loaded.options()),
+      loaded.weight_bytes() / 1e6, loaded.resident_weight_bytes() / 1e6, SecondsSince(load_start));
   const ModelConfig& config = engine->config();
   std::unique_ptr<Tokenizer> tokenizer;
   if (auto loaded = Tokenizer::Load(model_dir + "/tokenizer.model"); loaded.ok()) {

@@ -35,6 +35,9 @@
 #include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder: config.json, model.safetensors, tokenizer.model");
+ABSL_FLAG(std::string, weights_dtype, "auto",
+          "How the weights are kept: auto (as in the file, used in place), f32, bf16, or int8 "
+          "(quantized at load in groups of 32 values; int8:64 for groups of 64)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on (host:port; port 0 picks one)");
 ABSL_FLAG(std::string, data_dir, "",
@@ -157,7 +160,9 @@ int Main(int argc, char** argv) {
     }
   }
 
-  auto engine = Engine::Load(model_dir);
+  auto weights = ParseWeightsOptions(absl::GetFlag(FLAGS_weights_dtype));
+  if (!weights.ok()) return Fail("--weights_dtype: " + std::string(weights.status().message()));
+  auto engine = Engine::Load(model_dir, *weights);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   auto tokenizer = Tokenizer::Load(model_dir + "/tokenizer.model");
   if (!tokenizer.ok()) return Fail(std::string(tokenizer.status().message()));

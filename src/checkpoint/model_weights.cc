@@ -1,5 +1,6 @@
 #include "src/checkpoint/model_weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -47,11 +48,117 @@ ModelWeights::~ModelWeights() = default;
 
 size_t ModelWeights::mapped_bytes() const { return checkpoint_ ? checkpoint_->mapped_bytes() : 0; }
 
+absl::StatusOr<WeightsOptions> ParseWeightsOptions(std::string_view text) {
+  WeightsOptions options;
+  if (text == "auto") {
+    options.dtype = WeightsDType::kAuto;
+  } else if (text == "f32") {
+    options.dtype = WeightsDType::kF32;
+  } else if (text == "bf16") {
+    options.dtype = WeightsDType::kBF16;
+  } else if (text == "int8" || text == "int8:32" || text == "int8:64") {
+    options.dtype = WeightsDType::kInt8;
+    options.int8_group = text == "int8:64" ? 64 : 32;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights dtype '", std::string(text),
+                     "' is not one of auto, f32, bf16, int8 (groups of 32) or int8:64"));
+  }
+  return options;
+}
+
+std::string WeightsOptionsToString(const WeightsOptions& options) {
+  switch (options.dtype) {
+    case WeightsDType::kAuto:
+      return "auto";
+    case WeightsDType::kF32:
+      return "f32";
+    case WeightsDType::kBF16:
+      return "bf16";
+    case WeightsDType::kInt8:
+      return options.int8_group == 32 ? "int8" : absl::StrCat("int8:", options.int8_group);
+  }
+  return "auto";
+}
+
+namespace {
+
+WeightType FileWeightType(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return WeightType::kF32;
+    case DType::kF16:
+      return WeightType::kF16;
+    case DType::kBF16:
+      return WeightType::kBF16;
+  }
+  return WeightType::kF32;
+}
+
+// The type a matrix stored as `dtype` is kept in.
+WeightType TargetType(const WeightsOptions& options, DType dtype) {
+  switch (options.dtype) {
+    case WeightsDType::kAuto:
+      return FileWeightType(dtype);
+    case WeightsDType::kF32:
+      return WeightType::kF32;
+    case WeightsDType::kBF16:
+      return WeightType::kBF16;
+    case WeightsDType::kInt8:
+      return WeightType::kInt8;
+  }
+  return WeightType::kF32;
+}
+
+// Converts rows [first, first + count) of `info` (a [rows, cols] tensor)
+// into `out`, whose layout `type` gives (int8: values, then scales).
+void ConvertRows(const TensorInfo& info, int64_t cols, int64_t first, int64_t count,
+                 WeightType type, int group, uint8_t* out, float* scales) {
+  const size_t in_size = DTypeSize(info.dtype);
+  std::vector<float> row(static_cast<size_t>(cols));
+  const int64_t groups = (cols + group - 1) / std::max(group, 1);
+  for (int64_t r = first; r < first + count; ++r) {
+    const uint8_t* in = info.data + static_cast<size_t>(r * cols) * in_size;
+    if (FileWeightType(info.dtype) == type) {  // a copy, for alignment
+      const size_t bytes = static_cast<size_t>(cols) * in_size;
+      std::memcpy(out + static_cast<size_t>(r) * bytes, in, bytes);
+      continue;
+    }
+    DecodeToFloats(in, static_cast<size_t>(cols), info.dtype, row.data());
+    switch (type) {
+      case WeightType::kF32:
+        std::memcpy(out + static_cast<size_t>(r * cols) * 4, row.data(), row.size() * 4);
+        break;
+      case WeightType::kF16:
+      case WeightType::kBF16:
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint16_t h =
+              type == WeightType::kF16 ? FloatToHalf(row[c]) : FloatToBFloat16(row[c]);
+          std::memcpy(out + static_cast<size_t>(r * cols + c) * 2, &h, 2);
+        }
+        break;
+      case WeightType::kInt8:
+        QuantizeInt8(row.data(), cols, group, reinterpret_cast<int8_t*>(out) + r * cols,
+                     scales + r * groups);
+        break;
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ModelWeights> ModelWeights::Load(const std::string& model_dir,
-                                                const ModelConfig& config) {
+                                                const ModelConfig& config,
+                                                const WeightsOptions& options) {
   FOT_RETURN_IF_ERROR(config.Validate());
+  if (options.dtype == WeightsDType::kInt8 && options.int8_group != 32 &&
+      options.int8_group != 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("int8 weights: group size ", options.int8_group, " is not 32 or 64"));
+  }
   ModelWeights weights;
   weights.config_ = config;
+  weights.options_ = options;
   FOT_ASSIGN_OR_RETURN(weights.checkpoint_, SafetensorsCheckpoint::Open(model_dir));
   const SafetensorsCheckpoint& checkpoint = *weights.checkpoint_;
 
@@ -65,8 +172,8 @@ absl::StatusOr<ModelWeights> ModelWeights::Load(const std::string& model_dir,
                      config.num_hidden_layers, "; config and weights belong to different models"));
   }
 
-  // The float data of one expected tensor: in place if possible, else converted.
-  auto get = [&](const TensorSpec& spec) -> absl::StatusOr<const float*> {
+  // The checkpoint's tensor for `spec`, checked against it.
+  auto find = [&](const TensorSpec& spec) -> absl::StatusOr<const TensorInfo*> {
     if (!checkpoint.Contains(spec.name)) {
       std::string hint;
       if (spec.name == "lm_head.weight") {
@@ -85,51 +192,93 @@ absl::StatusOr<ModelWeights> ModelWeights::Load(const std::string& model_dir,
           ", expected ", ShapeToString(spec.shape), " from the config (",
           config.source.empty() ? "config" : config.source, ")"));
     }
+    return info;
+  };
+  auto allocate = [&](const TensorInfo& info, size_t bytes) -> absl::StatusOr<uint8_t*> {
+    std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[bytes == 0 ? 1 : bytes]);
+    if (buffer == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat(info.file, ": out of memory converting '",
+                                                       info.name, "' (", bytes, " bytes)"));
+    }
+    weights.owned_.push_back(std::move(buffer));
+    weights.resident_bytes_ += bytes;
+    return weights.owned_.back().get();
+  };
+
+  // A matrix [rows, cols]: in place if the file holds it as it is kept and
+  // aligned, else converted into a buffer of ours.
+  auto matrix = [&](const TensorSpec& spec) -> absl::StatusOr<WeightMatrix> {
+    FOT_ASSIGN_OR_RETURN(const TensorInfo* info, find(spec));
+    WeightMatrix m;
+    m.type = TargetType(options, info->dtype);
+    m.rows = spec.shape[0];
+    m.cols = spec.shape[1];
+    if (FileWeightType(info->dtype) == m.type &&
+        reinterpret_cast<uintptr_t>(info->data) % DTypeSize(info->dtype) == 0) {
+      m.data = info->data;
+      return m;
+    }
+    const size_t elements = static_cast<size_t>(m.rows * m.cols);
+    float* scales = nullptr;
+    if (m.type == WeightType::kInt8) {
+      m.group = options.int8_group;
+      FOT_ASSIGN_OR_RETURN(uint8_t * s, allocate(*info, m.rows * m.groups_per_row() * 4));
+      scales = reinterpret_cast<float*>(s);
+      m.scales = scales;
+    }
+    FOT_ASSIGN_OR_RETURN(uint8_t * out, allocate(*info, elements * WeightTypeSize(m.type)));
+    // Blocks of rows in parallel: quantizing a 7B model is seconds of work.
+    constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t first = 0; first < m.rows; first += kBlock) {
+      ConvertRows(*info, m.cols, first, std::min(kBlock, m.rows - first), m.type, m.group, out,
+                  scales);
+    }
+    checkpoint.ReleasePages(*info);
+    m.data = out;
+    return m;
+  };
+  // A norm weight [hidden]: always float32.
+  auto norm = [&](const TensorSpec& spec) -> absl::StatusOr<const float*> {
+    FOT_ASSIGN_OR_RETURN(const TensorInfo* info, find(spec));
     const size_t count = static_cast<size_t>(info->num_elements());
     if (info->dtype == DType::kF32 &&
         reinterpret_cast<uintptr_t>(info->data) % alignof(float) == 0) {
       return reinterpret_cast<const float*>(info->data);
     }
-    std::unique_ptr<float[]> buffer(new (std::nothrow) float[count == 0 ? 1 : count]);
-    if (buffer == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat(info->file, ": out of memory converting '",
-                                                       spec.name, "' (", count, " floats)"));
-    }
-    DecodeToFloats(info->data, count, info->dtype, buffer.get());
-    const float* result = buffer.get();
-    weights.owned_.push_back(std::move(buffer));
-    weights.resident_bytes_ += count * sizeof(float);
-    return result;
+    FOT_ASSIGN_OR_RETURN(uint8_t * out, allocate(*info, count * sizeof(float)));
+    DecodeToFloats(info->data, count, info->dtype, reinterpret_cast<float*>(out));
+    return reinterpret_cast<const float*>(out);
   };
 
-  std::vector<TensorSpec> specs = ExpectedTensors(config);
-  std::vector<const float*> data;
-  data.reserve(specs.size());
+  // In ExpectedTensors' order.
+  const std::vector<TensorSpec> specs = ExpectedTensors(config);
   for (const TensorSpec& spec : specs) {
-    FOT_ASSIGN_OR_RETURN(const float* p, get(spec));
-    data.push_back(p);
     int64_t n = 1;
     for (int64_t dim : spec.shape) n *= dim;
     weights.num_parameters_ += n;
   }
-
-  // Unpack in ExpectedTensors' order.
   size_t k = 0;
-  weights.embed_tokens_ = data[k++];
+  FOT_ASSIGN_OR_RETURN(weights.embed_tokens_, matrix(specs[k++]));
   weights.layers_.resize(static_cast<size_t>(config.num_hidden_layers));
   for (LayerWeights& layer : weights.layers_) {
-    layer.q_proj = data[k++];
-    layer.k_proj = data[k++];
-    layer.v_proj = data[k++];
-    layer.o_proj = data[k++];
-    layer.gate_proj = data[k++];
-    layer.up_proj = data[k++];
-    layer.down_proj = data[k++];
-    layer.input_layernorm = data[k++];
-    layer.post_attention_layernorm = data[k++];
+    for (WeightMatrix* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+                            &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
+      FOT_ASSIGN_OR_RETURN(*m, matrix(specs[k++]));
+      weights.weight_bytes_ += m->bytes();
+    }
+    FOT_ASSIGN_OR_RETURN(layer.input_layernorm, norm(specs[k++]));
+    FOT_ASSIGN_OR_RETURN(layer.post_attention_layernorm, norm(specs[k++]));
+    weights.weight_bytes_ += 2 * config.hidden_size * sizeof(float);
   }
-  weights.final_norm_ = data[k++];
-  weights.lm_head_ = config.tie_word_embeddings ? weights.embed_tokens_ : data[k++];
+  FOT_ASSIGN_OR_RETURN(weights.final_norm_, norm(specs[k++]));
+  weights.weight_bytes_ += config.hidden_size * sizeof(float);
+  if (config.tie_word_embeddings) {
+    weights.lm_head_ = weights.embed_tokens_;
+  } else {
+    FOT_ASSIGN_OR_RETURN(weights.lm_head_, matrix(specs[k++]));
+  }
+  weights.weight_bytes_ += weights.lm_head_.bytes();
   return weights;
 }
 

@@ -395,6 +395,14 @@ std::vector<std::string> SafetensorsCheckpoint::TensorNames() const {
   return names;
 }
 
+void SafetensorsCheckpoint::ReleasePages(const TensorInfo& tensor) const {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(tensor.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(tensor.data) + tensor.num_bytes) / page * page;
+  // Advice only: a failure leaves the pages resident, which is harmless.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 size_t SafetensorsCheckpoint::mapped_bytes() const {
   size_t total = 0;
   for (const auto& file : files_) total += file->size();

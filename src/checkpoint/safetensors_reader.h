@@ -76,6 +76,13 @@ class SafetensorsCheckpoint {
   // Bytes of all files mapped.
   size_t mapped_bytes() const;
 
+  // Says that this process no longer needs `tensor`'s data (one of this
+  // checkpoint's): the pages it alone covers leave the resident set
+  // (madvise MADV_DONTNEED; the page cache keeps them). Reading the data
+  // again is still valid and faults them back in from the file. For loaders
+  // that convert a tensor and never read it again.
+  void ReleasePages(const TensorInfo& tensor) const;
+
  private:
   class MappedFile;
   SafetensorsCheckpoint();

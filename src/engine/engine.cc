@@ -16,9 +16,11 @@ constexpr int kLogitsRows = 64;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_dir,
+                                                     const WeightsOptions& weights_options) {
   FOT_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromFile(model_dir + "/config.json"));
-  FOT_ASSIGN_OR_RETURN(ModelWeights weights, ModelWeights::Load(model_dir, config));
+  FOT_ASSIGN_OR_RETURN(ModelWeights weights,
+                       ModelWeights::Load(model_dir, config, weights_options));
   return std::make_unique<Engine>(Transformer(std::move(config), std::move(weights)));
 }
 

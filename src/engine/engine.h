@@ -33,8 +33,10 @@ using LogitsSink = std::function<void(int64_t first, int64_t rows, const float* 
 
 class Engine {
  public:
-  // Loads config.json and model.safetensors (or its shards) from model_dir.
-  static absl::StatusOr<std::unique_ptr<Engine>> Load(const std::string& model_dir);
+  // Loads config.json and model.safetensors (or its shards) from model_dir,
+  // the weights kept as `weights` says (by default as in the file, in place).
+  static absl::StatusOr<std::unique_ptr<Engine>> Load(const std::string& model_dir,
+                                                      const WeightsOptions& weights = {});
 
   explicit Engine(Transformer transformer);
 

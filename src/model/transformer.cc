@@ -1,10 +1,10 @@
 #include "src/model/transformer.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "base/status_macros.h"
 #include "src/model/kernels.h"
+#include "src/model/linear.h"
 
 namespace fot {
 
@@ -48,8 +48,7 @@ absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Prove
 
   // token embedding
   for (int i = 0; i < n; ++i) {
-    std::memcpy(&s.x[i * hidden], weights_.embed_tokens() + static_cast<size_t>(tokens[i]) * hidden,
-                hidden * sizeof(float));
+    DecodeRows(weights_.embed_tokens(), tokens[i], 1, &s.x[static_cast<size_t>(i) * hidden]);
   }
 
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
@@ -60,9 +59,9 @@ absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Prove
 
     // q, k, v projections, unrotated: the cache rotates them as its
     // positions say
-    Linear(s.normed.data(), n, hidden, w.q_proj, heads * hd, s.q.data());
-    Linear(s.normed.data(), n, hidden, w.k_proj, kv_heads * hd, s.k.data());
-    Linear(s.normed.data(), n, hidden, w.v_proj, kv_heads * hd, s.v.data());
+    Linear(s.normed.data(), n, w.q_proj, s.q.data());
+    Linear(s.normed.data(), n, w.k_proj, s.k.data());
+    Linear(s.normed.data(), n, w.v_proj, s.v.data());
 
     // attention over the layer's past (+ memory), one softmax; the tokens
     // join the past
@@ -76,15 +75,15 @@ absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Prove
                                               &rope_, s.attn.data(), trace}));
 
     // output projection + residual
-    LinearAccumulate(s.attn.data(), n, heads * hd, w.o_proj, hidden, s.x.data());
+    LinearAccumulate(s.attn.data(), n, w.o_proj, s.x.data());
 
     // ffn rmsnorm, SwiGLU, down projection + residual
     RmsNorm(s.x.data(), w.post_attention_layernorm, n, hidden, config_.rms_norm_eps,
             s.normed.data());
-    Linear(s.normed.data(), n, hidden, w.gate_proj, inter, s.gate.data());
-    Linear(s.normed.data(), n, hidden, w.up_proj, inter, s.up.data());
+    Linear(s.normed.data(), n, w.gate_proj, s.gate.data());
+    Linear(s.normed.data(), n, w.up_proj, s.up.data());
     SwiGlu(s.gate.data(), s.up.data(), rows * inter);
-    LinearAccumulate(s.gate.data(), n, inter, w.down_proj, hidden, s.x.data());
+    LinearAccumulate(s.gate.data(), n, w.down_proj, s.x.data());
   }
 
   // final rmsnorm
@@ -94,7 +93,7 @@ absl::StatusOr<const float*> Transformer::Forward(const int* tokens, const Prove
 }
 
 void Transformer::Logits(const float* hidden, int rows, float* logits) const {
-  Linear(hidden, rows, config_.hidden_size, weights_.lm_head(), config_.vocab_size, logits);
+  Linear(hidden, rows, weights_.lm_head(), logits);
 }
 
 absl::Status Transformer::FlushLocalCache(ModelState* state) const {

@@ -101,6 +101,26 @@ TEST(FotRunTest, GenerationWithoutTheCacheRerunsTheWholeSequence) {
   EXPECT_LE(worst, 1e-5);
 }
 
+TEST(FotRunTest, WeightsDtypeChoosesHowTheWeightsAreKept) {
+  const std::string dir = ::testing::TempDir();
+  const std::string run = "--model " + std::string(FOT_GOLDEN_DIR) + "/tiny --input-ids " +
+                          Golden("input_ids.npy") + " --logits-out " + dir + "/weights_";
+  for (const char* dtype : {"auto", "f32", "bf16", "int8"}) {
+    const Result r = RunFotRun(run + dtype + ".npy --weights-dtype " + dtype);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string kept = std::string(dtype) == "auto" ? "f32" : dtype;
+    EXPECT_NE(r.output.find("weights: " + kept + " (" + dtype + ")"), std::string::npos)
+        << r.output;
+  }
+  // The golden file is F32: auto keeps it, f32 too (the same products).
+  EXPECT_EQ(MaxAbsDifference(dir + "/weights_auto.npy", dir + "/weights_f32.npy"), 0.0f);
+  EXPECT_LE(MaxAbsDifference(dir + "/weights_auto.npy", Golden("logits_nocache.npy")), 5e-4);
+  // bf16 and int8 round the weights (init std 0.15, logits up to 5.4): close,
+  // not equal (measured 0.09 and 0.43).
+  EXPECT_LE(MaxAbsDifference(dir + "/weights_bf16.npy", dir + "/weights_f32.npy"), 0.3);
+  EXPECT_LE(MaxAbsDifference(dir + "/weights_int8.npy", dir + "/weights_f32.npy"), 1.0);
+}
+
 struct BadInput {
   const char* name;
   std::string args;
@@ -136,6 +156,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"LastContextBeyondTheWindow",
                  kTiny + "--input-ids " + Golden("input_ids.npy") + " --last-context-length 33",
                  "last_context_length"},
+        BadInput{"UnknownWeightsDtype",
+                 kTiny + "--input-ids " + Golden("input_ids.npy") + " --weights-dtype fp8",
+                 "--weights_dtype: weights dtype 'fp8' is not one of auto, f32, bf16, int8"},
         BadInput{"UnknownFlag", kTiny + "--no-such-flag", "no_such_flag"},
         BadInput{"StrayArgument", kTiny + "stray", "unexpected argument"}),
     [](const auto& info) { return std::string(info.param.name); });

@@ -46,10 +46,13 @@ inline std::vector<double> LambdaReferenceLogits(const ModelConfig& c, const Mod
   const int n = static_cast<int>(ids.size()), hs = c.hidden_size, hd = c.head_dim();
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, inter = c.intermediate_size;
   const int L = spec.local_window;
-  auto matvec = [](const float* m, const std::vector<double>& x, int out) {
+  // (Any weight type: each row decoded to the floats the engine multiplies.)
+  auto matvec = [](const WeightMatrix& m, const std::vector<double>& x, int out) {
     std::vector<double> y(out);
+    std::vector<float> row(x.size());
     for (int o = 0; o < out; ++o) {
-      for (size_t i = 0; i < x.size(); ++i) y[o] += m[o * x.size() + i] * x[i];
+      DecodeRows(m, o, 1, row.data());
+      for (size_t i = 0; i < x.size(); ++i) y[o] += row[i] * x[i];
     }
     return y;
   };
@@ -73,7 +76,9 @@ inline std::vector<double> LambdaReferenceLogits(const ModelConfig& c, const Mod
   };
   std::vector<std::vector<double>> x(n);
   for (int t = 0; t < n; ++t) {
-    x[t].assign(w.embed_tokens() + size_t(ids[t]) * hs, w.embed_tokens() + size_t(ids[t] + 1) * hs);
+    std::vector<float> row(hs);
+    DecodeRows(w.embed_tokens(), ids[t], 1, row.data());
+    x[t].assign(row.begin(), row.end());
   }
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = w.layer(l);

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -54,26 +56,33 @@ int64_t Count(const TensorSpec& spec) {
   return n;
 }
 
-// The float pointer ModelWeights serves for a Hugging Face tensor name.
-const float* Served(const ModelWeights& weights, const std::string& name) {
-  if (name == "model.embed_tokens.weight") return weights.embed_tokens();
-  if (name == "model.norm.weight") return weights.final_norm();
-  if (name == "lm_head.weight") return weights.lm_head();
+std::vector<float> Floats(const WeightMatrix& m) {
+  std::vector<float> out(static_cast<size_t>(m.rows * m.cols));
+  DecodeRows(m, 0, m.rows, out.data());
+  return out;
+}
+
+// The floats ModelWeights serves for a Hugging Face tensor name (a matrix
+// decoded from its weight type).
+std::vector<float> Served(const ModelWeights& weights, const std::string& name) {
+  const int64_t hidden = weights.config().hidden_size;
+  if (name == "model.embed_tokens.weight") return Floats(weights.embed_tokens());
+  if (name == "model.norm.weight") return {weights.final_norm(), weights.final_norm() + hidden};
+  if (name == "lm_head.weight") return Floats(weights.lm_head());
   const int layer = std::stoi(name.substr(std::strlen("model.layers.")));
   const LayerWeights& l = weights.layer(layer);
   const std::string field = name.substr(name.find('.', std::strlen("model.layers.")) + 1);
-  const std::map<std::string, const float*> fields = {
-      {"self_attn.q_proj.weight", l.q_proj},
-      {"self_attn.k_proj.weight", l.k_proj},
-      {"self_attn.v_proj.weight", l.v_proj},
-      {"self_attn.o_proj.weight", l.o_proj},
-      {"mlp.gate_proj.weight", l.gate_proj},
-      {"mlp.up_proj.weight", l.up_proj},
-      {"mlp.down_proj.weight", l.down_proj},
-      {"input_layernorm.weight", l.input_layernorm},
-      {"post_attention_layernorm.weight", l.post_attention_layernorm},
+  if (field == "input_layernorm.weight") return {l.input_layernorm, l.input_layernorm + hidden};
+  if (field == "post_attention_layernorm.weight") {
+    return {l.post_attention_layernorm, l.post_attention_layernorm + hidden};
+  }
+  const std::map<std::string, const WeightMatrix*> fields = {
+      {"self_attn.q_proj.weight", &l.q_proj}, {"self_attn.k_proj.weight", &l.k_proj},
+      {"self_attn.v_proj.weight", &l.v_proj}, {"self_attn.o_proj.weight", &l.o_proj},
+      {"mlp.gate_proj.weight", &l.gate_proj}, {"mlp.up_proj.weight", &l.up_proj},
+      {"mlp.down_proj.weight", &l.down_proj},
   };
-  return fields.at(field);
+  return Floats(*fields.at(field));
 }
 
 // Every tensor's served floats equal the decoded file contents.
@@ -85,10 +94,16 @@ void ExpectServesCheckpoint(const ModelWeights& weights, const std::string& dir)
     const TensorInfo* info = (*checkpoint)->Find(spec.name).value();
     std::vector<float> expected(static_cast<size_t>(Count(spec)));
     DecodeToFloats(info->data, expected.size(), info->dtype, expected.data());
-    ASSERT_EQ(
-        std::memcmp(Served(weights, spec.name), expected.data(), expected.size() * sizeof(float)),
-        0);
+    const std::vector<float> served = Served(weights, spec.name);
+    ASSERT_EQ(served.size(), expected.size());
+    ASSERT_EQ(std::memcmp(served.data(), expected.data(), expected.size() * sizeof(float)), 0);
   }
+}
+
+// Bytes of the norm weights, which are always float32.
+size_t NormBytes(const ModelConfig& config) {
+  return static_cast<size_t>((2 * config.num_hidden_layers + 1) * config.hidden_size) *
+         sizeof(float);
 }
 
 class GoldenLoadTest : public ::testing::TestWithParam<const char*> {};
@@ -117,7 +132,7 @@ TEST(ModelWeightsTest, TiedGoldenModelUsesEmbeddingsAsLmHead) {
   ASSERT_FALSE(SafetensorsCheckpoint::Open(dir).value()->Contains("lm_head.weight"));
   auto weights = ModelWeights::Load(dir, *config);
   ASSERT_TRUE(weights.ok()) << weights.status();
-  EXPECT_EQ(weights->lm_head(), weights->embed_tokens());
+  EXPECT_EQ(weights->lm_head().data, weights->embed_tokens().data);
   const int64_t vocab = 512, hidden = 64, inter = 172, layers = 3;
   EXPECT_EQ(
       weights->num_parameters(),
@@ -150,13 +165,11 @@ TEST(ModelWeightsTest, RandomCheckpointServesTheGeneratedValues) {
     SCOPED_TRACE(spec.name);
     const bool is_norm = spec.name.find("norm.weight") != std::string::npos;
     std::vector<float> expected = RandomTensorValues(spec.name, Count(spec), is_norm, options);
-    ASSERT_EQ(
-        std::memcmp(Served(*weights, spec.name), expected.data(), expected.size() * sizeof(float)),
-        0);
+    ASSERT_EQ(Served(*weights, spec.name), expected);
   }
   // Norms are near one, matrices near zero.
   EXPECT_NEAR(weights->final_norm()[0], 1.0f, 0.2f);
-  EXPECT_NEAR(weights->layer(0).q_proj[0], 0.0f, 0.2f);
+  EXPECT_NEAR(weights->layer(0).q_proj.f32()[0], 0.0f, 0.2f);
 }
 
 TEST(ModelWeightsTest, RandomCheckpointIsDeterministicAndSeeded) {
@@ -183,15 +196,13 @@ TEST(ModelWeightsTest, ShardedCheckpointLoadsTheSameFloatsAsSingleFile) {
   ASSERT_TRUE(b.ok()) << b.status();
   for (const TensorSpec& spec : ExpectedTensors(config)) {
     SCOPED_TRACE(spec.name);
-    ASSERT_EQ(std::memcmp(Served(*a, spec.name), Served(*b, spec.name),
-                          static_cast<size_t>(Count(spec)) * sizeof(float)),
-              0);
+    ASSERT_EQ(Served(*a, spec.name), Served(*b, spec.name));
   }
 }
 
 class HalfPrecisionLoadTest : public ::testing::TestWithParam<DType> {};
 
-TEST_P(HalfPrecisionLoadTest, ConvertsOnceToOwnedFloats) {
+TEST_P(HalfPrecisionLoadTest, MatricesStayInPlaceInTheFilesDtype) {
   const std::string dir = FreshDir();
   const ModelConfig config = SmallConfig();
   RandomCheckpointOptions options;
@@ -200,8 +211,14 @@ TEST_P(HalfPrecisionLoadTest, ConvertsOnceToOwnedFloats) {
   ASSERT_TRUE(WriteRandomCheckpoint(dir, config, options).ok());
   auto weights = ModelWeights::Load(dir, config);
   ASSERT_TRUE(weights.ok()) << weights.status();
-  EXPECT_EQ(weights->resident_weight_bytes(),
-            static_cast<size_t>(weights->num_parameters()) * sizeof(float));
+  // Only the norms are converted (to float32); the matrices are the mapping.
+  EXPECT_EQ(weights->resident_weight_bytes(), NormBytes(config));
+  const WeightType expected = GetParam() == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
+  EXPECT_EQ(weights->layer(1).down_proj.type, expected);
+  EXPECT_EQ(weights->embed_tokens().type, expected);
+  const auto checkpoint = SafetensorsCheckpoint::Open(dir).value();
+  const TensorInfo* info = checkpoint->Find("model.layers.1.mlp.down_proj.weight").value();
+  EXPECT_EQ(std::memcmp(weights->layer(1).down_proj.data, info->data, info->num_bytes), 0);
   ExpectServesCheckpoint(*weights, dir);
   // The served floats are the generated ones rounded to the 16-bit dtype.
   std::vector<float> generated =
@@ -209,8 +226,21 @@ TEST_P(HalfPrecisionLoadTest, ConvertsOnceToOwnedFloats) {
   std::vector<uint8_t> encoded = EncodeFloats(generated.data(), generated.size(), GetParam());
   std::vector<float> rounded(generated.size());
   DecodeToFloats(encoded.data(), rounded.size(), GetParam(), rounded.data());
-  EXPECT_EQ(std::vector<float>(weights->embed_tokens(), weights->embed_tokens() + rounded.size()),
-            rounded);
+  EXPECT_EQ(Floats(weights->embed_tokens()), rounded);
+}
+
+TEST_P(HalfPrecisionLoadTest, F32OptionConvertsOnceToOwnedFloats) {
+  const std::string dir = FreshDir();
+  const ModelConfig config = SmallConfig();
+  RandomCheckpointOptions options;
+  options.dtype = GetParam();
+  ASSERT_TRUE(WriteRandomCheckpoint(dir, config, options).ok());
+  auto weights = ModelWeights::Load(dir, config, {.dtype = WeightsDType::kF32});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  EXPECT_EQ(weights->resident_weight_bytes(),
+            static_cast<size_t>(weights->num_parameters()) * sizeof(float));
+  EXPECT_EQ(weights->layer(0).q_proj.type, WeightType::kF32);
+  ExpectServesCheckpoint(*weights, dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, HalfPrecisionLoadTest,
@@ -244,7 +274,7 @@ TEST(ModelWeightsTest, UnalignedF32IsCopied) {
   ASSERT_TRUE(weights.ok()) << weights.status();
   EXPECT_EQ(weights->resident_weight_bytes(),
             static_cast<size_t>(weights->num_parameters()) * sizeof(float));
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(weights->embed_tokens()) % alignof(float), 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(weights->embed_tokens().data) % alignof(float), 0u);
   ExpectServesCheckpoint(*weights, dir);
 }
 
@@ -256,11 +286,13 @@ TEST(ModelWeightsTest, MovedWeightsKeepTheirPointers) {
   ASSERT_TRUE(WriteRandomCheckpoint(dir, config, options).ok());
   auto loaded = ModelWeights::Load(dir, config);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  const float* embed = loaded->embed_tokens();
-  const float* q = loaded->layer(1).q_proj;
+  const void* embed = loaded->embed_tokens().data;
+  const void* q = loaded->layer(1).q_proj.data;
+  const float* norm = loaded->final_norm();  // converted, owned
   ModelWeights moved = *std::move(loaded);
-  EXPECT_EQ(moved.embed_tokens(), embed);
-  EXPECT_EQ(moved.layer(1).q_proj, q);
+  EXPECT_EQ(moved.embed_tokens().data, embed);
+  EXPECT_EQ(moved.layer(1).q_proj.data, q);
+  EXPECT_EQ(moved.final_norm(), norm);
   ExpectServesCheckpoint(moved, dir);
 }
 
@@ -354,7 +386,7 @@ TEST(ModelWeightsTest, GqaCheckpointExpandedToMhaLoadsRepeatedKvRows) {
   ASSERT_TRUE(WriteCheckpoint(dir, mha, tensors, DType::kF32, 2).ok());
   auto weights = ModelWeights::Load(dir, ModelConfig::FromFile(dir + "/config.json").value());
   ASSERT_TRUE(weights.ok()) << weights.status();
-  const float* k = weights->layer(0).k_proj;  // [4 heads * 4, 16]
+  const float* k = weights->layer(0).k_proj.f32();  // [4 heads * 4, 16]
   const size_t head_block = static_cast<size_t>(head_dim * gqa.hidden_size);
   EXPECT_EQ(std::memcmp(k, k + head_block, head_block * sizeof(float)), 0);
   EXPECT_NE(std::memcmp(k, k + 2 * head_block, head_block * sizeof(float)), 0);
@@ -369,6 +401,95 @@ TEST(ModelWeightsTest, RewritingAsSingleFileRemovesTheStaleIndex) {
   ASSERT_TRUE(WriteRandomCheckpoint(dir, SmallConfig(), options).ok());
   EXPECT_TRUE(fs::exists(dir + "/model.safetensors"));
   EXPECT_FALSE(fs::exists(dir + "/model.safetensors.index.json"));
+}
+
+TEST(ModelWeightsTest, Bf16OptionRoundsAFloat32FileOnceAtLoad) {
+  const std::string dir = FreshDir();
+  const ModelConfig config = SmallConfig();
+  ASSERT_TRUE(WriteRandomCheckpoint(dir, config, RandomCheckpointOptions()).ok());
+  auto weights = ModelWeights::Load(dir, config, {.dtype = WeightsDType::kBF16});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  const int64_t matrices = weights->num_parameters() - static_cast<int64_t>(NormBytes(config) / 4);
+  EXPECT_EQ(weights->resident_weight_bytes(), static_cast<size_t>(matrices) * 2);
+  EXPECT_EQ(weights->resident_weight_bytes(),
+            weights->weight_bytes() - NormBytes(config) + weights->embed_tokens().bytes());
+  const std::string name = "model.layers.0.mlp.up_proj.weight";
+  const std::vector<float> original = RandomTensorValues(name, 24 * 16, false, {});
+  ASSERT_EQ(weights->layer(0).up_proj.type, WeightType::kBF16);
+  const std::vector<float> served = Served(*weights, name);
+  for (size_t i = 0; i < original.size(); ++i) {
+    ASSERT_EQ(served[i], BFloat16ToFloat(FloatToBFloat16(original[i]))) << i;
+  }
+}
+
+TEST(ModelWeightsTest, Int8OptionQuantizesEveryMatrixInGroups) {
+  const std::string dir = FreshDir();
+  ModelConfig config = SmallConfig();
+  config.hidden_size = 48;  // rows of 48: a group of 32 and a last one of 16
+  config.intermediate_size = 64;
+  RandomCheckpointOptions options;
+  options.dtype = DType::kBF16;
+  ASSERT_TRUE(WriteRandomCheckpoint(dir, config, options).ok());
+  auto weights = ModelWeights::Load(dir, config, {.dtype = WeightsDType::kInt8});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  const WeightMatrix& gate = weights->layer(1).gate_proj;  // [64, 48]
+  ASSERT_EQ(gate.type, WeightType::kInt8);
+  EXPECT_EQ(gate.group, 32);
+  EXPECT_EQ(gate.groups_per_row(), 2);
+  EXPECT_EQ(gate.bytes(), 64u * 48 + 64 * 2 * sizeof(float));
+  // Each value within half a step of its group's scale of the file's value.
+  const std::string name = "model.layers.1.mlp.gate_proj.weight";
+  const auto checkpoint = SafetensorsCheckpoint::Open(dir).value();
+  const TensorInfo* info = checkpoint->Find(name).value();
+  std::vector<float> file(64 * 48);
+  DecodeToFloats(info->data, file.size(), info->dtype, file.data());
+  const std::vector<float> served = Served(*weights, name);
+  for (int64_t r = 0; r < 64; ++r) {
+    for (int64_t c = 0; c < 48; ++c) {
+      const float scale = gate.scales[r * 2 + c / 32];
+      ASSERT_LE(std::fabs(served[r * 48 + c] - file[r * 48 + c]), scale * 0.5f + 1e-9f)
+          << r << ", " << c;
+    }
+  }
+  EXPECT_EQ(weights->embed_tokens().type, WeightType::kInt8);
+  EXPECT_EQ(weights->options().int8_group, 32);
+  // int8 with groups of 64: one scale per row of 48.
+  auto wide = ModelWeights::Load(dir, config, {.dtype = WeightsDType::kInt8, .int8_group = 64});
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(wide->layer(1).gate_proj.groups_per_row(), 1);
+  auto odd = ModelWeights::Load(dir, config, {.dtype = WeightsDType::kInt8, .int8_group = 48});
+  EXPECT_EQ(odd.status().code(), absl::StatusCode::kInvalidArgument) << odd.status();
+}
+
+TEST(ModelWeightsTest, WeightsOptionsParseAndPrint) {
+  for (const char* text : {"auto", "f32", "bf16", "int8", "int8:64"}) {
+    auto options = ParseWeightsOptions(text);
+    ASSERT_TRUE(options.ok()) << text << ": " << options.status();
+    EXPECT_EQ(WeightsOptionsToString(*options), text);
+  }
+  EXPECT_EQ(ParseWeightsOptions("int8:32")->int8_group, 32);
+  EXPECT_EQ(ParseWeightsOptions("bf16")->dtype, WeightsDType::kBF16);
+  for (const char* text : {"", "fp16", "int4", "int8:16", "BF16"}) {
+    auto options = ParseWeightsOptions(text);
+    ASSERT_FALSE(options.ok()) << text;
+    EXPECT_NE(options.status().message().find("auto, f32, bf16, int8"), std::string::npos)
+        << options.status();
+  }
+}
+
+TEST(QuantizeInt8Test, GroupsScaleToTheirLargestMagnitude) {
+  // Three groups of 4: an ordinary one, zeros, and a short last one of 2.
+  const std::vector<float> x = {0.5f, -1.0f, 0.25f, 0.0f, 0, 0, 0, 0, 3.0f, -0.03f};
+  std::vector<int8_t> q(x.size());
+  std::vector<float> scales(3);
+  QuantizeInt8(x.data(), static_cast<int64_t>(x.size()), 4, q.data(), scales.data());
+  EXPECT_EQ(scales, (std::vector<float>{1.0f / 127, 0.0f, 3.0f / 127}));
+  EXPECT_EQ(q, (std::vector<int8_t>{64, -127, 32, 0, 0, 0, 0, 0, 127, -1}));  // 63.5 -> 64 (even)
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> damaged = {nan, 1.0f};
+  QuantizeInt8(damaged.data(), 2, 32, q.data(), scales.data());
+  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(q[1], 127);
 }
 
 }  // namespace

@@ -58,21 +58,28 @@ float MaxAbsDifference(const std::vector<float>& a, const std::vector<float>& b)
 }
 
 std::vector<float> Copy(const float* data, size_t count) { return {data, data + count}; }
+std::vector<float> Copy(const WeightMatrix& m) {
+  std::vector<float> out(static_cast<size_t>(m.rows * m.cols));
+  DecodeRows(m, 0, m.rows, out.data());
+  return out;
+}
 
 // Every tensor of a loaded model, with each kv head's k/v projection rows
 // repeated for each query head of its group: the same model as full MHA.
 std::map<std::string, std::vector<float>> ExpandToMultiHead(const ModelConfig& config,
                                                             const ModelWeights& w) {
-  const size_t hidden = config.hidden_size, inter = config.intermediate_size;
+  const size_t hidden = config.hidden_size;
   const int hd = config.head_dim(), group = config.num_attention_heads / config.num_key_value_heads;
   std::map<std::string, std::vector<float>> tensors;
-  tensors["model.embed_tokens.weight"] = Copy(w.embed_tokens(), config.vocab_size * hidden);
+  tensors["model.embed_tokens.weight"] = Copy(w.embed_tokens());
   tensors["model.norm.weight"] = Copy(w.final_norm(), hidden);
-  tensors["lm_head.weight"] = Copy(w.lm_head(), config.vocab_size * hidden);
+  tensors["lm_head.weight"] = Copy(w.lm_head());
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     const LayerWeights& lw = w.layer(l);
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto expand = [&](const float* kv) {
+    auto expand = [&](const WeightMatrix& m) {
+      const std::vector<float> floats = Copy(m);
+      const float* kv = floats.data();
       std::vector<float> out;
       for (int h = 0; h < config.num_attention_heads; ++h) {
         const float* rows = kv + static_cast<size_t>(h / group) * hd * hidden;
@@ -80,13 +87,13 @@ std::map<std::string, std::vector<float>> ExpandToMultiHead(const ModelConfig& c
       }
       return out;
     };
-    tensors[p + "self_attn.q_proj.weight"] = Copy(lw.q_proj, hidden * hidden);
+    tensors[p + "self_attn.q_proj.weight"] = Copy(lw.q_proj);
     tensors[p + "self_attn.k_proj.weight"] = expand(lw.k_proj);
     tensors[p + "self_attn.v_proj.weight"] = expand(lw.v_proj);
-    tensors[p + "self_attn.o_proj.weight"] = Copy(lw.o_proj, hidden * hidden);
-    tensors[p + "mlp.gate_proj.weight"] = Copy(lw.gate_proj, inter * hidden);
-    tensors[p + "mlp.up_proj.weight"] = Copy(lw.up_proj, inter * hidden);
-    tensors[p + "mlp.down_proj.weight"] = Copy(lw.down_proj, hidden * inter);
+    tensors[p + "self_attn.o_proj.weight"] = Copy(lw.o_proj);
+    tensors[p + "mlp.gate_proj.weight"] = Copy(lw.gate_proj);
+    tensors[p + "mlp.up_proj.weight"] = Copy(lw.up_proj);
+    tensors[p + "mlp.down_proj.weight"] = Copy(lw.down_proj);
     tensors[p + "input_layernorm.weight"] = Copy(lw.input_layernorm, hidden);
     tensors[p + "post_attention_layernorm.weight"] = Copy(lw.post_attention_layernorm, hidden);
   }

@@ -5,13 +5,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "src/checkpoint/npy.h"
+#include "src/checkpoint/random_checkpoint.h"
+#include "src/checkpoint/safetensors_writer.h"
 #include "src/engine/engine.h"
 #include "src/model/kernels.h"
 
@@ -186,6 +190,79 @@ TEST_P(GoldenTest, GreedyContinuationPastTheWindowMatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFolders, GoldenTest, ::testing::Values("tiny", "gqa", "tied", "deep"),
+                         [](const auto& info) { return info.param; });
+
+// The golden weights rounded to bfloat16 and written as a BF16 checkpoint,
+// loaded twice: used in place (the bf16 kernels) and converted to float32 at
+// load (OpenBLAS, the path of the tests above). bf16 -> float32 is exact, so
+// the two run the same model and may differ only by float32 summation order:
+// within the golden bound, with the same greedy tokens.
+class GoldenBf16Test : public ::testing::TestWithParam<std::string> {};
+
+// Greedy tokens and the logits of every step after prefilling `ids`.
+void Greedy(const Engine& engine, const std::vector<int>& ids, int last_context, int steps,
+            std::vector<int>* tokens, std::vector<float>* logits) {
+  ModelState state = NewStateOrDie(engine);
+  const int vocab = engine.config().vocab_size;
+  std::vector<float> last(vocab);
+  auto keep_last = [&](int64_t, int64_t rows, const float* l) {
+    std::copy(l + (rows - 1) * vocab, l + rows * vocab, last.begin());
+  };
+  ASSERT_TRUE(engine.Prefill(ids, last_context, &state, LogitsMode::kLast, keep_last).ok());
+  for (int i = 0; i < steps; ++i) {
+    const int token = ArgMax(last.data(), vocab);
+    tokens->push_back(token);
+    ASSERT_TRUE(engine.Append({&token, 1}, &state, LogitsMode::kLast, keep_last).ok());
+    logits->insert(logits->end(), last.begin(), last.end());
+  }
+}
+
+TEST_P(GoldenBf16Test, InPlaceEqualsTheFloat32ConvertedPath) {
+  const std::string golden = std::string(FOT_GOLDEN_DIR) + "/" + GetParam();
+  auto config = ModelConfig::FromFile(golden + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto checkpoint = SafetensorsCheckpoint::Open(golden);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  std::map<std::string, std::vector<float>> tensors;
+  for (const TensorSpec& spec : ExpectedTensors(*config)) {
+    const TensorInfo* info = (*checkpoint)->Find(spec.name).value();
+    std::vector<float>& values = tensors[spec.name];
+    values.resize(static_cast<size_t>(info->num_elements()));
+    DecodeToFloats(info->data, values.size(), info->dtype, values.data());
+  }
+  const std::string dir = ::testing::TempDir() + "/golden_bf16_" + GetParam();
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WriteCheckpoint(dir, *config, tensors, DType::kBF16).ok());
+
+  auto in_place = Engine::Load(dir);
+  ASSERT_TRUE(in_place.ok()) << in_place.status();
+  ASSERT_EQ((*in_place)->transformer().weights().layer(0).gate_proj.type, WeightType::kBF16);
+  auto converted = Engine::Load(dir, {.dtype = WeightsDType::kF32});
+  ASSERT_TRUE(converted.ok()) << converted.status();
+  ASSERT_EQ((*converted)->transformer().weights().layer(0).gate_proj.type, WeightType::kF32);
+
+  const nlohmann::json meta = ReadMeta(GetParam());
+  const std::vector<int> ids = ReadIds(GetParam(), "input_ids.npy");
+  for (const char* key : {"last_context_length_nocache", "last_context_length_cache"}) {
+    SCOPED_TRACE(key);
+    const int last_context = meta[key].get<int>();
+    EXPECT_LE(MaxAbsDifference(AllLogits(**in_place, ids, last_context),
+                               AllLogits(**converted, ids, last_context)),
+              kTolerance);
+  }
+  // Generation: one token at a time, the row kernels against BLAS's sgemv.
+  const int steps = static_cast<int>(ReadIds(GetParam(), "greedy.npy").size());
+  const int last_context = meta["last_context_length_greedy"].get<int>();
+  std::vector<int> tokens_a, tokens_b;
+  std::vector<float> logits_a, logits_b;
+  Greedy(**in_place, ids, last_context, steps, &tokens_a, &logits_a);
+  Greedy(**converted, ids, last_context, steps, &tokens_b, &logits_b);
+  EXPECT_EQ(tokens_a, tokens_b);
+  EXPECT_LE(MaxAbsDifference(logits_a, logits_b), kTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFolders, GoldenBf16Test,
+                         ::testing::Values("tiny", "gqa", "tied", "deep"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
