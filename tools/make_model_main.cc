@@ -3,6 +3,11 @@
 // tests, benchmarks and trying the tools on text.
 //
 //   fot-make-model --out /tmp/m --hidden 256 --layers 4 --mem-layers 1,3 --dtype bf16
+//   fot-make-model --out /tmp/3b --shape longllama-3b --dtype bf16
+//
+// --shape starts from a published checkpoint's shape (PublishedShape); shape
+// flags set to other values than their defaults change it. Tensors are written as they are drawn, a
+// piece at a time, so a 7B-shaped model needs little memory.
 //
 // Flags may be written --kv-heads or --kv_heads. An invalid model: one line on
 // stderr, exit code 2. Write failures: exit code 1.
@@ -13,6 +18,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,6 +30,9 @@
 #include "src/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, out, "", "output folder (created; required)");
+ABSL_FLAG(std::string, shape, "",
+          "start from a published shape: longllama-3b or longllama-7b (shape flags set to other "
+          "values than their defaults change it)");
 ABSL_FLAG(std::string, model_type, "longllama", "longllama or llama");
 ABSL_FLAG(int, hidden, 512, "hidden_size");
 ABSL_FLAG(int, layers, 8, "num_hidden_layers");
@@ -64,27 +73,46 @@ int main(int argc, char** argv) {
 
   fot::ModelConfig config;
   config.source = "model flags";
-  config.model_type = absl::GetFlag(FLAGS_model_type);
+  const std::string shape = absl::GetFlag(FLAGS_shape);
+  if (!shape.empty()) {
+    absl::StatusOr<fot::ModelConfig> published = fot::PublishedShape(shape);
+    if (!published.ok()) Fail("--shape: " + std::string(published.status().message()));
+    config = *std::move(published);
+  }
+  // Without --shape every flag sets its field; with it, only those set to
+  // something other than their default.
+  auto given = [&shape](const char* flag) {
+    const absl::CommandLineFlag* f = absl::FindCommandLineFlag(flag);
+    return shape.empty() || f->CurrentValue() != f->DefaultValue();
+  };
+  if (given("model_type")) config.model_type = absl::GetFlag(FLAGS_model_type);
   const bool longllama = config.model_type == "longllama";
-  config.vocab_size = absl::GetFlag(FLAGS_vocab);
-  config.hidden_size = absl::GetFlag(FLAGS_hidden);
-  config.intermediate_size = absl::GetFlag(FLAGS_intermediate);
-  config.num_hidden_layers = absl::GetFlag(FLAGS_layers);
-  config.num_attention_heads = absl::GetFlag(FLAGS_heads);
-  config.num_key_value_heads = absl::GetFlag(FLAGS_kv_heads) > 0 ? absl::GetFlag(FLAGS_kv_heads)
-                                                                 : config.num_attention_heads;
-  config.max_position_embeddings = absl::GetFlag(FLAGS_window);
-  config.last_context_length = absl::GetFlag(FLAGS_last_context) > 0
-                                   ? absl::GetFlag(FLAGS_last_context)
-                                   : (longllama ? std::max(1, config.max_position_embeddings / 2)
-                                                : config.max_position_embeddings);
-  config.rope_theta = absl::GetFlag(FLAGS_rope_theta);
-  config.rms_norm_eps = absl::GetFlag(FLAGS_rms_norm_eps);
-  config.tie_word_embeddings = absl::GetFlag(FLAGS_tie);
-  config.mem_positionals = absl::GetFlag(FLAGS_mem_positionals);
-  const std::string mem_layers = absl::GetFlag(FLAGS_mem_layers);
-  if (longllama) {
-    for (absl::string_view part : absl::StrSplit(mem_layers, ',', absl::SkipWhitespace())) {
+  if (given("vocab")) config.vocab_size = absl::GetFlag(FLAGS_vocab);
+  if (given("hidden")) config.hidden_size = absl::GetFlag(FLAGS_hidden);
+  if (given("intermediate")) config.intermediate_size = absl::GetFlag(FLAGS_intermediate);
+  if (given("layers")) config.num_hidden_layers = absl::GetFlag(FLAGS_layers);
+  if (given("heads")) config.num_attention_heads = absl::GetFlag(FLAGS_heads);
+  if (given("kv_heads") || given("heads")) {
+    config.num_key_value_heads = absl::GetFlag(FLAGS_kv_heads) > 0 ? absl::GetFlag(FLAGS_kv_heads)
+                                                                   : config.num_attention_heads;
+  }
+  if (given("window")) config.max_position_embeddings = absl::GetFlag(FLAGS_window);
+  if (given("last_context") || given("window")) {
+    config.last_context_length = absl::GetFlag(FLAGS_last_context) > 0
+                                     ? absl::GetFlag(FLAGS_last_context)
+                                     : (longllama ? std::max(1, config.max_position_embeddings / 2)
+                                                  : config.max_position_embeddings);
+  }
+  if (given("rope_theta")) config.rope_theta = absl::GetFlag(FLAGS_rope_theta);
+  if (given("rms_norm_eps")) config.rms_norm_eps = absl::GetFlag(FLAGS_rms_norm_eps);
+  if (given("tie")) config.tie_word_embeddings = absl::GetFlag(FLAGS_tie);
+  if (given("mem_positionals")) config.mem_positionals = absl::GetFlag(FLAGS_mem_positionals);
+  if (!longllama) {
+    config.mem_layers.clear();
+  } else if (given("mem_layers")) {
+    config.mem_layers.clear();
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_mem_layers), ',', absl::SkipWhitespace())) {
       int layer = 0;
       if (!absl::SimpleAtoi(part, &layer)) {
         Fail(absl::StrCat("--mem-layers: '", part, "' is not a layer number (e.g. 3,6)"));

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
-#include <new>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -55,11 +54,36 @@ absl::Status RemoveIfExists(const fs::path& path) {
   return absl::OkStatus();
 }
 
-// Writes config.json and the tensors of `plan`, whose floats come from
-// `values` one tensor at a time (so at most one shard is in memory).
+// Receives a tensor's floats in order, in one piece or more.
+using EmitFloats = std::function<absl::Status(const float* values, size_t count)>;
+// Sends the floats of the tensor `spec` to `emit`.
+using TensorValues = std::function<absl::Status(const TensorSpec& spec, const EmitFloats& emit)>;
+
+// The deterministic random floats of one tensor, drawn in pieces: the same
+// sequence however it is cut.
+class RandomValues {
+ public:
+  RandomValues(const std::string& name, bool is_norm, const RandomCheckpointOptions& options)
+      : mean_(is_norm ? 1.0f : 0.0f), std_(options.init_std) {
+    const uint64_t h = StableHash(name);
+    std::seed_seq seq{options.seed, static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
+    rng_.seed(seq);
+  }
+  void Next(float* out, size_t count) {
+    for (size_t i = 0; i < count; ++i) out[i] = mean_ + std_ * normal_(rng_);
+  }
+
+ private:
+  const float mean_, std_;
+  std::mt19937 rng_;
+  std::normal_distribution<float> normal_{0.0f, 1.0f};
+};
+
+// Writes config.json and the tensors of `plan`, whose floats `values` sends
+// one piece at a time: memory holds a piece, never a tensor or a shard.
 absl::Status WriteFolder(const std::string& dir, const ModelConfig& config,
                          const std::vector<TensorSpec>& plan, DType dtype, int num_shards,
-                         const std::function<std::vector<float>(const TensorSpec&)>& values) {
+                         const TensorValues& values) {
   FOT_RETURN_IF_ERROR(config.Validate());
   if (plan.empty()) return absl::InvalidArgumentError(absl::StrCat(dir, ": no tensors to write"));
   if (num_shards < 1 || static_cast<size_t>(num_shards) > plan.size()) {
@@ -103,19 +127,20 @@ absl::Status WriteFolder(const std::string& dir, const ModelConfig& config,
     std::snprintf(shard_name, sizeof(shard_name), "model-%05d-of-%05d.safetensors", s + 1,
                   num_shards);
     const std::string file_name = num_shards == 1 ? std::string(kSingleFile) : shard_name;
-    std::vector<TensorToWrite> shard;
-    try {
-      for (size_t i = starts[s]; i < starts[s + 1]; ++i) {
-        std::vector<float> floats = values(plan[i]);
-        shard.push_back({plan[i].name, dtype, plan[i].shape,
-                         EncodeFloats(floats.data(), floats.size(), dtype)});
-        weight_map[plan[i].name] = file_name;
-      }
-    } catch (const std::bad_alloc&) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(dir, ": out of memory building ", file_name, " (", total, " bytes in all)"));
+    std::vector<TensorHeader> headers;
+    for (size_t i = starts[s]; i < starts[s + 1]; ++i) {
+      headers.push_back({plan[i].name, dtype, plan[i].shape});
+      weight_map[plan[i].name] = file_name;
     }
-    FOT_RETURN_IF_ERROR(WriteSafetensors((folder / file_name).string(), shard));
+    FOT_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFileWriter> writer,
+                         SafetensorsFileWriter::Create((folder / file_name).string(), headers));
+    const EmitFloats emit = [&](const float* floats, size_t count) {
+      const std::vector<uint8_t> bytes = EncodeFloats(floats, count, dtype);
+      return writer->Append(
+          std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    };
+    for (size_t i = starts[s]; i < starts[s + 1]; ++i) FOT_RETURN_IF_ERROR(values(plan[i], emit));
+    FOT_RETURN_IF_ERROR(writer->Finish());
   }
   if (num_shards == 1) return RemoveIfExists(folder / kIndexFile);
 
@@ -129,14 +154,39 @@ absl::Status WriteFolder(const std::string& dir, const ModelConfig& config,
 
 }  // namespace
 
+absl::StatusOr<ModelConfig> PublishedShape(std::string_view name) {
+  ModelConfig config;
+  config.model_type = "longllama";
+  config.num_attention_heads = 32;
+  config.num_key_value_heads = 32;
+  config.max_position_embeddings = 2048;
+  config.last_context_length = 1024;
+  config.mem_dtype = "bfloat16";
+  if (name == "longllama-3b") {
+    config.hidden_size = 3200;
+    config.num_hidden_layers = 26;
+    config.intermediate_size = 8640;
+    config.vocab_size = 32000;
+    config.mem_layers = {6, 12, 18};
+  } else if (name == "longllama-7b") {
+    config.hidden_size = 4096;
+    config.num_hidden_layers = 32;
+    config.intermediate_size = 11008;
+    config.vocab_size = 32016;
+    config.mem_layers = {8, 16, 24};
+    config.rope_theta = 1e6f;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shape '", std::string(name), "' is not one of longllama-3b, longllama-7b"));
+  }
+  config.source = std::string(name);
+  return config;
+}
+
 std::vector<float> RandomTensorValues(const std::string& name, int64_t count, bool is_norm,
                                       const RandomCheckpointOptions& options) {
-  const uint64_t h = StableHash(name);
-  std::seed_seq seq{options.seed, static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
-  std::mt19937 rng(seq);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> values(static_cast<size_t>(count));
-  for (float& v : values) v = (is_norm ? 1.0f : 0.0f) + options.init_std * normal(rng);
+  RandomValues(name, is_norm, options).Next(values.data(), values.size());
   return values;
 }
 
@@ -148,9 +198,18 @@ absl::Status WriteRandomCheckpoint(const std::string& dir, const ModelConfig& co
   }
   FOT_RETURN_IF_ERROR(config.Validate());
   return WriteFolder(dir, config, ExpectedTensors(config), options.dtype, options.num_shards,
-                     [&options](const TensorSpec& spec) {
-                       return RandomTensorValues(spec.name, Product(spec.shape),
-                                                 absl::EndsWith(spec.name, "norm.weight"), options);
+                     [&options](const TensorSpec& spec, const EmitFloats& emit) -> absl::Status {
+                       constexpr size_t kPiece = size_t{1} << 20;
+                       RandomValues random(spec.name, absl::EndsWith(spec.name, "norm.weight"),
+                                           options);
+                       std::vector<float> piece;
+                       for (size_t done = 0, total = static_cast<size_t>(Product(spec.shape));
+                            done < total; done += piece.size()) {
+                         piece.resize(std::min(kPiece, total - done));
+                         random.Next(piece.data(), piece.size());
+                         FOT_RETURN_IF_ERROR(emit(piece.data(), piece.size()));
+                       }
+                       return absl::OkStatus();
                      });
 }
 
@@ -171,7 +230,10 @@ absl::Status WriteCheckpoint(const std::string& dir, const ModelConfig& config,
     }
   }
   return WriteFolder(dir, config, plan, dtype, num_shards,
-                     [&tensors](const TensorSpec& spec) { return tensors.at(spec.name); });
+                     [&tensors](const TensorSpec& spec, const EmitFloats& emit) {
+                       const std::vector<float>& floats = tensors.at(spec.name);
+                       return emit(floats.data(), floats.size());
+                     });
 }
 
 }  // namespace fot

@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "src/checkpoint/model_config.h"
 #include "src/checkpoint/safetensors_reader.h"
 
@@ -39,6 +41,14 @@ struct RandomCheckpointOptions {
 [[nodiscard]] absl::Status WriteCheckpoint(const std::string& dir, const ModelConfig& config,
                                            const std::map<std::string, std::vector<float>>& tensors,
                                            DType dtype = DType::kF32, int num_shards = 1);
+
+// The shape of a published LongLLaMA checkpoint, for random-weight stand-ins
+// of the real size: "longllama-3b" (hidden 3200, 26 layers, 32 heads,
+// intermediate 8640, vocab 32000, memory layers 6, 12, 18) or "longllama-7b"
+// (the CodeLLaMA-based one: hidden 4096, 32 layers, 32 heads, intermediate
+// 11008, vocab 32016, memory layers 8, 16, 24, rope_theta 1e6); both with
+// W = 2048, L = 1024 and bfloat16 memory. InvalidArgument names the choices.
+absl::StatusOr<ModelConfig> PublishedShape(std::string_view name);
 
 // The deterministic random values WriteRandomCheckpoint stores for tensor
 // `name` (before rounding to a 16-bit dtype).

@@ -172,6 +172,59 @@ TEST(ModelWeightsTest, RandomCheckpointServesTheGeneratedValues) {
   EXPECT_NEAR(weights->layer(0).q_proj.f32()[0], 0.0f, 0.2f);
 }
 
+TEST(ModelWeightsTest, RandomCheckpointDrawnInPiecesServesTheWholeSequence) {
+  // An embedding of 2100 x 512 floats crosses the writer's piece of 2^20.
+  ModelConfig config = SmallConfig();
+  config.vocab_size = 2100;
+  config.hidden_size = 512;
+  config.num_attention_heads = 8;
+  config.num_key_value_heads = 8;
+  const std::string dir = FreshDir();
+  RandomCheckpointOptions options;
+  options.dtype = DType::kBF16;
+  ASSERT_TRUE(WriteRandomCheckpoint(dir, config, options).ok());
+  auto weights = ModelWeights::Load(dir, config);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  const std::vector<float> drawn =
+      RandomTensorValues("model.embed_tokens.weight", 2100 * 512, false, options);
+  const std::vector<float> served = Floats(weights->embed_tokens());
+  ASSERT_EQ(served.size(), drawn.size());
+  for (size_t i = 0; i < drawn.size(); ++i) {
+    ASSERT_EQ(served[i], BFloat16ToFloat(FloatToBFloat16(drawn[i]))) << i;
+  }
+}
+
+TEST(ModelWeightsTest, PublishedShapesHaveThePublishedSizes) {
+  auto small = PublishedShape("longllama-3b");
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_TRUE(small->Validate().ok()) << small->Validate();
+  EXPECT_EQ(small->hidden_size, 3200);
+  EXPECT_EQ(small->num_hidden_layers, 26);
+  EXPECT_EQ(small->intermediate_size, 8640);
+  EXPECT_EQ(small->vocab_size, 32000);
+  EXPECT_EQ(small->mem_layers, (std::vector<int>{6, 12, 18}));
+  auto large = PublishedShape("longllama-7b");
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_TRUE(large->Validate().ok()) << large->Validate();
+  EXPECT_EQ(large->hidden_size, 4096);
+  EXPECT_EQ(large->num_hidden_layers, 32);
+  EXPECT_EQ(large->num_attention_heads, 32);
+  EXPECT_EQ(large->intermediate_size, 11008);
+  EXPECT_EQ(large->vocab_size, 32016);
+  EXPECT_EQ(large->mem_layers, (std::vector<int>{8, 16, 24}));
+  EXPECT_EQ(large->rope_theta, 1e6f);
+  // In bf16: the ~6.8 GB and ~13.5 GB of the published checkpoints.
+  auto parameters = [](const ModelConfig& config) {
+    int64_t n = 0;
+    for (const TensorSpec& spec : ExpectedTensors(config)) n += Count(spec);
+    return n;
+  };
+  EXPECT_NEAR(parameters(*small) * 2 / 1e9, 6.85, 0.01);
+  EXPECT_NEAR(parameters(*large) * 2 / 1e9, 13.48, 0.01);
+  EXPECT_NE(PublishedShape("llama-13b").status().message().find("longllama-3b, longllama-7b"),
+            std::string::npos);
+}
+
 TEST(ModelWeightsTest, RandomCheckpointIsDeterministicAndSeeded) {
   RandomCheckpointOptions a, b;
   b.seed = 1;

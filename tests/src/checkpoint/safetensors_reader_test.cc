@@ -143,6 +143,57 @@ TEST(SafetensorsWriterTest, RejectsDuplicateNames) {
   EXPECT_NE(status.message().find("'t' is given twice"), std::string::npos) << status;
 }
 
+TEST(SafetensorsFileWriterTest, PiecesMakeTheFileWriteSafetensorsMakes) {
+  const std::string dir = FreshDir();
+  const std::vector<TensorToWrite> tensors = {
+      FloatTensor("a", {2, 3}, {1, 2, 3, 4, 5, 6}, DType::kF32),
+      FloatTensor("b", {3}, {7, 8, 9}, DType::kBF16)};
+  ASSERT_TRUE(WriteSafetensors(dir + "/whole.safetensors", tensors).ok());
+  auto writer = SafetensorsFileWriter::Create(
+      dir + "/pieces.safetensors", {{"a", DType::kF32, {2, 3}}, {"b", DType::kBF16, {3}}});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  std::string data(tensors[0].bytes.begin(), tensors[0].bytes.end());
+  data.append(tensors[1].bytes.begin(), tensors[1].bytes.end());
+  // Cuts anywhere, across the tensors' boundary too.
+  const std::vector<size_t> cuts = {0, 5, 23, 26, data.size()};
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    ASSERT_TRUE(
+        (*writer)->Append(std::string_view(data).substr(cuts[i], cuts[i + 1] - cuts[i])).ok());
+  }
+  EXPECT_FALSE(fs::exists(dir + "/pieces.safetensors"));  // only the .tmp until Finish
+  ASSERT_TRUE((*writer)->Finish().ok());
+  EXPECT_EQ(ReadBytes(dir + "/pieces.safetensors"), ReadBytes(dir + "/whole.safetensors"));
+  EXPECT_FALSE(fs::exists(dir + "/pieces.safetensors.tmp"));
+}
+
+TEST(SafetensorsFileWriterTest, WrongByteCountsFailAndLeaveNoFile) {
+  const std::string dir = FreshDir();
+  const std::string path = dir + "/x.safetensors";
+  {
+    auto writer = SafetensorsFileWriter::Create(path, {{"a", DType::kF32, {2}}});
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    const absl::Status status = (*writer)->Append(std::string(12, '\0'));
+    EXPECT_NE(status.message().find("12 bytes of tensor data, but the header has 8"),
+              std::string::npos)
+        << status;
+  }
+  {
+    auto writer = SafetensorsFileWriter::Create(path, {{"a", DType::kF32, {2}}});
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    ASSERT_TRUE((*writer)->Append(std::string(4, '\0')).ok());
+    const absl::Status status = (*writer)->Finish();
+    EXPECT_NE(status.message().find("4 bytes of tensor data, but the header has 8"),
+              std::string::npos)
+        << status;
+  }
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  auto duplicate =
+      SafetensorsFileWriter::Create(path, {{"a", DType::kF32, {1}}, {"a", DType::kF32, {1}}});
+  EXPECT_NE(duplicate.status().message().find("'a' is given twice"), std::string::npos)
+      << duplicate.status();
+}
+
 TEST(FloatConversionTest, HalfRoundsToNearestEven) {
   EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
   EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00);      // tie -> even (down)
