@@ -1,6 +1,7 @@
 #include "src/storage/session_store.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -55,6 +56,13 @@ absl::StatusOr<T> Get(const Json& json, const char* name, const std::string& wha
   } catch (const Json::exception&) {
     return absl::DataLossError(absl::StrCat(what, ": '", name, "' is missing or of a wrong type"));
   }
+}
+
+// A string field that may be missing or of another type in a damaged record
+// ("" then): garbage collection reads every record and must not throw.
+std::string StringOrEmpty(const Json& json, const char* name) {
+  const auto field = json.find(name);
+  return field != json.end() && field->is_string() ? field->get<std::string>() : "";
 }
 
 Json SegmentsJson(const std::vector<Segment>& segments) {
@@ -626,7 +634,7 @@ absl::Status SessionStore::CollectGarbage() {
     absl::StatusOr<std::optional<std::string>> c = db_->Get(DataPrefix(data) + "ckpt");
     if (c.ok() && c->has_value()) {
       const Json checkpoint = Json::parse(**c, nullptr, false);
-      if (checkpoint.is_object()) checkpoints.insert(checkpoint.value("dir", ""));
+      if (checkpoint.is_object()) checkpoints.insert(StringOrEmpty(checkpoint, "dir"));
     }
   }
   FOT_RETURN_IF_ERROR(db_->Scan("p/", [&](std::string_view, std::string_view value) {
@@ -635,7 +643,7 @@ absl::Status SessionStore::CollectGarbage() {
     absl::StatusOr<std::vector<Segment>> segments =
         SegmentsFromJson(header.value("segments", Json()), "a snapshot");
     if (segments.ok()) reach_segments(*segments);
-    checkpoints.insert(header.value("checkpoint", ""));
+    checkpoints.insert(StringOrEmpty(header, "checkpoint"));
     return absl::OkStatus();
   }));
   return RemoveUnreached(reach, checkpoints);
@@ -645,7 +653,10 @@ absl::Status SessionStore::RemoveUnreached(const std::map<uint64_t, Segment>& re
                                            const std::set<std::string>& checkpoints) {
   std::vector<uint64_t> ids;
   FOT_RETURN_IF_ERROR(db_->Scan("i/", [&](std::string_view key, std::string_view) {
-    ids.push_back(std::stoull(std::string(key.substr(2)), nullptr, 16));
+    const std::string_view hex = key.substr(2);
+    uint64_t id;  // a damaged key that names no id is left alone
+    const auto [end, error] = std::from_chars(hex.data(), hex.data() + hex.size(), id, 16);
+    if (error == std::errc() && end == hex.data() + hex.size()) ids.push_back(id);
     return absl::OkStatus();
   }));
   rocksdb::WriteBatch batch;

@@ -1,0 +1,68 @@
+// SessionStore (src/storage/session_store.h) on damaged records: the garbage
+// collection every start runs reads every header, checkpoint record and data
+// id, and a damaged one must not stop the server from starting. Found by
+// fuzz/session_store: a data id key that was no hexadecimal number aborted
+// the process (an uncaught std::invalid_argument), as did a checkpoint
+// directory of another type than a string. (ManagerTest in
+// tests/src/server/session_manager_test.cc covers sessions whose own records
+// are damaged.)
+#include "src/storage/session_store.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "rocksdb/write_batch.h"
+#include "src/storage/database.h"
+#include "tests/src/small_model.h"
+
+namespace fot {
+namespace {
+
+constexpr char kLiveData[] = "d/0000000000000001/";
+constexpr char kDeadData[] = "d/0000000000000009/";
+
+// A data directory whose database holds one session (data 1), one snapshot,
+// data 9 that nothing reaches, and the damaged records of the test.
+std::string WriteDataDirectory() {
+  const std::string dir = ::testing::TempDir() + "/session_store_damaged";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(dir + "/db");
+  EXPECT_TRUE(db.ok()) << db.status();
+  if (!db.ok()) return dir;
+  rocksdb::WriteBatch batch;
+  batch.Put("n/live", R"({"format":"fotserve-store 1","data":1,"options":"","base":[]})");
+  batch.Put("i/0000000000000001", "");
+  batch.Put(std::string(kLiveData) + "ckpt", R"({"dir":7,"entries":0})");  // dir: a number
+  batch.Put("p/snap", R"({"segments":[],"checkpoint":["not","a","string"]})");
+  batch.Put("i/0000000000000009", "");
+  batch.Put(std::string(kDeadData) + "len", R"({"stream":4})");
+  batch.Put("i/not-a-data-id", "");
+  EXPECT_TRUE((*db)->Write(&batch).ok());
+  return dir;
+}
+
+TEST(SessionStoreTest, GarbageCollectionReadsDamagedRecordsAndStillCollects) {
+  const std::unique_ptr<Engine> engine =
+      LoadEngine(WriteSmallModel("session_store_model", SmallModelConfig()));
+  const std::string dir = WriteDataDirectory();
+  {
+    absl::StatusOr<std::unique_ptr<SessionStore>> store =
+        SessionStore::Open(dir, engine.get(), Env::Default());
+    ASSERT_TRUE(store.ok()) << store.status();
+    const absl::Status collected = (*store)->CollectGarbage();
+    EXPECT_TRUE(collected.ok()) << collected;
+  }
+  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(dir + "/db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  // Data nothing reaches is gone; the live session's and the damaged key stay.
+  EXPECT_EQ(*(*db)->Get(std::string(kDeadData) + "len"), std::nullopt);
+  EXPECT_EQ(*(*db)->Get("i/0000000000000009"), std::nullopt);
+  EXPECT_NE(*(*db)->Get(std::string(kLiveData) + "ckpt"), std::nullopt);
+  EXPECT_NE(*(*db)->Get("i/not-a-data-id"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace fot
