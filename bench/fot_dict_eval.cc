@@ -118,6 +118,8 @@
 
 ABSL_FLAG(std::string, model, FOT_SOURCE_DIR "/models/fot-dict",
           "model folder (config.json, model.safetensors, tokenizer.model)");
+ABSL_FLAG(std::string, weights_dtype, "auto",
+          "how the weights are kept: auto, f32, bf16, int8 or int8:64 (model_weights.h)");
 ABSL_FLAG(std::string, sizes, "4096,65536,1048576",
           "comma-separated memory sizes in tokens (multiples of W keep them exact)");
 ABSL_FLAG(int, queries, 200, "dictionary questions per size and configuration");
@@ -856,14 +858,16 @@ absl::Status Run(Flags f) {
   FOT_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
                        Tokenizer::Load(dir + "/tokenizer.model"));
   FOT_ASSIGN_OR_RETURN(const DictCorpus corpus, DictCorpus::Create(tokenizer.get()));
-  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(dir));
+  FOT_ASSIGN_OR_RETURN(const WeightsOptions weights,
+                       ParseWeightsOptions(absl::GetFlag(FLAGS_weights_dtype)));
+  FOT_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Load(dir, weights));
   const ModelConfig& config = engine->config();
   if (config.mem_layers.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, " has no memory layers"));
   }
   ModelConfig off_config = config;
   off_config.mem_layers.clear();
-  FOT_ASSIGN_OR_RETURN(ModelWeights off_weights, ModelWeights::Load(dir, off_config));
+  FOT_ASSIGN_OR_RETURN(ModelWeights off_weights, ModelWeights::Load(dir, off_config, weights));
   const Engine off_engine(Transformer(off_config, std::move(off_weights)));
   const Model model = {
       engine.get(), &off_engine, config.max_position_embeddings,

@@ -22,15 +22,18 @@ ModelConfig MidSizeConfig() {
   return c;
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> LoadMidSizeModel() {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / "fotserve_bench_mid_model").string();
+std::string MidSizeModelDir() {
+  return (std::filesystem::temp_directory_path() / "fotserve_bench_mid_model").string();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> LoadMidSizeModel(const WeightsOptions& weights) {
+  const std::string dir = MidSizeModelDir();
   if (!std::filesystem::exists(dir + "/model.safetensors")) {
     RandomCheckpointOptions options;
     options.seed = 1;
     FOT_RETURN_IF_ERROR(WriteRandomCheckpoint(dir, MidSizeConfig(), options));
   }
-  return Engine::Load(dir);
+  return Engine::Load(dir, weights);
 }
 
 }  // namespace fot

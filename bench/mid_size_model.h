@@ -5,6 +5,7 @@
 #define FOTSERVE_BENCH_MID_SIZE_MODEL_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "src/engine/engine.h"
@@ -13,8 +14,11 @@ namespace fot {
 
 ModelConfig MidSizeConfig();
 
+// Where the model lives (a folder of the temporary directory).
+std::string MidSizeModelDir();
+
 // Writes the model (seed 1) unless it is already there, then loads it.
-absl::StatusOr<std::unique_ptr<Engine>> LoadMidSizeModel();
+absl::StatusOr<std::unique_ptr<Engine>> LoadMidSizeModel(const WeightsOptions& weights = {});
 
 }  // namespace fot
 

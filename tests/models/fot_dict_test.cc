@@ -62,6 +62,25 @@ TEST_F(FotDictTest, AnswersFromMemoryWithDenseAndKnnRetrieval) {
   }
 }
 
+// Weights rounded to bf16 or quantized to int8 at load (the file is F32):
+// still answers from memory (bench/weights_quality.cc and fot-dict-eval
+// --weights_dtype measure the cost: none at 64k tokens).
+TEST_F(FotDictTest, AnswersFromMemoryWithBf16AndInt8Weights) {
+  for (const char* dtype : {"bf16", "int8", "int8:64"}) {
+    auto engine = Engine::Load(kFotDictModel, *ParseWeightsOptions(dtype));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    SessionOptions options;
+    options.memory = (*engine)->DefaultMemoryOptions();
+    options.retrieval = *ParseRetrieval("dense");
+    int asked = 0;
+    const double accuracy = Accuracy(**engine, options, &asked);
+    std::printf("fot-dict, %s weights, ~3k tokens of memory: %.3f exact match over %d queries\n",
+                dtype, accuracy, asked);
+    EXPECT_GE(asked, 30);
+    EXPECT_GE(accuracy, 0.9) << dtype;
+  }
+}
+
 TEST_F(FotDictTest, DefaultApproximateIndexAnswersWhatExactSearchAnswersAt32kTokens) {
   // DESIGN.md §3: an approximate index is judged on the model's own queries
   // and its answers, against exact search over the same memory.
