@@ -38,14 +38,42 @@ std::string ExecutableDir() {
   return exe.substr(0, exe.find_last_of('/'));
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define FOT_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FOT_ADDRESS_SANITIZER 1
+#endif
+#endif
+
+constexpr int kSpmFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#ifdef FOT_ADDRESS_SANITIZER
+// AddressSanitizer's dlopen refuses RTLD_DEEPBIND outright (google/sanitizers
+// issue 611: a deep-bound library may bypass its allocator). SentencePiece
+// still needs its own protobuf, so under ASan (the fuzzers, fuzz/) its
+// libraries are opened with the C library's dlopen, past that check; they
+// are not instrumented anyway. Our module references no protobuf symbol and
+// needs no deep binding: opened plainly it uses ASan's allocator like the rest
+// of the process. (What SentencePiece allocates inside libstdc++ then looks
+// mismatched to ASan's new/delete check: fuzz/fuzz_runtime.cc.)
+void* OpenSpmLibrary(const char* path) {
+  using Dlopen = void* (*)(const char*, int);
+  static const auto libc_dlopen = reinterpret_cast<Dlopen>(dlsym(RTLD_NEXT, "dlopen"));
+  return libc_dlopen(path, kSpmFlags);
+}
+void* OpenModule(const char* path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+#else
+void* OpenSpmLibrary(const char* path) { return dlopen(path, kSpmFlags); }
+void* OpenModule(const char* path) { return dlopen(path, kSpmFlags); }
+#endif
+
 const SpmModule& Module() {
   static const SpmModule* module = [] {
     auto* m = new SpmModule;
-    constexpr int kFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
     // SentencePiece itself first, so that it (not only our module) binds to
     // its own protobuf.
     for (const char* library : {"libsentencepiece.so.0", "libsentencepiece_train.so.0"}) {
-      if (dlopen(library, kFlags) == nullptr) {
+      if (OpenSpmLibrary(library) == nullptr) {
         m->error = std::string("cannot load ") + library + ": " + dlerror();
         return m;
       }
@@ -54,7 +82,7 @@ const SpmModule& Module() {
     void* handle = nullptr;
     for (const std::string& path :
          {ExecutableDir() + "/libfot_spm.so", std::string(FOT_SPM_MODULE_PATH)}) {
-      if ((handle = dlopen(path.c_str(), kFlags)) != nullptr) break;
+      if ((handle = OpenModule(path.c_str())) != nullptr) break;
       m->error = "cannot load the SentencePiece module " + path + ": " + dlerror();
     }
     if (handle == nullptr) return m;
