@@ -17,6 +17,8 @@ constexpr int64_t kParallelWork = 1 << 18;
 // Up to this many activation rows the row kernels run: each weight is read
 // once from memory and reused from cache for every row.
 constexpr int64_t kRowKernelRows = 8;
+// Weight rows per task of the row kernels (128 rows of 3200 bf16: 800 kB).
+constexpr int kRowBlock = 128;
 // Weight rows converted to float32 at a time for one GEMM call: large enough
 // that OpenBLAS's packing of the activations (once per call) is a few percent
 // of the call, small enough to stay in the last-level cache.
@@ -24,7 +26,35 @@ constexpr int64_t kPanelRows = 512;
 
 void LinearImpl(const float* x, int64_t n, const WeightMatrix& w, bool accumulate, float* y) {
   const int in = static_cast<int>(w.cols), out = static_cast<int>(w.rows);
-  if (w.type == WeightType::kF32) {
+  const float beta = accumulate ? 1.0f : 0.0f;
+  const int threads =
+      static_cast<int>(std::min<int64_t>(omp_get_max_threads(), n * in * out / kParallelWork + 1));
+
+  if (n <= kRowKernelRows) {
+    PreparedActivations prepared;
+    if (w.type != WeightType::kF32) PrepareActivations(x, n, w, &prepared);
+    const KernelIsa isa = BestKernelIsa(w.type);
+    // Blocks of rows handed out as threads come free: a core that another
+    // process slows down takes fewer of them instead of holding up the call.
+    const int blocks = (out + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+    for (int b = 0; b < blocks; ++b) {
+      const int first = b * kRowBlock;
+      const int count = std::min(out, first + kRowBlock) - first;
+      if (w.type != WeightType::kF32) {
+        RowDots(w, first, count, prepared, accumulate, y + first, out, isa);
+      } else if (n == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, count, in, 1.0f,
+                    w.f32() + static_cast<size_t>(first) * in, in, x, 1, beta, y + first, 1);
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), count, in, 1.0f,
+                    x, in, w.f32() + static_cast<size_t>(first) * in, in, beta, y + first, out);
+      }
+    }
+    return;
+  }
+
+  if (w.type == WeightType::kF32) {  // one GEMM per thread (kernels.h)
     if (accumulate) {
       LinearAccumulate(x, n, in, w.f32(), out, y);
     } else {
@@ -32,24 +62,6 @@ void LinearImpl(const float* x, int64_t n, const WeightMatrix& w, bool accumulat
     }
     return;
   }
-  const int threads =
-      static_cast<int>(std::min<int64_t>(omp_get_max_threads(), n * in * out / kParallelWork + 1));
-  // Thread t's output columns: slices aligned to 16.
-  const int per_thread = ((out + threads - 1) / threads + 15) / 16 * 16;
-
-  if (n <= kRowKernelRows) {
-    PreparedActivations prepared;
-    PrepareActivations(x, n, w, &prepared);
-    const KernelIsa isa = BestKernelIsa(w.type);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (int t = 0; t < threads; ++t) {
-      const int first = std::min(out, t * per_thread);
-      const int count = std::min(out, first + per_thread) - first;
-      if (count > 0) RowDots(w, first, count, prepared, accumulate, y + first, out, isa);
-    }
-    return;
-  }
-
   // int8: the activations quantized as the row kernels quantize them, then
   // scaled back to floats for the GEMM.
   const float* a = x;
@@ -67,17 +79,17 @@ void LinearImpl(const float* x, int64_t n, const WeightMatrix& w, bool accumulat
     }
     a = dequantized.data();
   }
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int t = 0; t < threads; ++t) {
-    const int first = std::min(out, t * per_thread);
-    const int end = std::min(out, first + per_thread);
-    if (end <= first) continue;
-    std::vector<float> panel(static_cast<size_t>(std::min<int64_t>(kPanelRows, end - first)) * in);
-    for (int p = first; p < end; p += kPanelRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, end - p));
-      DecodeRows(w, p, rows, panel.data());
+  const int panels = static_cast<int>((out + kPanelRows - 1) / kPanelRows);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> panel(static_cast<size_t>(std::min<int64_t>(kPanelRows, out)) * in);
+#pragma omp for schedule(dynamic)
+    for (int b = 0; b < panels; ++b) {
+      const int first = static_cast<int>(b * kPanelRows);
+      const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, out - first));
+      DecodeRows(w, first, rows, panel.data());
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), rows, in, 1.0f, a,
-                  in, panel.data(), in, accumulate ? 1.0f : 0.0f, y + p, out);
+                  in, panel.data(), in, beta, y + first, out);
     }
   }
 }
