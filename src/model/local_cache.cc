@@ -6,9 +6,9 @@ LocalCache::LocalCache(int num_kv_heads, int head_dim, int capacity, bool keeps_
     : row_(num_kv_heads * head_dim),
       capacity_(capacity),
       keeps_raw_keys_(keeps_raw_keys),
-      keys_(static_cast<size_t>(capacity) * row_),
-      values_(keys_.size()),
-      raw_keys_(keeps_raw_keys ? keys_.size() : 0),
+      keys_(new float[static_cast<size_t>(capacity) * row_]),
+      values_(new float[static_cast<size_t>(capacity) * row_]),
+      raw_keys_(keeps_raw_keys ? new float[static_cast<size_t>(capacity) * row_] : nullptr),
       provenance_(capacity) {}
 
 }  // namespace fot

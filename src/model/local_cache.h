@@ -6,6 +6,7 @@
 #define FOTSERVE_SRC_MODEL_LOCAL_CACHE_H_
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "memory/kv_store.h"
@@ -30,10 +31,10 @@ class LocalCache {
   Provenance* provenance_at(int position) { return &provenance_[position]; }
 
   // [size, num_kv_heads, head_dim]
-  const float* keys() const { return keys_.data(); }
-  const float* values() const { return values_.data(); }
+  const float* keys() const { return keys_.get(); }
+  const float* values() const { return values_.get(); }
   // The unrotated keys: raw_keys when kept, otherwise keys (no rotation applied).
-  const float* memory_keys() const { return keeps_raw_keys_ ? raw_keys_.data() : keys_.data(); }
+  const float* memory_keys() const { return keeps_raw_keys_ ? raw_keys_.get() : keys_.get(); }
   // Where each entry came from: [size]. What memory records when flushed.
   const Provenance* provenance() const { return provenance_.data(); }
 
@@ -47,9 +48,12 @@ class LocalCache {
   int capacity_;
   bool keeps_raw_keys_;
   int size_ = 0;
-  std::vector<float> keys_;             // [capacity, num_kv_heads, head_dim], rotated
-  std::vector<float> values_;           // [capacity, num_kv_heads, head_dim]
-  std::vector<float> raw_keys_;         // [capacity, num_kv_heads, head_dim] or empty
+  // Left uninitialised: a page takes memory only once an entry is written
+  // to it, so a cache costs what it holds, not its capacity (a 2048-token
+  // window of a 7B-shaped model is 2 GB of keys and values).
+  std::unique_ptr<float[]> keys_;       // [capacity, num_kv_heads, head_dim], rotated
+  std::unique_ptr<float[]> values_;     // [capacity, num_kv_heads, head_dim]
+  std::unique_ptr<float[]> raw_keys_;   // [capacity, num_kv_heads, head_dim] or null
   std::vector<Provenance> provenance_;  // [capacity]
 };
 
