@@ -12,8 +12,9 @@
 // dequantized weights and activations), so which one runs changes the
 // results only by the float32 summation order.
 //
-// Threading as kernels.h says: the output columns are split across the
-// OpenMP team, each thread converting and multiplying its own rows.
+// Threading as kernels.h says (OpenMP team, single-threaded BLAS inside):
+// blocks of weight rows are handed to the team's threads as they come free,
+// each thread converting and multiplying its own.
 #ifndef FOTSERVE_SRC_MODEL_LINEAR_H_
 #define FOTSERVE_SRC_MODEL_LINEAR_H_
 

@@ -43,34 +43,59 @@ void Store(float value, bool accumulate, float* y) { *y = accumulate ? *y + valu
 
 // --- portable ---------------------------------------------------------------
 
+// Full chunks of a weight row are read in place, the last partial one from a
+// zero-padded copy; the loops over lanes are plain enough to vectorise.
+
+// 16 float lanes (GCC and Clang vector extensions: whatever vectors the
+// target has, scalar code on none).
+typedef float Lanes16 __attribute__((vector_size(64)));
+typedef uint32_t Bits16 __attribute__((vector_size(64)));
+
+// 32 bfloat16 values as floats: the even-indexed ones and the odd ones.
+inline void SplitBf16Pairs(const uint16_t* p, Lanes16* even, Lanes16* odd) {
+  Bits16 e, o;
+  for (int j = 0; j < 16; ++j) {
+    uint32_t pair;  // p[2j] in the low half, p[2j+1] in the high half
+    std::memcpy(&pair, p + 2 * j, sizeof(pair));
+    e[j] = pair << 16;
+    o[j] = pair & 0xffff0000u;
+  }
+  std::memcpy(even, &e, sizeof(e));
+  std::memcpy(odd, &o, sizeof(o));
+}
+
 // vdpbf16ps's order, lane j of a 32-value chunk: acc += w[2j+1]·x[2j+1],
 // then acc += w[2j]·x[2j]; each product of two bfloat16 is exact in float.
 float Bf16DotPortable(const uint16_t* w, int64_t cols, const uint16_t* const parts[3],
                       int64_t stride) {
-  float acc[3][16] = {};
+  Lanes16 acc[3] = {};
+  uint16_t tail[kChunk] = {};
   for (int64_t c = 0; c < stride; c += kChunk) {
-    for (int j = 0; j < 16; ++j) {
-      const int64_t odd = c + 2 * j + 1, even = c + 2 * j;
-      const float w1 = odd < cols ? Bf16ToFloat(w[odd]) : 0.0f;
-      const float w0 = even < cols ? Bf16ToFloat(w[even]) : 0.0f;
-      for (int p = 0; p < 3; ++p) {
-        acc[p][j] = acc[p][j] + w1 * Bf16ToFloat(parts[p][odd]);
-        acc[p][j] = acc[p][j] + w0 * Bf16ToFloat(parts[p][even]);
-      }
+    const uint16_t* chunk = w + c;
+    if (c + kChunk > cols) {
+      std::copy(w + c, w + cols, tail);
+      chunk = tail;
+    }
+    Lanes16 w_even, w_odd;
+    SplitBf16Pairs(chunk, &w_even, &w_odd);
+    for (int p = 0; p < 3; ++p) {
+      Lanes16 x_even, x_odd;
+      SplitBf16Pairs(parts[p] + c, &x_even, &x_odd);
+      acc[p] = (acc[p] + w_odd * x_odd) + w_even * x_even;
     }
   }
+  const Lanes16 sum = (acc[2] + acc[1]) + acc[0];
   float v[16];
-  for (int j = 0; j < 16; ++j) v[j] = (acc[2][j] + acc[1][j]) + acc[0][j];
+  std::memcpy(v, &sum, sizeof(v));
   return SumLanes16(v);
 }
 
 float F16DotPortable(const uint16_t* w, int64_t cols, const float* x, int64_t stride) {
   float acc[16] = {};
   for (int64_t c = 0; c < stride; c += 16) {
-    for (int j = 0; j < 16; ++j) {
-      const float wv = c + j < cols ? HalfToFloat(w[c + j]) : 0.0f;
-      acc[j] = std::fma(wv, x[c + j], acc[j]);
-    }
+    float wf[16] = {};
+    HalfToFloatRow(w + c, std::min<int64_t>(16, cols - c), wf);
+    for (int j = 0; j < 16; ++j) acc[j] = std::fma(wf[j], x[c + j], acc[j]);
   }
   return SumLanes16(acc);
 }
@@ -80,11 +105,21 @@ float F16DotPortable(const uint16_t* w, int64_t cols, const float* x, int64_t st
 float Int8DotPortable(const int8_t* w, const float* w_scales, int64_t cols, int group,
                       const int8_t* xq, const float* x_scales) {
   float acc[8] = {};
+  int8_t tail[kChunk] = {};
   for (int64_t start = 0, g = 0; start < cols; start += group, ++g) {
     const int64_t end = std::min<int64_t>(cols, start + group);
     int32_t lanes[8] = {};
-    for (int64_t c = start; c < end; ++c) {
-      lanes[(c % kChunk) / 4] += static_cast<int32_t>(w[c]) * static_cast<int32_t>(xq[c]);
+    for (int64_t c = start; c < end; c += kChunk) {
+      const int8_t* chunk = w + c;
+      if (c + kChunk > cols) {
+        std::copy(w + c, w + cols, tail);
+        chunk = tail;
+      }
+      for (int j = 0; j < 8; ++j) {
+        int32_t sum = 0;
+        for (int b = 0; b < 4; ++b) sum += chunk[4 * j + b] * xq[c + 4 * j + b];
+        lanes[j] += sum;
+      }
     }
     const float scale = w_scales[g] * x_scales[g];
     for (int j = 0; j < 8; ++j) acc[j] = std::fma(static_cast<float>(lanes[j]), scale, acc[j]);
