@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -169,7 +170,18 @@ SpmBackend* LoadSpm(const std::string& path, BackendError* error) {
     return nullptr;
   }
   auto processor = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const sentencepiece::util::Status status = processor->LoadFromSerializedProto(bytes);
+  sentencepiece::util::Status status;
+  try {
+    status = processor->LoadFromSerializedProto(bytes);
+  } catch (const std::exception& e) {
+    // SentencePiece reports most damage as a status, but the trie it builds
+    // of the pieces (Darts) throws, e.g. for a piece that starts with a NUL
+    // byte (found by fuzz/tokenizer): uncaught, it aborted the process.
+    *error = Error(Kind::kInvalidArgument,
+                   prefix + "not a usable SentencePiece model: its pieces cannot be indexed (" +
+                       e.what() + ")");
+    return nullptr;
+  }
   if (!status.ok()) {
     *error = Error(Kind::kInvalidArgument,
                    prefix + "not a SentencePiece model file such as LLaMA's tokenizer.model (" +

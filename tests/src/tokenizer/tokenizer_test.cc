@@ -313,6 +313,22 @@ TEST_F(TokenizerTest, LoadErrorsNameTheFile) {
   EXPECT_NE(dir.status().message().find("directory"), std::string::npos) << dir.status();
 }
 
+// A model whose second piece starts with a NUL byte: SentencePiece's trie of
+// the pieces threw on it, which aborted the process (found by
+// fuzz/tokenizer; fuzz/corpus/tokenizer/regression_nul_piece).
+TEST_F(TokenizerTest, APieceThatCannotBeIndexedIsInvalidArgument) {
+  const std::string model(
+      "\x0a\x0e\x0a\x05<unk>\x15\x00\x00\x00\x00\x18\x02"
+      "\x0a\x0c\x0a\x03\x00<\xd0\x15\x00\x00\x00\x00\x18\x0b",
+      30);
+  const std::string path = TempPath("nul_piece.model");
+  WriteFile(path, model);
+  auto loaded = Tokenizer::Load(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << loaded.status();
+  EXPECT_NE(loaded.status().message().find(path), std::string::npos) << loaded.status();
+}
+
 TEST_F(TokenizerTest, TrainingErrors) {
   const std::string out = TempPath("never_written.model");
   const std::string missing = TempPath("no_corpus.txt");
