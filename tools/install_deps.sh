@@ -15,6 +15,7 @@ packages=(
   clang libclang-rt-dev libomp-dev
   libssl-dev openssl
   libcpp-httplib-dev
+  chromium
   python3 python3-grpcio python3-protobuf python3-pytest
 )
 
@@ -22,8 +23,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm for tests/http, unless a node and an npm are there already
-# (a Node.js build from elsewhere carries its own npm).
+# Node.js and npm for tests/http (the SDK and the inspector's browser test,
+# which drives the chromium above), unless a node and an npm are there
+# already (a Node.js build from elsewhere carries its own npm).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
 fi

@@ -20,6 +20,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "src/http/inspector_api.h"
+#include "src/http/inspector_page.h"
 #include "src/http/openai_api.h"
 #include "src/server/generation.h"
 #include "src/server/query_provenance.h"
@@ -42,6 +44,15 @@ std::string RouteOf(const httplib::Request& req) {
     if (absl::StartsWith(p, "/v1/models/")) return "GET /v1/models/{model}";
     if (p == "/metrics") return "GET /metrics";
     if (p == "/healthz") return "GET /healthz";
+    if (p == "/") return "GET /";
+    if (p == "/fotserve/v1/sessions") return "GET /fotserve/v1/sessions";
+    if (absl::StartsWith(p, "/fotserve/v1/sessions/")) {
+      if (absl::EndsWith(p, "/tokens")) return "GET /fotserve/v1/sessions/{name}/tokens";
+      if (absl::EndsWith(p, "/context")) {
+        return "GET /fotserve/v1/sessions/{name}/entries/{id}/context";
+      }
+      return "GET /fotserve/v1/sessions/{name}";
+    }
   } else if (req.method == "POST") {
     if (p == "/v1/completions") return "POST /v1/completions";
     if (p == "/v1/chat/completions") return "POST /v1/chat/completions";
@@ -191,6 +202,11 @@ struct HttpServer::Impl {
   void Model(const httplib::Request& req, httplib::Response& res) const;
   void Complete(const httplib::Request& req, httplib::Response& res, bool chat) const;
   void Metrics(const httplib::Request& req, httplib::Response& res) const;
+  // The inspector's views (inspector_api.h): `what` of the session in
+  // req.matches[1].
+  enum class View { kSession, kTokens, kEntryContext };
+  void Sessions(const httplib::Request& req, httplib::Response& res) const;
+  void SessionView(const httplib::Request& req, httplib::Response& res, View what) const;
   void Health(httplib::Response& res) const;
 };
 
@@ -351,6 +367,76 @@ void HttpServer::Impl::Metrics(const httplib::Request& req, httplib::Response& r
                   std::string(metrics::Registry::kContentType));
 }
 
+void HttpServer::Impl::Sessions(const httplib::Request& req, httplib::Response& res) const {
+  absl::StatusOr<Grant> grant = Authenticate(req);
+  if (!grant.ok()) return SendStatus(res, grant.status());
+  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "sessions", {}); !s.ok()) {
+    return SendStatus(res, s);
+  }
+  absl::StatusOr<SessionManager*> m = Manager();
+  if (!m.ok()) return SendStatus(res, m.status());
+  json sessions = json::array();
+  for (const auto& session : (*m)->List()) {
+    if (grant->Covers(session->name())) sessions.push_back(SessionJson(*session, false));
+  }
+  SendJson(res, 200, json{{"sessions", std::move(sessions)}});
+}
+
+namespace {
+
+// The integer query parameter `name`, or `fallback` when absent.
+absl::StatusOr<int64_t> IntParam(const httplib::Request& req, const char* name, int64_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(req.get_param_value(name), &value)) {
+    return InvalidParam(name, absl::StrCat("'", name, "' must be an integer"));
+  }
+  return value;
+}
+
+}  // namespace
+
+void HttpServer::Impl::SessionView(const httplib::Request& req, httplib::Response& res,
+                                   View what) const {
+  const std::string name = req.matches[1];
+  absl::StatusOr<Grant> grant = Authenticate(req);
+  if (!grant.ok()) return SendStatus(res, grant.status());
+  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "sessions", {name}); !s.ok()) {
+    return SendStatus(res, s);
+  }
+  absl::StatusOr<SessionManager*> m = Manager();
+  if (!m.ok()) return SendStatus(res, m.status());
+  absl::StatusOr<std::shared_ptr<ManagedSession>> session = (*m)->Get(name);
+  if (!session.ok()) return SendStatus(res, session.status());
+  const Tokenizer& tokenizer = (*m)->tokenizer();
+  absl::StatusOr<json> out;
+  if (what == View::kSession) {
+    out = SessionJson(**session, /*with_documents=*/true);
+  } else if (what == View::kTokens) {
+    absl::StatusOr<int64_t> first = IntParam(req, "first", 0);
+    absl::StatusOr<int64_t> count = IntParam(req, "count", 1024);
+    if (!first.ok()) return SendStatus(res, first.status());
+    if (!count.ok()) return SendStatus(res, count.status());
+    out = StreamTokensJson(**session, tokenizer, *first, *count);
+  } else {
+    const Session& s = (*session)->session();
+    const int64_t first_layer = s.memory_layers().empty() ? 0 : s.memory_layers().front();
+    absl::StatusOr<int64_t> layer = IntParam(req, "layer", first_layer);
+    absl::StatusOr<int64_t> radius = IntParam(req, "radius", 16);
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(std::string(req.matches[2]), &id)) {
+      return SendStatus(res, InvalidParam("id", "the entry id must be an integer"));
+    }
+    if (!layer.ok()) return SendStatus(res, layer.status());
+    if (!radius.ok()) return SendStatus(res, radius.status());
+    out =
+        EntryContextJson(**session, tokenizer, static_cast<int>(*layer), id,
+                         static_cast<int>(std::clamp<int64_t>(*radius, 0, kMaxContextRadius + 1)));
+  }
+  if (!out.ok()) return SendStatus(res, out.status());
+  SendJson(res, 200, *out);
+}
+
 void HttpServer::Impl::Health(httplib::Response& res) const {
   SessionManager* m = manager.load();
   const char* state = m == nullptr         ? "loading the model"
@@ -375,6 +461,24 @@ void HttpServer::Impl::AddRoutes() {
   server.Get("/metrics",
              [this](const httplib::Request& req, httplib::Response& res) { Metrics(req, res); });
   server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { Health(res); });
+  // The web memory inspector and the views it reads.
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kInspectorPage, "text/html; charset=utf-8");
+  });
+  server.Get("/fotserve/v1/sessions",
+             [this](const httplib::Request& req, httplib::Response& res) { Sessions(req, res); });
+  server.Get(R"(/fotserve/v1/sessions/([^/]+))",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               SessionView(req, res, View::kSession);
+             });
+  server.Get(R"(/fotserve/v1/sessions/([^/]+)/tokens)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               SessionView(req, res, View::kTokens);
+             });
+  server.Get(R"(/fotserve/v1/sessions/([^/]+)/entries/(\d+)/context)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               SessionView(req, res, View::kEntryContext);
+             });
 
   server.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_start = Clock::now();

@@ -9,11 +9,14 @@
 //   GET  /metrics                Prometheus text exposition (server_metrics.h)
 //   GET  /healthz                200 once the model and the stored sessions
 //                                have loaded; 503 before and while shutting down
+//   GET  /                       the web memory inspector (inspector.html)
+//   GET  /fotserve/v1/...        the views it reads (inspector_api.h)
 //
 // With API keys (api_keys.h), /v1 requests need `Authorization: Bearer KEY`
-// with at least read-only scope covering the session; /metrics needs a
-// read-only key without a prefix (it names every session); /healthz needs
-// none. Errors come in OpenAI's shape (openai_api.h).
+// with at least read-only scope covering the session (so do the inspector's
+// views; the page itself needs none, and sends the key the user types);
+// /metrics needs a read-only key without a prefix (it names every session);
+// /healthz needs none. Errors come in OpenAI's shape (openai_api.h).
 //
 // Served by cpp-httplib (Debian's libcpp-httplib-dev) on a pool of threads,
 // one per connection being served: a streamed answer holds its thread. The

@@ -1,0 +1,170 @@
+// The web memory inspector (GET / on fot-server's HTTP port) in a real
+// browser: Debian's headless Chromium driven by playwright-core (pinned in
+// package-lock.json). The page lists the sessions, opens one with a
+// dictionary document ingested over gRPC, asks a question, waits for the
+// streamed answer, and must highlight for each token exactly the memory
+// entries that the gRPC trace of the same question names, with the same
+// shares. It saves a screenshot (FOT_ARTIFACTS/inspector.png).
+// ctest runs it as http_inspector_tests (CMakeLists.txt).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+let chromium;
+try {
+  ({ chromium } = await import("playwright-core"));
+} catch (e) {
+  throw new Error(`playwright-core is not installed: run 'npm ci' in tests/http (${e.message})`);
+}
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run through ctest (http_inspector_tests)`);
+  return value;
+}
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const KEYS = { reader: "reader-0123456789abcdef0123456789", writer: "writer-0123456789abcdef0123456789" };
+const work = mkdtempSync(join(tmpdir(), "fotserve-inspector-"));
+const artifacts = process.env.FOT_ARTIFACTS || work;
+
+// models/fot-dict's task: KEY=VALUE; records, long enough that most are in memory.
+function dictionary(count, seed) {
+  let state = seed >>> 0;
+  const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
+  const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  const records = [];
+  for (let i = 0; i < count; i++) {
+    let key = "";
+    for (let j = 0; j < 4; j++) key += letters[next() % 26];
+    records.push([key, String(1000 + (next() % 9000))]);
+  }
+  return records;
+}
+const records = dictionary(60, 17);
+const question = `?${records[5][0]}=`;
+
+let server, grpcPort, httpPort, base, browser;
+
+function fotctl(...args) {
+  return execFileSync(
+    required("FOTCTL"),
+    ["--server", `127.0.0.1:${grpcPort}`, "--api-key-file", join(work, "writer.key"), ...args],
+    { encoding: "utf8" },
+  );
+}
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (tools/install_deps.sh installs it)`);
+  writeFileSync(join(work, "keys.txt"), `${KEYS.reader} read-only\n${KEYS.writer}\n`);
+  writeFileSync(join(work, "writer.key"), KEYS.writer + "\n");
+  writeFileSync(join(work, "dictionary.txt"), records.map(([k, v]) => `${k}=${v};`).join(""));
+  server = spawn(
+    required("FOT_SERVER"),
+    ["--model", required("FOT_MODEL"), "--listen", "127.0.0.1:0", "--http_listen", "127.0.0.1:0",
+     "--api-keys", join(work, "keys.txt")],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  server.stderr.on("data", (chunk) => { stderr += chunk; });
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline && !grpcPort && server.exitCode === null) {
+    httpPort ||= stderr.match(/HTTP port .* listening on 127\.0\.0\.1:(\d+)/)?.[1];
+    grpcPort = stderr.match(/serving .* on 127\.0\.0\.1:(\d+)/)?.[1];
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(grpcPort && httpPort, `fot-server did not start:\n${stderr}`);
+  base = `http://127.0.0.1:${httpPort}`;
+  fotctl("sessions", "create", "notes", "--retrieval", "knn:64");
+  fotctl("sessions", "create", "empty");
+  fotctl("ingest", "notes", join(work, "dictionary.txt"), "--quiet");
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.once("exit", resolve));
+    server.kill("SIGTERM");
+    await exited;
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+// What the page highlights now: entry id and share of each shaded token.
+async function highlighted(page) {
+  return page.$$eval("#heatmap .mem-token.hit", (spans) =>
+    spans.map((s) => ({ id: Number(s.dataset.entryId), share: Number(s.dataset.share) })));
+}
+
+function sameEntries(shown, traced, what) {
+  const key = (list) => list.map((e) => e.id).sort((a, b) => a - b);
+  assert.deepEqual(key(shown), key(traced), what);
+  for (const t of traced) {
+    const s = shown.find((e) => e.id === t.id);
+    assert.ok(Math.abs(s.share - t.share) < 1e-5, `${what}: entry ${t.id} ${s.share} vs ${t.share}`);
+  }
+}
+
+test("the inspector highlights the entries the gRPC trace names, token by token", async () => {
+  const maxTokens = 4;
+  const grpc = JSON.parse(fotctl("--json", "ask", "notes", question, "--max-tokens", String(maxTokens),
+                                 "--temperature", "0", "--trace", "--trace-top", "8"));
+  const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base + "/");
+  await page.fill("#key", KEYS.reader);
+  await page.dispatchEvent("#key", "change");
+  await page.waitForSelector('tr.session[data-name="notes"]');
+  assert.equal(await page.locator("tr.session").count(), 2);
+  await page.click('tr.session[data-name="notes"]');
+  await page.waitForSelector("#memory-chart svg rect");
+  assert.match(await page.textContent("#documents"), /dictionary\.txt/);
+
+  await page.fill("#question", question);
+  await page.fill("#max-tokens", String(maxTokens));
+  await page.click("#ask-button");
+  await page.waitForSelector('#answer[data-state="done"]', { timeout: 60000 });
+  const answer = await page.$$eval(".gen-token", (spans) => spans.map((s) => Number(s.dataset.tokenId)));
+  assert.deepEqual(answer, grpc.tokens.map((t) => t.id), "the same answer as gRPC's Generate");
+
+  const layer = grpc.tokens[0].trace[0];
+  const heads = layer.heads.length;
+  for (let i = 0; i < grpc.tokens.length; i++) {
+    await page.click(`.gen-token[data-index="${i}"]`);
+    for (let h = 0; h < heads; h++) {
+      await page.selectOption("#head", String(h));
+      await page.waitForFunction((view) => document.getElementById("heatmap").dataset.view === view,
+                                 `${i}/${layer.layer}/${h}`);
+      const traced = grpc.tokens[i].trace[0].heads[h].entries.map((e) => ({ id: e.entry.id, share: e.attention_share }));
+      sameEntries(await highlighted(page), traced, `token ${i}, layer ${layer.layer}, head ${h}`);
+    }
+  }
+  // Back to token 0, head 0 for the picture, with an entry's context open.
+  await page.click('.gen-token[data-index="0"]');
+  await page.selectOption("#head", "0");
+  await page.waitForFunction((view) => document.getElementById("heatmap").dataset.view === view,
+                             `0/${layer.layer}/0`);
+  const strongest = grpc.tokens[0].trace[0].heads[0].entries[0];
+  await page.click(`#heatmap .mem-token.hit[data-entry-id="${strongest.entry.id}"]`);
+  await page.waitForSelector("#context .entry");
+  assert.equal(await page.textContent("#context .entry"), strongest.entry.token_text.replace("▁", " "));
+  assert.deepEqual(errors, []);
+  await page.screenshot({ path: join(artifacts, "inspector.png"), fullPage: true });
+  await page.close();
+});
+
+test("the inspector needs a key for the sessions once keys are set, and says so", async () => {
+  const page = await browser.newPage();
+  await page.goto(base + "/");
+  await page.evaluate(() => localStorage.removeItem("fotserve-key"));
+  await page.reload();
+  await page.waitForFunction(() => document.getElementById("status").textContent !== "loading…");
+  assert.match(await page.textContent("#status"), /key/i);
+  assert.equal(await page.locator("tr.session").count(), 0);
+  await page.close();
+});
