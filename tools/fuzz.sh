@@ -2,7 +2,7 @@
 # Builds the libFuzzer harnesses of fuzz/ (clang, ASan + UBSan, -DFOT_FUZZ=ON,
 # in build-fuzz/) and runs each on its committed seed corpus fuzz/corpus/NAME/.
 #
-#   tools/fuzz.sh [--seconds N] [--runs N] [--seeds] [NAME...]
+#   tools/fuzz.sh [--seconds N] [--runs N] [--seeds] [--no-build] [NAME...]
 #
 #   --seconds N  fuzz each harness N seconds (default 25)
 #   --runs N     fuzz each harness N executions; with --seconds as well,
@@ -10,6 +10,7 @@
 #   --seeds      first rewrite the seeds of fuzz/corpus/ with fuzz-seeds
 #                (fuzz/make_seeds.cc; after a file format changed): every file
 #                but the regression_* inputs of found crashes
+#   --no-build   run the harnesses build-fuzz/ holds, as they are
 #   NAME...      only these harnesses (default: all, as fuzz/CMakeLists.txt
 #                lists them)
 #
@@ -27,12 +28,14 @@ cd "$(dirname "$0")/.."
 seconds=""
 runs=""
 seeds=0
+build=1
 names=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --seeds) seeds=1; shift ;;
+    --no-build) build=0; shift ;;
     -h | --help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     -*) echo "tools/fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
@@ -49,10 +52,12 @@ for name in "${names[@]}"; do
   [[ " ${all[*]} " == *" $name "* ]] || { echo "no harness '$name' (${all[*]})" >&2; exit 2; }
 done
 
-targets=(fuzzers)
-[ "$seeds" -eq 1 ] && targets+=(fuzz-seeds)
-cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DFOT_FUZZ=ON > /dev/null
-cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
+if [ "$build" -eq 1 ]; then
+  targets=(fuzzers)
+  [ "$seeds" -eq 1 ] && targets+=(fuzz-seeds)
+  cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DFOT_FUZZ=ON > /dev/null
+  cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
+fi
 
 if [ "$seeds" -eq 1 ]; then
   find fuzz/corpus -type f ! -name 'regression_*' -delete 2> /dev/null || true
