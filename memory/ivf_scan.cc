@@ -11,6 +11,8 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -49,7 +51,12 @@ float Dot(const float* a, const float* b, int n) {
 class ListViews {
  public:
   explicit ListViews(const faiss::InvertedLists* lists)
-      : lists_(lists), codes_(lists->nlist), ids_(lists->nlist), open_(lists->nlist, 0) {}
+      : lists_(lists),
+        codes_(lists->nlist),
+        ids_(lists->nlist),
+        code_views_(lists->nlist),
+        id_views_(lists->nlist),
+        open_(lists->nlist, 0) {}
   ~ListViews() {
     for (size_t l = 0; l < open_.size(); ++l) {
       if (!open_[l]) continue;
@@ -65,14 +72,45 @@ class ListViews {
     codes_[l] = lists_->get_codes(l);
     ids_[l] = lists_->get_ids(l);
     open_[l] = 1;
+    code_views_[l] = codes_[l];
+    id_views_[l] = ids_[l];
+    // Memory-mapped lists (IO_FLAG_MMAP) lie in the file as FAISS wrote it,
+    // at whatever offsets the bytes before them leave: a list's ids follow
+    // its codes, and fp16 codes of d + 2 = 10 dimensions are 20 bytes each.
+    // Reading them in place would be misaligned loads (undefined behaviour),
+    // so a misaligned list is read from an aligned copy.
+    const size_t n = lists_->list_size(l);
+    if (reinterpret_cast<uintptr_t>(ids_[l]) % alignof(faiss_idx) != 0) {
+      id_views_[l] = Copy(aligned_ids_, ids_[l], n * sizeof(faiss_idx));
+    }
+    if (reinterpret_cast<uintptr_t>(codes_[l]) % alignof(float) != 0) {
+      code_views_[l] =
+          reinterpret_cast<const uint8_t*>(Copy(aligned_codes_, codes_[l], n * lists_->code_size));
+    }
   }
-  const uint8_t* codes(size_t l) const { return codes_[l]; }
-  const faiss_idx* ids(size_t l) const { return ids_[l]; }
+  const uint8_t* codes(size_t l) const { return code_views_[l]; }
+  const faiss_idx* ids(size_t l) const { return id_views_[l]; }
 
  private:
+  // `bytes` bytes from `from`, copied into a new element of `copies`
+  // (storage aligned for T); the copy.
+  template <typename T>
+  static const T* Copy(std::vector<std::vector<T>>& copies, const void* from, size_t bytes) {
+    std::vector<T>& copy = copies.emplace_back((bytes + sizeof(T) - 1) / sizeof(T));
+    if (bytes > 0) std::memcpy(copy.data(), from, bytes);
+    return copy.data();
+  }
+
   const faiss::InvertedLists* lists_;
+  // As get_codes / get_ids returned them (what release_* takes back).
   std::vector<const uint8_t*> codes_;
   std::vector<const faiss_idx*> ids_;
+  // What the scan reads: the lists themselves, or their aligned copies
+  // (each copy's buffer stays where it is when `copies` grows).
+  std::vector<const uint8_t*> code_views_;
+  std::vector<const faiss_idx*> id_views_;
+  std::vector<std::vector<float>> aligned_codes_;
+  std::vector<std::vector<faiss_idx>> aligned_ids_;
   std::vector<char> open_;
 };
 

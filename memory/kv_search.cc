@@ -37,7 +37,6 @@ KeyReader::KeyReader(const Shape& s, const StoreState& st) : s_(s) {
 }
 
 void KeyReader::Read(int64_t id, float* out) {
-  const uint8_t* code = codes_ + id * code_size_;
   if (ivf_ != nullptr) {
     const uint64_t lo = ivf_->direct_map.get(id);
     const size_t list = faiss::lo_listno(lo), offset = faiss::lo_offset(lo);
@@ -50,7 +49,7 @@ void KeyReader::Read(int64_t id, float* out) {
     Decode(codes.get() + offset * code_size_, out);
     return;
   }
-  Decode(code, out);
+  Decode(codes_ + id * code_size_, out);  // only here: codes_ is null for IVF
 }
 
 const float* KeyReader::Contiguous(int64_t first) const {

@@ -18,8 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +30,7 @@
 
 #include "base/env.h"
 #include "base/status_macros.h"
+#include "memory/index_check.h"
 #include "memory/ivf_bounds.h"
 #include "memory/kv_store.h"
 #include "memory/kv_store_internal.h"
@@ -317,24 +320,38 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& dir, const std::string
   return m;
 }
 
+// Whether values.bin, provenance.bin, deleted.bin and overflow.bin
+// (data[1..4]) have the sizes `m.size` entries need. By division: the size
+// comes from the MANIFEST and may be anything, the files are what they are.
+bool FileSizesFit(const Manifest& m, const MemoryOptions& o, const std::vector<char> (&data)[5]) {
+  const uint64_t size = static_cast<uint64_t>(m.size);  // >= 0 (ParseManifest)
+  const uint64_t row = static_cast<uint64_t>(m.head_dim) * BytesPerScalar(o.dtype);  // > 0
+  return data[2].size() % kProvenanceBytes == 0 && data[2].size() / kProvenanceBytes == size &&
+         data[1].size() % row == 0 && data[1].size() / row == size &&
+         data[3].size() == (size + 63) / 64 * 8 && data[4].size() % 8 == 0;
+}
+
+// memcpy of `bytes` bytes into a vector's storage; also for empty ones,
+// whose data() may be null (memcpy's arguments must not be, even for 0).
+void CopyInto(void* to, const std::vector<char>& from, size_t bytes) {
+  if (bytes > 0) std::memcpy(to, from.data(), bytes);
+}
+
 // Fills the arrays of `st` from the contents of values.bin, provenance.bin,
 // deleted.bin and overflow.bin (data[1..4]), checking them against `m`.
 absl::Status RestoreArrays(const std::string& dir, const Manifest& m, const MemoryOptions& o,
                            std::vector<char> (&data)[5], StoreState& st) {
+  if (!FileSizesFit(m, o, data)) {
+    return Corrupt(dir, "file sizes do not match size=" + std::to_string(m.size));
+  }
   const int64_t size = m.size;
   const int64_t words = (size + 63) / 64;
-  const int64_t value_bytes = size * m.head_dim * BytesPerScalar(o.dtype);
-  if (static_cast<int64_t>(data[1].size()) != value_bytes ||
-      static_cast<int64_t>(data[2].size()) != size * kProvenanceBytes ||
-      static_cast<int64_t>(data[3].size()) != words * 8 || data[4].size() % 8 != 0) {
-    return Corrupt(dir, "file sizes do not match size=" + std::to_string(size));
-  }
   if (o.dtype == StorageType::kFloat32) {
     st.values_f32.resize(size * m.head_dim);
-    std::memcpy(st.values_f32.data(), data[1].data(), value_bytes);
+    CopyInto(st.values_f32.data(), data[1], data[1].size());
   } else {
     st.values_16.resize(size * m.head_dim);
-    std::memcpy(st.values_16.data(), data[1].data(), value_bytes);
+    CopyInto(st.values_16.data(), data[1], data[1].size());
   }
   st.provenance.resize(size);
   for (int64_t i = 0; i < size; ++i) {
@@ -343,10 +360,10 @@ absl::Status RestoreArrays(const std::string& dir, const Manifest& m, const Memo
     std::memcpy(&st.provenance[i].token, &data[2][i * kProvenanceBytes + 16], 4);
   }
   st.deleted_bits.resize(words);
-  std::memcpy(st.deleted_bits.data(), data[3].data(), words * 8);
+  CopyInto(st.deleted_bits.data(), data[3], words * 8);
   st.overflow_bits.assign(words, 0);
   st.overflow_ids.resize(data[4].size() / 8);
-  std::memcpy(st.overflow_ids.data(), data[4].data(), data[4].size());
+  CopyInto(st.overflow_ids.data(), data[4], data[4].size());
   int64_t count_deleted = 0;
   for (int64_t id = 0; id < size; ++id) {
     if (kv_internal::TestBit(st.deleted_bits, id)) {
@@ -386,11 +403,14 @@ absl::Status OpenIndex(const std::string& dir, const Manifest& m, const MemoryOp
   } else if (auto* h = dynamic_cast<faiss::IndexHNSW*>(st.index.get())) {
     type_ok = o.index_kind == IndexKind::kHnsw;
     h->hnsw.efSearch = o.hnsw_ef_search;  // 1.7.3 ignores SearchParametersHNSW::efSearch
+    // What the file says is what the store set, unless the file is not the
+    // store's: later appends build with the options' beam, as before the save.
+    h->hnsw.efConstruction = o.hnsw_ef_construction;
   } else {
     auto* iv = dynamic_cast<const faiss::IndexIVF*>(index);
-    type_ok = ivf && iv != nullptr &&
-              (o.ivf_nlist == 0 || iv->nlist == static_cast<size_t>(o.ivf_nlist)) &&
-              iv->direct_map.type == faiss::DirectMap::Array;
+    // (CheckLoadedIndex checks the rest, the direct map's type included.)
+    type_ok =
+        ivf && iv != nullptr && (o.ivf_nlist == 0 || iv->nlist == static_cast<size_t>(o.ivf_nlist));
     if (type_ok && dynamic_cast<const faiss::ArrayInvertedLists*>(iv->invlists) == nullptr) {
       st.mapped_fd = open(index_path.c_str(), O_RDONLY | O_CLOEXEC);
       if (st.mapped_fd < 0) return FileErrorStatus(errno, "Load: opening " + index_path);
@@ -403,12 +423,38 @@ absl::Status OpenIndex(const std::string& dir, const Manifest& m, const MemoryOp
                             ") than MANIFEST describes (" + DescribeOptions(o) + ", d=" +
                             std::to_string(want_dim) + ", size=" + std::to_string(m.size) + ")");
   }
+  // Before anything reads the index through its references.
+  FOT_RETURN_IF_ERROR(kv_internal::CheckLoadedIndex(*index, shape, o, st.built, index_path));
   if (ivf && !o.ivf_pq) {
     try {  // derived from the index alone, so equal to what was saved with
       st.bounds = std::make_unique<IvfBounds>(IvfBounds::Build(
           dynamic_cast<const faiss::IndexIVF&>(*index), shape.fp16_keys, m.head_dim));
     } catch (const std::exception& e) {
       return absl::DataLossError("Load: cannot read the lists of " + index_path + ": " + e.what());
+    }
+  }
+  return absl::OkStatus();
+}
+
+// DataLoss unless every key and value of `store` is finite, as Append admits
+// them: restoring a session appends a loaded memory's entries again, so a
+// store that loads must be one that Append could have built (fuzz/migration
+// found a session of the earlier layout with a NaN key that was moved into
+// the storage engine and then failed to load from it).
+absl::Status CheckFinite(const KvStore& store, const std::string& dir) {
+  constexpr int64_t kRows = 4096;  // read in blocks: no copy of the whole store
+  const int64_t d = store.head_dim();
+  std::vector<float> keys(kRows * d), values(kRows * d);
+  for (int64_t first = 0; first < store.size(); first += kRows) {
+    const int64_t n = std::min(kRows, store.size() - first);
+    FOT_RETURN_IF_ERROR(store.ReadKeys(first, n, keys.data()));
+    FOT_RETURN_IF_ERROR(store.ReadValues(first, n, values.data()));
+    for (int64_t i = 0; i < n * d; ++i) {
+      if (std::isfinite(keys[i]) && std::isfinite(values[i])) continue;
+      return absl::DataLossError("Load: " + dir + " holds an entry (" +
+                                 std::to_string(first + i / d) +
+                                 ") whose key or value is not finite; restore the directory "
+                                 "from a backup");
     }
   }
   return absl::OkStatus();
@@ -445,6 +491,7 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Load(const std::string& dir) {
   }
   FOT_RETURN_IF_ERROR(RestoreArrays(dir, m, o, data, st));
   FOT_RETURN_IF_ERROR(OpenIndex(dir, m, o, st));
+  FOT_RETURN_IF_ERROR(CheckFinite(*store, dir));
   return store;
 }
 
