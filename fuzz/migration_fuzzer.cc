@@ -90,6 +90,16 @@ struct Summary {
   bool operator==(const Summary&) const = default;
 };
 
+std::string Describe(const std::map<std::string, Summary>& sessions) {
+  std::string out;
+  for (const auto& [name, s] : sessions) {
+    out += name + ": stream " + std::to_string(s.stream_tokens) + ", committed " +
+           std::to_string(s.committed_tokens) + ", entries " + std::to_string(s.memory_entries) +
+           ", documents " + std::to_string(s.documents) + "; ";
+  }
+  return out.empty() ? "none" : out;
+}
+
 std::map<std::string, Summary> Summarize(const SessionManager& manager) {
   std::map<std::string, Summary> out;
   for (const std::shared_ptr<ManagedSession>& s : manager.List()) {
@@ -100,16 +110,16 @@ std::map<std::string, Summary> Summarize(const SessionManager& manager) {
   return out;
 }
 
-// A server's start on `data_dir`, its database in `file_system`; counts
-// the errors it reports.
+// A server's start on `data_dir`, its database in `file_system`; appends
+// the errors it reports to *reported.
 std::unique_ptr<SessionManager> Start(const std::string& data_dir,
                                       const std::shared_ptr<rocksdb::FileSystem>& file_system,
-                                      int* reported) {
+                                      std::vector<std::string>* reported) {
   SessionManagerOptions options;
   options.data_dir = data_dir;
   options.file_system = file_system;
   options.defaults.memory = SmallEngine().DefaultMemoryOptions();
-  options.on_load_error = [reported](const std::string&) { ++*reported; };
+  options.on_load_error = [reported](const std::string& e) { reported->push_back(e); };
   absl::StatusOr<std::unique_ptr<SessionManager>> manager =
       SessionManager::Open(&SmallEngine(), &TrainedTokenizer(), options);
   FOT_FUZZ_CHECK(manager.ok(), "a data directory of the earlier layout does not open: " +
@@ -157,16 +167,21 @@ void Migrate(const std::string& data_dir) {
   const std::set<std::string> sessions = Candidates(data_dir, "sessions");
   const std::set<std::string> snapshots = Candidates(data_dir, "snapshots");
   const std::unique_ptr<rocksdb::Env> memory(rocksdb::NewMemEnv(rocksdb::Env::Default()));
-  int reported = 0;
+  std::vector<std::string> reported;
   std::unique_ptr<SessionManager> manager = Start(data_dir, memory->GetFileSystem(), &reported);
   const int stayed = CheckSessionsMoved(*manager, data_dir, sessions) +
                      CheckSnapshotsMoved(*manager, data_dir, snapshots);
-  FOT_FUZZ_CHECK(reported >= stayed, "a session that was not migrated was not reported");
+  FOT_FUZZ_CHECK(static_cast<int>(reported.size()) >= stayed,
+                 "a session that was not migrated was not reported");
   for (const std::shared_ptr<ManagedSession>& s : manager->List()) CheckSession(s->session());
   const std::map<std::string, Summary> before = Summarize(*manager);
   manager.reset();
+  reported.clear();
   manager = Start(data_dir, memory->GetFileSystem(), &reported);
-  FOT_FUZZ_CHECK(Summarize(*manager) == before, "a restart changed the migrated sessions");
+  const std::map<std::string, Summary> after = Summarize(*manager);
+  FOT_FUZZ_CHECK(after == before, "a restart changed the migrated sessions: before " +
+                                      Describe(before) + "after " + Describe(after) +
+                                      (reported.empty() ? "" : " (" + reported.front() + ")"));
 }
 
 }  // namespace
