@@ -167,6 +167,18 @@ struct EntryCodec {
     const int key = half_keys ? 2 : 4, value = values == StorageType::kFloat32 ? 4 : 2;
     return 8 + 8 + layers * Floats(count) * (key + value);
   }
+  // Whether a record of `bytes` bytes holds `count` entries from entry
+  // `first` on. By division: both come from the record and may be anything
+  // (Bytes(count) of a damaged count overflowed; found by fuzz/session_store).
+  bool Fits(int64_t first, int64_t count, size_t bytes) const {
+    if (first < 0 || count < 0 || count > std::numeric_limits<int64_t>::max() - first ||
+        bytes < 16) {
+      return false;
+    }
+    const auto entry = static_cast<uint64_t>(Bytes(1) - 16);  // every layer's and head's
+    if (entry == 0) return count == 0 && bytes == 16;
+    return (bytes - 16) % entry == 0 && (bytes - 16) / entry == static_cast<uint64_t>(count);
+  }
 };
 
 void AppendRow(std::string* out, const float* x, int64_t n, bool half, StorageType type) {
@@ -220,7 +232,7 @@ absl::Status DecodeEntries(const EntryCodec& c, std::string_view bytes, int64_t 
   if (bytes.size() < 16) return absl::DataLossError("an entry record is damaged");
   std::memcpy(&first, bytes.data(), 8);
   std::memcpy(&count, bytes.data() + 8, 8);
-  if (count < 0 || static_cast<int64_t>(bytes.size()) != c.Bytes(count)) {
+  if (!c.Fits(first, count, bytes.size())) {
     return absl::DataLossError("an entry record is damaged (its size does not fit its count)");
   }
   const int64_t skip = std::max<int64_t>(from - first, 0);
