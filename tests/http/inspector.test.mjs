@@ -8,10 +8,10 @@
 // ctest runs it as http_inspector_tests (CMakeLists.txt).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dictionary, startServer, stopServer } from "./fot_server.mjs";
 
 let chromium;
 try {
@@ -20,64 +20,22 @@ try {
   throw new Error(`playwright-core is not installed: run 'npm ci' in tests/http (${e.message})`);
 }
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run through ctest (http_inspector_tests)`);
-  return value;
-}
-
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const KEYS = { reader: "reader-0123456789abcdef0123456789", writer: "writer-0123456789abcdef0123456789" };
 const work = mkdtempSync(join(tmpdir(), "fotserve-inspector-"));
 const artifacts = process.env.FOT_ARTIFACTS || work;
 
-// models/fot-dict's task: KEY=VALUE; records, long enough that most are in memory.
-function dictionary(count, seed) {
-  let state = seed >>> 0;
-  const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
-  const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  const records = [];
-  for (let i = 0; i < count; i++) {
-    let key = "";
-    for (let j = 0; j < 4; j++) key += letters[next() % 26];
-    records.push([key, String(1000 + (next() % 9000))]);
-  }
-  return records;
-}
 const records = dictionary(60, 17);
 const question = `?${records[5][0]}=`;
 
-let server, grpcPort, httpPort, base, browser;
-
-function fotctl(...args) {
-  return execFileSync(
-    required("FOTCTL"),
-    ["--server", `127.0.0.1:${grpcPort}`, "--api-key-file", join(work, "writer.key"), ...args],
-    { encoding: "utf8" },
-  );
-}
+let server, base, fotctl, browser;
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (tools/install_deps.sh installs it)`);
-  writeFileSync(join(work, "keys.txt"), `${KEYS.reader} read-only\n${KEYS.writer}\n`);
-  writeFileSync(join(work, "writer.key"), KEYS.writer + "\n");
   writeFileSync(join(work, "dictionary.txt"), records.map(([k, v]) => `${k}=${v};`).join(""));
-  server = spawn(
-    required("FOT_SERVER"),
-    ["--model", required("FOT_MODEL"), "--listen", "127.0.0.1:0", "--http_listen", "127.0.0.1:0",
-     "--api-keys", join(work, "keys.txt")],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  server.stderr.on("data", (chunk) => { stderr += chunk; });
-  const deadline = Date.now() + 60000;
-  while (Date.now() < deadline && !grpcPort && server.exitCode === null) {
-    httpPort ||= stderr.match(/HTTP port .* listening on 127\.0\.0\.1:(\d+)/)?.[1];
-    grpcPort = stderr.match(/serving .* on 127\.0\.0\.1:(\d+)/)?.[1];
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(grpcPort && httpPort, `fot-server did not start:\n${stderr}`);
-  base = `http://127.0.0.1:${httpPort}`;
+  ({ server, base, fotctl } = await startServer({
+    work, keyLines: [`${KEYS.reader} read-only`, KEYS.writer], writerKey: KEYS.writer,
+  }));
   fotctl("sessions", "create", "notes", "--retrieval", "knn:64");
   fotctl("sessions", "create", "empty");
   fotctl("ingest", "notes", join(work, "dictionary.txt"), "--quiet");
@@ -86,11 +44,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.once("exit", resolve));
-    server.kill("SIGTERM");
-    await exited;
-  }
+  await stopServer(server);
   rmSync(work, { recursive: true, force: true });
 });
 

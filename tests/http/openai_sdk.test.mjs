@@ -7,22 +7,16 @@
 // installs the SDK (tools/install_deps.sh does).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dictionary, startServer, stopServer } from "./fot_server.mjs";
 
 let OpenAI;
 try {
   ({ default: OpenAI } = await import("openai"));
 } catch (e) {
   throw new Error(`the openai SDK is not installed: run 'npm ci' in tests/http (${e.message})`);
-}
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run through ctest (http_sdk_tests)`);
-  return value;
 }
 
 // Keys of the server's key file: an unprefixed reader, a writer for fotctl,
@@ -33,32 +27,10 @@ const KEYS = {
   alice: "alice-0123456789abcdef01234567890",
 };
 
-// A dictionary document (models/fot-dict's task): KEY=VALUE; records.
-function dictionary(count, seed) {
-  let state = seed >>> 0;
-  const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
-  const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  const records = [];
-  for (let i = 0; i < count; i++) {
-    let key = "";
-    for (let j = 0; j < 4; j++) key += letters[next() % 26];
-    records.push([key, String(1000 + (next() % 9000))]);
-  }
-  return records;
-}
-
 const work = mkdtempSync(join(tmpdir(), "fotserve-http-"));
 const records = dictionary(60, 17);
 const [askedKey] = records[3];  // far from the question: its record is in memory
-let server, log, grpcPort, httpPort, base;
-
-function fotctl(...args) {
-  return execFileSync(
-    required("FOTCTL"),
-    ["--server", `127.0.0.1:${grpcPort}`, "--api-key-file", join(work, "writer.key"), ...args],
-    { encoding: "utf8" },
-  );
-}
+let server, base, fotctl;
 
 function client(key = KEYS.reader) {
   return new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0, timeout: 60000 });
@@ -81,44 +53,20 @@ function sample(text, series) {
 }
 
 before(async () => {
-  writeFileSync(
-    join(work, "keys.txt"),
-    `${KEYS.reader} read-only\n${KEYS.writer}\n${KEYS.alice} read-only prefix=alice-\n`,
-  );
-  writeFileSync(join(work, "writer.key"), KEYS.writer + "\n");
   writeFileSync(join(work, "dict.txt"), records.map(([k, v]) => `${k}=${v};`).join(""));
-  log = join(work, "server.log");
-  server = spawn(
-    required("FOT_SERVER"),
-    ["--model", required("FOT_MODEL"), "--listen", "127.0.0.1:0", "--http_listen", "127.0.0.1:0",
-     "--data_dir", join(work, "data"), "--api-keys", join(work, "keys.txt")],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let stderr = "";
-  server.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  server.on("exit", () => writeFileSync(log, stderr));
-  const deadline = Date.now() + 60000;
-  while (Date.now() < deadline && !grpcPort) {
-    httpPort ||= stderr.match(/HTTP port .* listening on 127\.0\.0\.1:(\d+)/)?.[1];
-    grpcPort = stderr.match(/serving .* on 127\.0\.0\.1:(\d+)/)?.[1];
-    if (server.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(grpcPort && httpPort, `fot-server did not start:\n${stderr}`);
-  base = `http://127.0.0.1:${httpPort}`;
+  ({ server, base, fotctl } = await startServer({
+    work,
+    keyLines: [`${KEYS.reader} read-only`, KEYS.writer, `${KEYS.alice} read-only prefix=alice-`],
+    writerKey: KEYS.writer,
+    extraArgs: ["--data_dir", join(work, "data")],
+  }));
   fotctl("sessions", "create", "notes", "--retrieval", "knn:64");
   fotctl("sessions", "create", "alice-notes");
   fotctl("ingest", "notes", join(work, "dict.txt"), "--quiet");
 });
 
 after(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.once("exit", resolve));
-    server.kill("SIGTERM");
-    await exited;
-  }
+  await stopServer(server);
   rmSync(work, { recursive: true, force: true });
 });
 
