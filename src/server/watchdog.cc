@@ -29,6 +29,7 @@ void Watchdog::Loop() {
       }
     }
     changed_ = false;
+    next_ = next;
     mu_.AwaitWithDeadline(absl::Condition(this, &Watchdog::Woken), next);
   }
 }
@@ -49,8 +50,9 @@ Watchdog::Timer::~Timer() {
 void Watchdog::Timer::Arm(absl::Duration after) {
   if (after <= absl::ZeroDuration() || after == absl::InfiniteDuration()) return;
   absl::MutexLock lock(&watchdog_->mu_);
-  watchdog_->timers_[id_].deadline = absl::Now() + after;
-  watchdog_->changed_ = true;
+  const absl::Time deadline = absl::Now() + after;
+  watchdog_->timers_[id_].deadline = deadline;
+  if (deadline < watchdog_->next_) watchdog_->changed_ = true;
 }
 
 void Watchdog::Timer::Disarm() {

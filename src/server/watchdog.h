@@ -60,7 +60,10 @@ class Watchdog {
   mutable absl::Mutex mu_;
   std::map<uint64_t, Entry> timers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool changed_ ABSL_GUARDED_BY(mu_) = false;  // a deadline moved earlier
+  // The thread sleeps until next_ unless changed_: only a deadline before
+  // next_ wakes it (arming and disarming per written reply must not).
+  absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
