@@ -5,23 +5,11 @@
 
 #include "fuzz/fuzz_support.h"
 #include "src/checkpoint/random_checkpoint.h"
+#include "tests/src/small_model_config.h"
 
 namespace fot::fuzz {
 
-// tests/src/server/service_test_fixture.h's tokenizer corpus: words, numbers
-// and accented text, so that the tokenizer has multi-byte pieces and byte
-// fallback for the rest.
-std::string TokenizerCorpus() {
-  const std::vector<std::string> words = {"the",    "river", "stone", "house", "quiet", "bright",
-                                          "window", "apple", "sees",  "birds", "and",   "a"};
-  std::string corpus;
-  for (int i = 0; i < 500; ++i) {
-    for (int w = 0; w < 9; ++w) corpus += words[(i * 7 + w * 5) % words.size()] + " ";
-    corpus += std::to_string(i * 37 % 1000) + ".\n";
-    if (i % 10 == 0) corpus += "Café crème, naïve façade: ça coûte 5 €.\n";
-  }
-  return corpus;
-}
+std::string TokenizerCorpus() { return SmallTokenizerCorpus(); }
 
 namespace {
 
@@ -34,17 +22,8 @@ T ValueOrDie(absl::StatusOr<T> value, const char* what) {
 }  // namespace
 
 ModelConfig SmallConfig() {
-  ModelConfig c;
-  c.model_type = "longllama";
-  c.vocab_size = 400;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.last_context_length = 8;
-  c.mem_layers = {1, 2};
+  ModelConfig c = SmallModelConfig();
+  c.vocab_size = 400;  // the trained tokenizer's
   return c;
 }
 

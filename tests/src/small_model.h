@@ -12,24 +12,9 @@
 #include "src/checkpoint/random_checkpoint.h"
 #include "src/engine/engine.h"
 #include "src/model/kernels.h"
+#include "tests/src/small_model_config.h"
 
 namespace fot {
-
-// vocab 97, hidden 32, 3 layers, 4 heads (2 kv), W 16, L 8, memory layers 1, 2.
-inline ModelConfig SmallModelConfig() {
-  ModelConfig c;
-  c.model_type = "longllama";
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  c.last_context_length = 8;
-  c.mem_layers = {1, 2};
-  return c;
-}
 
 // Writes `config` with seeded random weights under TempDir()/name and returns
 // the folder. Weights of std 0.3 are far from uniform, so a wrong detail moves

@@ -35,18 +35,6 @@ namespace pb = ::fot::v1;
 inline constexpr int kVocab = 400;
 inline constexpr int kLast = 8;  // the model's last_context_length
 
-inline std::string Corpus() {
-  const std::vector<std::string> words = {"the",    "river", "stone", "house", "quiet", "bright",
-                                          "window", "apple", "sees",  "birds", "and",   "a"};
-  std::string corpus;
-  for (int i = 0; i < 500; ++i) {
-    for (int w = 0; w < 9; ++w) corpus += words[(i * 7 + w * 5) % words.size()] + " ";
-    corpus += std::to_string(i * 37 % 1000) + ".\n";
-    if (i % 10 == 0) corpus += "Café crème, naïve façade: ça coûte 5 €.\n";
-  }
-  return corpus;
-}
-
 // Three documents that span several windows (W = 16 tokens), with multi-byte
 // characters and runs of spaces for the chunk boundaries to split.
 inline const std::vector<std::string>& Documents() {
@@ -75,7 +63,7 @@ class ServiceTest : public ::testing::Test {
     std::filesystem::create_directories(*model_dir_);
     {
       std::ofstream out(*model_dir_ + "/corpus.txt");
-      out << Corpus();
+      out << SmallTokenizerCorpus();
     }
     ASSERT_TRUE(
         TrainTokenizer(*model_dir_ + "/corpus.txt", kVocab, *model_dir_ + "/tokenizer.model").ok());
