@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "base/command_line.h"
 #include "src/engine/engine.h"
+#include "src/http/chat_template.h"
 #include "src/http/http_server.h"
 #include "src/server/api_keys.h"
 #include "src/server/server_metrics.h"
@@ -118,6 +119,16 @@ int Main(int argc, char** argv) {
                            absl::GetFlag(FLAGS_tls_client_ca));
   if (!tls.ok()) return Fail(std::string(tls.status().message()));
   server_options.tls = *std::move(tls);
+  // The chat template too, when the HTTP port will render chats.
+  http::ModelChatTemplate chat_template{http::PlainChatTemplate(), ""};
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
+    auto loaded = http::LoadChatTemplate(model_dir);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    chat_template = *std::move(loaded);
+    if (!chat_template.notice.empty()) {
+      std::fprintf(stderr, "fot-server: note: %s\n", chat_template.notice.c_str());
+    }
+  }
 
   // Signals are taken by sigwait() below; block them before any thread starts.
   sigset_t signals;
@@ -137,6 +148,7 @@ int Main(int argc, char** argv) {
     http_options.write_timeout = absl::Seconds(absl::GetFlag(FLAGS_write_timeout_s));
     http_options.api_keys = server_options.api_keys;
     http_options.metrics = &metrics;
+    http_options.chat_template = std::move(chat_template.chat_template);
     auto started = http::HttpServer::Start(std::move(http_options));
     if (!started.ok()) return Fail(std::string(started.status().message()));
     http = *std::move(started);

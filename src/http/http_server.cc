@@ -224,7 +224,7 @@ absl::StatusOr<SessionManager*> HttpServer::Impl::Manager() const {
 
 namespace {
 
-json ModelObject(const ManagedSession& managed) {
+json ModelObject(const ManagedSession& managed, const ChatTemplate& chat_template) {
   const Session& session = managed.session();
   const IngestProgress progress = session.Progress();
   return json{{"id", managed.name()},
@@ -236,7 +236,8 @@ json ModelObject(const ManagedSession& managed) {
                 {"index", DescribeOptions(session.options().memory)},
                 {"stream_tokens", progress.stream_tokens},
                 {"committed_tokens", progress.committed_tokens},
-                {"documents", session.Documents().size()}}}};
+                {"documents", session.Documents().size()},
+                {"chat_template", chat_template.source}}}};
 }
 
 }  // namespace
@@ -251,7 +252,8 @@ void HttpServer::Impl::Models(const httplib::Request& req, httplib::Response& re
   if (!m.ok()) return SendStatus(res, m.status());
   json data = json::array();
   for (const auto& session : (*m)->List()) {
-    if (grant->Covers(session->name())) data.push_back(ModelObject(*session));
+    if (!grant->Covers(session->name())) continue;
+    data.push_back(ModelObject(*session, options.chat_template));
   }
   SendJson(res, 200, json{{"object", "list"}, {"data", std::move(data)}});
 }
@@ -267,7 +269,7 @@ void HttpServer::Impl::Model(const httplib::Request& req, httplib::Response& res
   if (!m.ok()) return SendStatus(res, m.status());
   absl::StatusOr<std::shared_ptr<ManagedSession>> session = (*m)->Get(name);
   if (!session.ok()) return SendStatus(res, session.status(), /*model_lookup=*/true);
-  SendJson(res, 200, ModelObject(**session));
+  SendJson(res, 200, ModelObject(**session, options.chat_template));
 }
 
 void HttpServer::Impl::Complete(const httplib::Request& req, httplib::Response& res,
@@ -282,7 +284,7 @@ void HttpServer::Impl::Complete(const httplib::Request& req, httplib::Response& 
     return SendStatus(res, InvalidParam("", "the request body is not valid JSON"));
   }
   absl::StatusOr<CompletionRequest> parsed =
-      chat ? ParseChatRequest(body) : ParseCompletionRequest(body);
+      chat ? ParseChatRequest(body, options.chat_template) : ParseCompletionRequest(body);
   if (!parsed.ok()) return SendStatus(res, parsed.status());
   CompletionRequest request = *std::move(parsed);
   const char* method = chat ? "chat.completions" : "completions";

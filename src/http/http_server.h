@@ -2,10 +2,11 @@
 // the sessions of the same SessionManager as the gRPC service, with the same
 // limits and API keys, plus Prometheus metrics and a health check.
 //
-//   GET  /v1/models              the sessions, as OpenAI model objects
+//   GET  /v1/models              the sessions, as OpenAI model objects (with
+//                                the chat template in use)
 //   GET  /v1/models/{session}    one of them
 //   POST /v1/completions         a completion from the session named by `model`
-//   POST /v1/chat/completions    a chat answer (openai_api.h: the template)
+//   POST /v1/chat/completions    a chat answer (chat_template.h)
 //   GET  /metrics                Prometheus text exposition (server_metrics.h)
 //   GET  /healthz                200 once the model and the stored sessions
 //                                have loaded; 503 before and while shutting down
@@ -33,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "src/http/chat_template.h"
 #include "src/server/api_keys.h"
 #include "src/server/server_metrics.h"
 #include "src/server/session_manager.h"
@@ -55,6 +57,8 @@ struct HttpServerOptions {
   // What /metrics renders and where HTTP requests are counted; not owned,
   // must outlive the server. Null: /metrics answers 404.
   ServerMetrics* metrics = nullptr;
+  // How chat messages become a prompt (LoadChatTemplate reads the model's).
+  ChatTemplate chat_template = PlainChatTemplate();
 };
 
 // HOST and PORT of a --http_listen value (see HttpServerOptions::listen);

@@ -385,7 +385,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
   return out;
 }
 
-absl::StatusOr<CompletionRequest> ParseChatRequest(const json& body) {
+absl::StatusOr<CompletionRequest> ParseChatRequest(const json& body,
+                                                   const ChatTemplate& chat_template) {
   CompletionRequest out;
   if (absl::Status s = ReadCommon(body, /*chat=*/true, &out); !s.ok()) return s;
   const json* messages = Field(body, "messages");
@@ -402,28 +403,22 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const json& body) {
       return InvalidParam(absl::StrCat(param, ".role"),
                           "'role' must be system, developer, user, assistant or tool");
     }
+    if (!chat_template.Supports(role)) {
+      return InvalidParam(absl::StrCat(param, ".role"),
+                          absl::StrCat("the model's chat template (", chat_template.source,
+                                       ") has no '", role, "' role"));
+    }
     absl::StatusOr<std::string> content = ContentText(m.value("content", json()), i);
     if (!content.ok()) return content.status();
     out.messages.push_back({role, *std::move(content)});
   }
-  out.prompt = RenderChatPrompt(out.messages);
-  const bool has_chat_stop =
-      std::find(out.params.stop.begin(), out.params.stop.end(), kChatStop) != out.params.stop.end();
-  if (!has_chat_stop) out.params.stop.push_back(Str(kChatStop));
-  return out;
-}
-
-std::string RenderChatPrompt(const std::vector<ChatMessage>& messages) {
-  std::string prompt;
-  for (const ChatMessage& m : messages) {
-    const char* label = m.role == "user"        ? "User"
-                        : m.role == "assistant" ? "Assistant"
-                        : m.role == "tool"      ? "Tool"
-                                                : "System";
-    absl::StrAppend(&prompt, label, ": ", m.content, "\n");
+  out.prompt = RenderChat(chat_template, out.messages);
+  for (const std::string& stop : chat_template.stop) {
+    if (std::find(out.params.stop.begin(), out.params.stop.end(), stop) == out.params.stop.end()) {
+      out.params.stop.push_back(stop);
+    }
   }
-  prompt += "Assistant:";
-  return prompt;
+  return out;
 }
 
 std::string_view OpenAiFinishReason(FinishReason reason) {

@@ -1,8 +1,8 @@
 // The OpenAI API's JSON, as fot-server's HTTP port speaks it: completion and
-// chat requests parsed into GenerationParams, the plain chat template, and
-// the responses, stream chunks, model objects and errors written back.
-// Everything here is pure (JSON in, JSON out) so that it is tested without a
-// server; http_server.cc does the I/O.
+// chat requests parsed into GenerationParams (chats rendered by a chat
+// template, chat_template.h), and the responses, stream chunks, model
+// objects and errors written back. Everything here is pure (JSON in, JSON
+// out) so that it is tested without a server; http_server.cc does the I/O.
 //
 // Requests: the `model` field names a session. Fields fotserve does not
 // implement are refused when they would change the answer (n > 1, echo,
@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "src/http/chat_template.h"
 #include "src/server/generation.h"
 #include "src/server/query_provenance.h"
 
@@ -71,16 +72,11 @@ nlohmann::json ErrorJson(const ApiError& error);
 
 // --- requests ----------------------------------------------------------------
 
-struct ChatMessage {
-  std::string role;  // system, developer, user, assistant, tool
-  std::string content;
-};
-
 struct CompletionRequest {
   bool chat = false;
   std::string model;  // the session
   // Completions: the prompt as text, or as token ids. Chat: the messages and
-  // the prompt RenderChatPrompt made of them.
+  // the prompt the chat template made of them.
   std::string prompt;
   std::vector<int> prompt_token_ids;
   std::vector<ChatMessage> messages;
@@ -95,18 +91,11 @@ struct CompletionRequest {
 // The body of POST /v1/completions and POST /v1/chat/completions.
 // InvalidArgument (via InvalidParam) for anything malformed or unsupported.
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(const nlohmann::json& body);
-absl::StatusOr<CompletionRequest> ParseChatRequest(const nlohmann::json& body);
-
-// The plain chat template: one line per message, "System: ", "User: ",
-// "Assistant: " or "Tool: " and its content ("developer" writes as System),
-// each ending in "\n", then "Assistant:" for the answer:
-//
-//   System: You answer from the documents.\nUser: What is QXRB?\nAssistant:
-//
-// A chat request also stops at kChatStop, where the model would begin the
-// user's next turn.
-std::string RenderChatPrompt(const std::vector<ChatMessage>& messages);
-inline constexpr std::string_view kChatStop = "\nUser:";
+// A chat's messages are rendered by `chat_template` (chat_template.h), whose
+// stop strings join the request's; a message of a role the template lacks is
+// refused.
+absl::StatusOr<CompletionRequest> ParseChatRequest(
+    const nlohmann::json& body, const ChatTemplate& chat_template = PlainChatTemplate());
 
 // --- responses ---------------------------------------------------------------
 

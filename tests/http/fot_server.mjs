@@ -27,15 +27,17 @@ export function dictionary(count, seed) {
   return records;
 }
 
-// Starts fot-server in `work` with `keyLines` as its key file (`writerKey`
-// also goes to work/writer.key for fotctl) and `extraArgs`; resolves once
-// both ports are known. Its stderr so far is `stderr()`.
-export async function startServer({ work, keyLines, writerKey, extraArgs = [] }) {
+// Starts fot-server on `model` (a model folder; FOT_MODEL's by default) in
+// `work` with `keyLines` as its key file (`writerKey` also goes to
+// work/writer.key for fotctl) and `extraArgs`; resolves once both ports are
+// known. Its stderr so far is `stderr()`.
+export async function startServer({ work, keyLines, writerKey, extraArgs = [],
+                                    model = required("FOT_MODEL") }) {
   writeFileSync(join(work, "keys.txt"), keyLines.join("\n") + "\n");
   writeFileSync(join(work, "writer.key"), writerKey + "\n");
   const server = spawn(
     required("FOT_SERVER"),
-    ["--model", required("FOT_MODEL"), "--listen", "127.0.0.1:0", "--http_listen", "127.0.0.1:0",
+    ["--model", model, "--listen", "127.0.0.1:0", "--http_listen", "127.0.0.1:0",
      "--api-keys", join(work, "keys.txt"), ...extraArgs],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
