@@ -3,6 +3,7 @@
 #include <faiss/IndexIVF.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -324,6 +325,7 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
         "Search: queries, ids and scores must be "
         "non-null and query_stride >= head_dim");
   }
+  const auto start = std::chrono::steady_clock::now();  // for search_counters()
   std::fill(ids, ids + nq * k, -1);
   std::fill(scores, scores + nq * k, -std::numeric_limits<float>::infinity());
   const Shape s = MakeShape(head_dim_, options_);
@@ -412,13 +414,16 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
   searched_queries_.fetch_add(nq, std::memory_order_relaxed);
   scored_keys_.fetch_add(scanned, std::memory_order_relaxed);
   bounded_lists_.fetch_add(bounded, std::memory_order_relaxed);
+  const std::chrono::nanoseconds took = std::chrono::steady_clock::now() - start;
+  search_nanos_.fetch_add(took.count(), std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
 SearchCounters KvStore::search_counters() const {
   return {searched_queries_.load(std::memory_order_relaxed),
           scored_keys_.load(std::memory_order_relaxed),
-          bounded_lists_.load(std::memory_order_relaxed)};
+          bounded_lists_.load(std::memory_order_relaxed),
+          search_nanos_.load(std::memory_order_relaxed)};
 }
 
 namespace {

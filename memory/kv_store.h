@@ -110,6 +110,7 @@ struct SearchCounters {
   int64_t keys_scored = 0;    // inner products with stored keys; exact and IVF
                               // searches only (HNSW and IVF-PQ are not counted)
   int64_t lists_bounded = 0;  // IVF list bounds evaluated, ~2 keys' work each
+  int64_t search_nanos = 0;   // time inside Search (steady clock), for the same searches
 };
 
 class KvStore {
@@ -218,7 +219,8 @@ class KvStore {
   absl::Mutex write_mu_;
   mutable absl::Mutex mu_;
   std::unique_ptr<kv_internal::StoreState> state_;
-  mutable std::atomic<int64_t> searched_queries_{0}, scored_keys_{0}, bounded_lists_{0};
+  mutable std::atomic<int64_t> searched_queries_{0}, scored_keys_{0}, bounded_lists_{0},
+      search_nanos_{0};
 };
 
 }  // namespace fot

@@ -96,6 +96,11 @@ ServerMetrics::ServerMetrics()
           "fotserve_memory_keys_scored_total",
           "Inner products of queries with stored keys (exact and IVF searches) since the "
           "session was loaded: the work of memory search",
+          {"session", "index"})),
+      memory_search_seconds_(registry_.AddCounter(
+          "fotserve_memory_search_seconds_total",
+          "Time spent searching a session's memory stores since it was loaded (summed over "
+          "stores, which a query searches side by side)",
           {"session", "index"})) {}
 
 void ServerMetrics::CountRequest(std::string_view api, std::string_view method,
@@ -141,6 +146,7 @@ void ServerMetrics::CollectSessions(const SessionManager* manager) {
   }
   memory_searches_.Clear();
   memory_keys_scored_.Clear();
+  memory_search_seconds_.Clear();
   if (manager == nullptr) {
     sessions_.Labels({}).Set(0);
     return;
@@ -154,7 +160,7 @@ void ServerMetrics::CollectSessions(const SessionManager* manager) {
         static_cast<double>(session.Progress().stream_tokens));
     // Per index kind (every layer of a session has the same one today).
     struct Sums {
-      double entries = 0, live = 0, bytes = 0, searches = 0, scored = 0;
+      double entries = 0, live = 0, bytes = 0, searches = 0, scored = 0, search_seconds = 0;
     };
     std::map<std::string, Sums> by_kind;
     for (const LayerStats& layer : session.Stats().layers) {
@@ -165,6 +171,7 @@ void ServerMetrics::CollectSessions(const SessionManager* manager) {
         s.bytes += static_cast<double>(head.bytes);
         s.searches += static_cast<double>(head.search.queries);
         s.scored += static_cast<double>(head.search.keys_scored);
+        s.search_seconds += static_cast<double>(head.search.search_nanos) * 1e-9;
       }
     }
     for (const auto& [kind, s] : by_kind) {
@@ -173,6 +180,7 @@ void ServerMetrics::CollectSessions(const SessionManager* manager) {
       memory_bytes_.Labels({name, kind}).Set(s.bytes);
       memory_searches_.Labels({name, kind}).SetCollected(s.searches);
       memory_keys_scored_.Labels({name, kind}).SetCollected(s.scored);
+      memory_search_seconds_.Labels({name, kind}).SetCollected(s.search_seconds);
     }
   }
 }

@@ -93,6 +93,7 @@ class ServerMetrics {
   metrics::Family<metrics::Gauge>& memory_bytes_;
   metrics::Family<metrics::Counter>& memory_searches_;
   metrics::Family<metrics::Counter>& memory_keys_scored_;
+  metrics::Family<metrics::Counter>& memory_search_seconds_;
   absl::Mutex render_mu_;  // one scrape refills the session gauges at a time
 };
 

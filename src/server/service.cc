@@ -416,6 +416,7 @@ class FotService final : public pb::Fot::Service {
           head->set_bytes(h.bytes);
           head->set_searched_queries(h.search.queries);
           head->set_keys_scored(h.search.keys_scored);
+          head->set_search_nanos(h.search.search_nanos);
         }
       }
       const std::vector<DocumentInfo> documents = session.Documents();

@@ -278,6 +278,10 @@ test("metrics count the calls above, over gRPC and HTTP", async () => {
   assert.equal(sample(text, "fotserve_sessions"), 2);
   assert.ok(sample(text, 'fotserve_memory_entries{session="notes",index="flat"}') > 0);
   assert.ok(sample(text, 'fotserve_memory_bytes{session="notes",index="flat"}') > 0);
+  // The queries above searched memory (knn:64), which took some time.
+  assert.ok(sample(text, 'fotserve_memory_searches_total{session="notes",index="flat"}') > 0);
+  assert.match(text, /^# TYPE fotserve_memory_search_seconds_total counter$/m);
+  assert.ok(sample(text, 'fotserve_memory_search_seconds_total{session="notes",index="flat"}') > 0);
   assert.ok(sample(text, "fotserve_store_writes_total{outcome=\"ok\"}") >= 1);
   assert.match(text, /^fotserve_request_duration_seconds_count\{api="http",method="POST \/v1\/completions"\} \d+$/m);
 });

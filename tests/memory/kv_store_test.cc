@@ -843,5 +843,17 @@ TEST(KvStoreTest, SearchCountersCountQueriesKeysScoredAndListsBounded) {
   EXPECT_LT(c.keys_scored, 5 * (budget + kManyListKeys / 8));
 }
 
+TEST(KvStoreTest, SearchCountersAddUpTheTimeSpentSearching) {
+  const std::vector<float> q = MakeData(Data::kGaussian, 5, 16, 48);
+  auto flat = MakeStore(16, "flat");
+  Fill(flat.get(), MakeData(Data::kGaussian, 1000, 16, 47));
+  EXPECT_EQ(flat->search_counters().search_nanos, 0);
+  Search(*flat, q, 10);
+  const int64_t once = flat->search_counters().search_nanos;
+  EXPECT_GT(once, 0);
+  Search(*flat, q, 10);
+  EXPECT_GT(flat->search_counters().search_nanos, once);
+}
+
 }  // namespace
 }  // namespace fot

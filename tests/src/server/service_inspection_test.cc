@@ -75,11 +75,12 @@ TEST_F(ServiceTest, TracesAndInspection) {
   EXPECT_EQ(stats.layers(0).heads(0).entries(), committed);
   EXPECT_EQ(stats.documents_size(), 3);
   // The traced generation above searched every head's store (a flat one:
-  // every key of it per query).
+  // every key of it per query), which took some time.
   for (const pb::LayerStats& layer : stats.layers()) {
     for (const pb::HeadStats& head : layer.heads()) {
       EXPECT_GT(head.searched_queries(), 0);
       EXPECT_GE(head.keys_scored(), head.searched_queries());
+      EXPECT_GT(head.search_nanos(), 0);
     }
   }
 
