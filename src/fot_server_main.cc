@@ -7,7 +7,8 @@
 //              [--http_listen HOST:PORT]
 //
 // With --http_listen, an HTTP port serves the OpenAI-compatible API over the
-// same sessions, Prometheus metrics (/metrics) and /healthz (src/http).
+// same sessions, Prometheus metrics (/metrics) and /healthz (src/http); with
+// TLS, as HTTPS with the same certificate, key and client CAs.
 // Loads the model once; sessions saved in --data-dir load at startup, and
 // every acknowledged ingest is saved there. SIGINT / SIGTERM shut down
 // gracefully: new calls get UNAVAILABLE, running ones get a few seconds.
@@ -149,6 +150,7 @@ int Main(int argc, char** argv) {
     http_options.api_keys = server_options.api_keys;
     http_options.metrics = &metrics;
     http_options.chat_template = std::move(chat_template.chat_template);
+    http_options.tls = server_options.tls;
     auto started = http::HttpServer::Start(std::move(http_options));
     if (!started.ok()) return Fail(std::string(started.status().message()));
     http = *std::move(started);
@@ -156,18 +158,23 @@ int Main(int argc, char** argv) {
     const std::string address =
         absl::StrCat(host.find(':') == std::string::npos ? host : absl::StrCat("[", host, "]"), ":",
                      http->port());
-    std::fprintf(stderr, "fot-server: HTTP port (OpenAI API, /metrics, /healthz) listening on %s\n",
-                 address.c_str());
+    const TlsConfig& tls = server_options.tls;
+    std::fprintf(stderr,
+                 "fot-server: HTTP port (OpenAI API, /metrics, /healthz) listening on %s%s\n",
+                 address.c_str(),
+                 !tls.enabled()          ? ""
+                 : tls.client_ca.empty() ? " with TLS (HTTPS)"
+                                         : " with mutual TLS (HTTPS)");
     if (!IsLoopback(address) && server_options.api_keys == nullptr) {
       std::fprintf(stderr,
                    "fot-server: warning: the HTTP port %s is reachable from other machines and no "
                    "--api-keys are set: anyone who reaches it can query every session\n",
                    address.c_str());
     }
-    if (!IsLoopback(address)) {
+    if (!IsLoopback(address) && !tls.enabled()) {
       std::fprintf(stderr,
                    "fot-server: warning: the HTTP port %s has no TLS: keys and text cross the "
-                   "network in the clear (put a TLS proxy in front of it)\n",
+                   "network in the clear (--tls-cert and --tls-key make it HTTPS)\n",
                    address.c_str());
     }
   }

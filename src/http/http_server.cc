@@ -23,6 +23,7 @@
 #include "src/http/inspector_api.h"
 #include "src/http/inspector_page.h"
 #include "src/http/openai_api.h"
+#include "src/http/tls_context.h"
 #include "src/server/generation.h"
 #include "src/server/query_provenance.h"
 
@@ -184,7 +185,7 @@ absl::StatusOr<std::pair<std::string, int>> ParseListenAddress(const std::string
 
 struct HttpServer::Impl {
   HttpServerOptions options;
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer with TLS
   std::string host;
   int port = 0;
   std::thread thread;
@@ -450,45 +451,45 @@ void HttpServer::Impl::Health(httplib::Response& res) const {
 }
 
 void HttpServer::Impl::AddRoutes() {
-  server.Get("/v1/models",
-             [this](const httplib::Request& req, httplib::Response& res) { Models(req, res); });
-  server.Get(R"(/v1/models/(.+))",
-             [this](const httplib::Request& req, httplib::Response& res) { Model(req, res); });
-  server.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Get("/v1/models",
+              [this](const httplib::Request& req, httplib::Response& res) { Models(req, res); });
+  server->Get(R"(/v1/models/(.+))",
+              [this](const httplib::Request& req, httplib::Response& res) { Model(req, res); });
+  server->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     Complete(req, res, /*chat=*/false);
   });
-  server.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     Complete(req, res, /*chat=*/true);
   });
-  server.Get("/metrics",
-             [this](const httplib::Request& req, httplib::Response& res) { Metrics(req, res); });
-  server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { Health(res); });
+  server->Get("/metrics",
+              [this](const httplib::Request& req, httplib::Response& res) { Metrics(req, res); });
+  server->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) { Health(res); });
   // The web memory inspector and the views it reads.
-  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+  server->Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(kInspectorPage, "text/html; charset=utf-8");
   });
-  server.Get("/fotserve/v1/sessions",
-             [this](const httplib::Request& req, httplib::Response& res) { Sessions(req, res); });
-  server.Get(R"(/fotserve/v1/sessions/([^/]+))",
-             [this](const httplib::Request& req, httplib::Response& res) {
-               SessionView(req, res, View::kSession);
-             });
-  server.Get(R"(/fotserve/v1/sessions/([^/]+)/tokens)",
-             [this](const httplib::Request& req, httplib::Response& res) {
-               SessionView(req, res, View::kTokens);
-             });
-  server.Get(R"(/fotserve/v1/sessions/([^/]+)/entries/(\d+)/context)",
-             [this](const httplib::Request& req, httplib::Response& res) {
-               SessionView(req, res, View::kEntryContext);
-             });
+  server->Get("/fotserve/v1/sessions",
+              [this](const httplib::Request& req, httplib::Response& res) { Sessions(req, res); });
+  server->Get(R"(/fotserve/v1/sessions/([^/]+))",
+              [this](const httplib::Request& req, httplib::Response& res) {
+                SessionView(req, res, View::kSession);
+              });
+  server->Get(R"(/fotserve/v1/sessions/([^/]+)/tokens)",
+              [this](const httplib::Request& req, httplib::Response& res) {
+                SessionView(req, res, View::kTokens);
+              });
+  server->Get(R"(/fotserve/v1/sessions/([^/]+)/entries/(\d+)/context)",
+              [this](const httplib::Request& req, httplib::Response& res) {
+                SessionView(req, res, View::kEntryContext);
+              });
 
-  server.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+  server->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_start = Clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // Errors cpp-httplib answers itself (unknown routes, 413, malformed
   // requests) in OpenAI's shape too.
-  server.set_error_handler(
+  server->set_error_handler(
       httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         absl::Status status;
@@ -504,7 +505,7 @@ void HttpServer::Impl::AddRoutes() {
         SendError(res, error);
         return httplib::Server::HandlerResponse::Handled;
       }));
-  server.set_exception_handler(
+  server->set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown exception";
         try {
@@ -516,7 +517,7 @@ void HttpServer::Impl::AddRoutes() {
         SendStatus(res, absl::InternalError(what));
       });
   // Counts every request once its last byte is written.
-  server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+  server->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     const double seconds =
         request_start.has_value()
             ? std::chrono::duration<double>(Clock::now() - *request_start).count()
@@ -528,6 +529,23 @@ void HttpServer::Impl::AddRoutes() {
   });
 }
 
+namespace {
+
+// Plain HTTP, or HTTPS with `tls` when it is enabled.
+absl::StatusOr<std::unique_ptr<httplib::Server>> NewServer(const TlsConfig& tls) {
+  if (!tls.enabled()) return std::make_unique<httplib::Server>();
+  absl::Status configured;
+  auto server = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
+    configured = ConfigureTlsContext(tls, &ctx);
+    return configured.ok();
+  });
+  if (!configured.ok()) return configured;
+  if (!server->is_valid()) return absl::InternalError("the HTTP port's TLS could not be set up");
+  return server;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options) {
   absl::StatusOr<std::pair<std::string, int>> address = ParseListenAddress(options.listen);
   if (!address.ok()) return address.status();
@@ -536,25 +554,28 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   impl->options = std::move(options);
   impl->host = address->first;
   Impl* p = impl.get();
+  absl::StatusOr<std::unique_ptr<httplib::Server>> server = NewServer(p->options.tls);
+  if (!server.ok()) return server.status();
+  p->server = *std::move(server);
   const int threads = p->options.threads;
-  p->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  p->server.set_payload_max_length(p->options.max_body_bytes);
+  p->server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  p->server->set_payload_max_length(p->options.max_body_bytes);
   const auto write_timeout = absl::ToChronoMicroseconds(p->options.write_timeout);
-  p->server.set_write_timeout(write_timeout);
-  p->server.set_tcp_nodelay(true);
+  p->server->set_write_timeout(write_timeout);
+  p->server->set_tcp_nodelay(true);
   p->AddRoutes();
   if (address->second == 0) {
-    p->port = p->server.bind_to_any_port(p->host);
+    p->port = p->server->bind_to_any_port(p->host);
     if (p->port <= 0) p->port = 0;
-  } else if (p->server.bind_to_port(p->host, address->second)) {
+  } else if (p->server->bind_to_port(p->host, address->second)) {
     p->port = address->second;
   }
   if (p->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", p->options.listen, " (HTTP)"));
   }
-  p->thread = std::thread([p] { p->server.listen_after_bind(); });
+  p->thread = std::thread([p] { p->server->listen_after_bind(); });
   // Running before Start returns, so that a Shutdown right after stops it.
-  for (int i = 0; i < 1000 && !p->server.is_running(); ++i) {
+  for (int i = 0; i < 1000 && !p->server->is_running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
@@ -575,7 +596,7 @@ void HttpServer::Shutdown() {
     if (impl_->shut_down) return;
     impl_->shut_down = true;
   }
-  impl_->server.stop();
+  impl_->server->stop();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 

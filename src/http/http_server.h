@@ -19,6 +19,9 @@
 // /metrics needs a read-only key without a prefix (it names every session);
 // /healthz needs none. Errors come in OpenAI's shape (openai_api.h).
 //
+// With TLS (HttpServerOptions::tls, the gRPC port's --tls-* files) the port
+// speaks HTTPS only, mutual TLS included.
+//
 // Served by cpp-httplib (Debian's libcpp-httplib-dev) on a pool of threads,
 // one per connection being served: a streamed answer holds its thread. The
 // port opens before the model loads (Start), and serves sessions once
@@ -38,6 +41,7 @@
 #include "src/server/api_keys.h"
 #include "src/server/server_metrics.h"
 #include "src/server/session_manager.h"
+#include "src/server/tls_config.h"
 
 namespace fot::http {
 
@@ -59,6 +63,9 @@ struct HttpServerOptions {
   ServerMetrics* metrics = nullptr;
   // How chat messages become a prompt (LoadChatTemplate reads the model's).
   ChatTemplate chat_template = PlainChatTemplate();
+  // Enabled: HTTPS with this certificate and key (plain HTTP is refused), and
+  // with client CAs, only for clients with a certificate that chains to one.
+  TlsConfig tls;
 };
 
 // HOST and PORT of a --http_listen value (see HttpServerOptions::listen);

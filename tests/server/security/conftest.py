@@ -55,6 +55,9 @@ class Server:
                 break
             time.sleep(0.05)
         assert self.port, f"fot-server did not start: {self.log.read_text()}"
+        # With --http_listen, the HTTP port (its line comes before the gRPC one).
+        http = re.search(r"HTTP port .* listening on 127\.0\.0\.1:(\d+)", self.log.read_text())
+        self.http_port = int(http.group(1)) if http else 0
 
     @property
     def address(self) -> str:
