@@ -558,8 +558,8 @@ BareIndexes BuildBare(Kind kind, const MemoryOptions& o, const KvStore& store,
   const int nlist = static_cast<int>(store.index_lists());
   // The share of lists the store's key budget covers (its lists are ~equal).
   const int nprobe = std::clamp(
-      static_cast<int>(std::ceil(static_cast<double>(IvfScanBudget(o, size)) / size * nlist)), 1,
-      std::max(nlist, 1));
+      static_cast<int>(std::ceil(static_cast<double>(IvfScanBudget(o, size, nq)) / size * nlist)),
+      1, std::max(nlist, 1));
   const int64_t build_n =
       kind == kHnsw
           ? kHnswBuildSize

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "base/half_float.h"
@@ -101,6 +102,18 @@ void DecodeList(const faiss::IndexIVF& index, bool fp16_codes, int dim, int64_t 
   }
 }
 
+// Widens box [lo, hi] (dim floats each) to cover `rotated`, and its (mid,
+// rad) form `box` [2 dim] with it.
+void WidenBox(int dim, const float* rotated, float* lo, float* hi, float* box) {
+  for (int j = 0; j < dim; ++j) {
+    lo[j] = std::min(lo[j], rotated[j]);
+    hi[j] = std::max(hi[j], rotated[j]);
+    box[j] = 0.5f * (lo[j] + hi[j]);
+    // Rounded up, so that mid + rad covers hi and mid - rad covers lo.
+    box[dim + j] = std::nextafter(0.5f * (hi[j] - lo[j]), std::numeric_limits<float>::infinity());
+  }
+}
+
 }  // namespace
 
 IvfBounds IvfBounds::Build(const faiss::IndexIVF& index, bool fp16_codes, int dim) {
@@ -113,6 +126,7 @@ IvfBounds IvfBounds::Build(const faiss::IndexIVF& index, bool fp16_codes, int di
   b.lo_.assign(b.nlist_ * dim, std::numeric_limits<float>::infinity());
   b.hi_.assign(b.nlist_ * dim, -std::numeric_limits<float>::infinity());
   b.empty_.assign(b.nlist_, 1);
+  b.list_keys_.assign(b.nlist_, 0);
   for (int64_t l = 0; l < b.nlist_; ++l) {
     DecodeList(index, fp16_codes, dim, l, &keys);
     const int64_t n = static_cast<int64_t>(keys.size()) / dim;
@@ -120,6 +134,7 @@ IvfBounds IvfBounds::Build(const faiss::IndexIVF& index, bool fp16_codes, int di
     if (n > 0) b.Rotate(keys.data(), n, rotated.data());
     for (int64_t i = 0; i < n; ++i) b.Widen(l, &rotated[i * dim]);
   }
+  b.RequantizeAll();
   return b;
 }
 
@@ -136,16 +151,57 @@ void IvfBounds::Rotate(const float* x, int64_t n, float* out) const {
 void IvfBounds::Widen(int64_t list, const float* rotated) {
   float* lo = &lo_[list * dim_];
   float* hi = &hi_[list * dim_];
-  float* box = &boxes_[list * 2 * dim_];
-  for (int j = 0; j < dim_; ++j) {
-    lo[j] = std::min(lo[j], rotated[j]);
-    hi[j] = std::max(hi[j], rotated[j]);
-    box[j] = 0.5f * (lo[j] + hi[j]);
-    // Rounded up, so that mid + rad covers hi and mid - rad covers lo.
-    box[dim_ + j] = std::nextafter(0.5f * (hi[j] - lo[j]), std::numeric_limits<float>::infinity());
+  WidenBox(dim_, rotated, lo, hi, &boxes_[list * 2 * dim_]);
+  for (int j = 0; j < dim_; ++j)
     max_abs_ = std::max({max_abs_, std::fabs(lo[j]), std::fabs(hi[j])});
-  }
   empty_[list] = 0;
+  ++list_keys_[list];
+  if (coarse_ready_) Quantize(list);
+}
+
+// Headroom of the uint8 table's ranges, as a share of their width each side:
+// boxes only grow, and each time one leaves the ranges the whole table is
+// quantized again.
+constexpr float kCoarseHeadroom = 0.25f;
+// The uint8 table holds blocks of this many lists, column-major inside a
+// block, so that a block's estimates are summed as one vector.
+constexpr int kCoarseBlock = 16;
+
+void IvfBounds::RequantizeAll() {
+  const int cols = 2 * dim_;
+  coarse_lo_.assign(cols, 0.0f);
+  coarse_step_.assign(cols, 0.0f);
+  for (int c = 0; c < cols; ++c) {
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    for (int64_t l = 0; l < nlist_; ++l) {
+      if (empty_[l]) continue;
+      lo = std::min(lo, boxes_[l * cols + c]);
+      hi = std::max(hi, boxes_[l * cols + c]);
+    }
+    if (!(lo <= hi)) lo = hi = 0.0f;  // every list empty
+    const float pad = kCoarseHeadroom * (hi - lo) + 1e-3f * (std::fabs(lo) + std::fabs(hi)) + 1e-6f;
+    coarse_lo_[c] = lo - pad;
+    coarse_step_[c] = (hi - lo + 2 * pad) / 255.0f;
+  }
+  coarse_.assign((nlist_ + kCoarseBlock - 1) / kCoarseBlock * kCoarseBlock * cols, 0);
+  coarse_ready_ = true;
+  for (int64_t l = 0; l < nlist_; ++l) {
+    if (!empty_[l]) Quantize(l);
+  }
+}
+
+void IvfBounds::Quantize(int64_t list) {
+  const int cols = 2 * dim_;
+  const float* box = &boxes_[list * cols];
+  uint8_t* code = &coarse_[list / kCoarseBlock * cols * kCoarseBlock + list % kCoarseBlock];
+  for (int c = 0; c < cols; ++c) {
+    const float q = std::nearbyint((box[c] - coarse_lo_[c]) / coarse_step_[c]);
+    if (!(q >= 0.0f && q <= 255.0f)) {  // out of range: new ranges for everyone
+      RequantizeAll();
+      return;
+    }
+    code[c * kCoarseBlock] = static_cast<uint8_t>(q);
+  }
 }
 
 void IvfBounds::Extend(const float* keys, const int64_t* lists, int64_t n) {
@@ -175,10 +231,58 @@ void IvfBounds::Score(const float* queries, int64_t nq, float* estimates) const 
   }
 }
 
+void IvfBounds::Prepare(const float* query, float* prepared) const {
+  Rotate(query, 1, prepared);
+  for (int j = 0; j < dim_; ++j) prepared[dim_ + j] = std::fabs(prepared[j]) * kReach;
+}
+
+float IvfBounds::ScoreCoarse(const float* prepared, float* estimates) const {
+  // estimate ~ sum_c p_c (lo_c + step_c code_c) = base + sum_c w_c code_c,
+  // off from the float table by at most step_c / 2 per column.
+  const int cols = 2 * dim_;
+  std::vector<float> w(cols);
+  float base = 0.0f, error = 0.0f, scale = 0.0f;
+  for (int c = 0; c < cols; ++c) {
+    w[c] = prepared[c] * coarse_step_[c];
+    base += prepared[c] * coarse_lo_[c];
+    error += 0.5f * std::fabs(w[c]);
+    scale += std::fabs(prepared[c]) * (std::fabs(coarse_lo_[c]) + 255.0f * coarse_step_[c]);
+  }
+  // A block's lists side by side: one vector of 16 sums, no horizontal adds.
+  for (int64_t b = 0; b * kCoarseBlock < nlist_; ++b) {
+    const uint8_t* block = &coarse_[b * cols * kCoarseBlock];
+    float sum[kCoarseBlock] = {};
+    for (int c = 0; c < cols; ++c) {
+      const float wc = w[c];
+#pragma omp simd
+      for (int j = 0; j < kCoarseBlock; ++j) {
+        sum[j] += wc * static_cast<float>(block[c * kCoarseBlock + j]);
+      }
+    }
+    const int64_t n = std::min<int64_t>(kCoarseBlock, nlist_ - b * kCoarseBlock);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t l = b * kCoarseBlock + j;
+      estimates[l] = empty_[l] ? -std::numeric_limits<float>::infinity() : base + sum[j];
+    }
+  }
+  // Both tables' sums round too: a margin far above float rounding.
+  return error + 1e-4f * scale;
+}
+
+void IvfBounds::ScoreLists(const float* prepared, const int64_t* lists, int64_t n,
+                           float* estimates) const {
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t l = lists[i];
+    const float e = Dot(prepared, &boxes_[l * 2 * dim_], 2 * dim_);
+    estimates[i] = empty_[l] || std::isnan(e) ? -std::numeric_limits<float>::infinity() : e;
+  }
+}
+
 int64_t IvfBounds::bytes() const {
-  return static_cast<int64_t>(
-      (rotation_.capacity() + boxes_.capacity() + lo_.capacity() + hi_.capacity()) * sizeof(float) +
-      empty_.capacity());
+  const size_t floats = rotation_.capacity() + boxes_.capacity() + lo_.capacity() + hi_.capacity() +
+                        coarse_lo_.capacity() + coarse_step_.capacity();
+  return static_cast<int64_t>(floats * sizeof(float) + empty_.capacity() + coarse_.capacity() +
+                              list_keys_.capacity() * sizeof(int64_t));
 }
 
 }  // namespace fot

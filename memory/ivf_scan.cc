@@ -7,6 +7,10 @@
 #include <faiss/invlists/InvertedLists.h>
 #include <omp.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -16,11 +20,13 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <utility>
 #include <vector>
 
 #include "base/half_float.h"
 #include "memory/ivf_bounds.h"
+#include "memory/memory_options.h"
 
 namespace fot {
 namespace {
@@ -38,6 +44,11 @@ constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kMinQueriesForGemm = 4;
 // Scores skipped at once when none of them reaches the query's threshold.
 constexpr int64_t kOfferBlock = 32;
+// Searches of at most kFewQueries queries (a generated token's) plan from
+// the uint8 copy of the list estimates' table (PlanFewQuery): the float
+// table is read once per search, so for one query it cost more than the
+// scan itself (8 MB per store at 1M keys, against 2% of the keys' 2.8 MB).
+constexpr int64_t kFewQueries = kIvfDecodeQueries;
 
 float Dot(const float* a, const float* b, int n) {
   float sum = 0.0f;
@@ -46,52 +57,84 @@ float Dot(const float* a, const float* b, int n) {
   return sum;
 }
 
+// <q, key> for a key stored as fp16, decoded on the fly: a generated token's
+// scan is one pass over its keys, and decoding each into a buffer first was
+// a third of it. `decoded` [n] is scratch for the portable path.
+float DotHalf(const float* q, const uint16_t* key, int n, float* decoded) {
+#if defined(__AVX512F__)
+  (void)decoded;
+  __m512 acc = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 k = _mm512_maskz_cvtph_ps(
+        0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(key + i)));
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), k, acc);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  float sum = 0.0f;
+  for (float lane : lanes) sum += lane;
+  for (; i < n; ++i) sum += q[i] * HalfToFloat(key[i]);
+  return sum;
+#else
+  HalfToFloatRow(key, n, decoded);
+  return Dot(q, decoded, n);
+#endif
+}
+
 // The codes and ids of the lists a batch probes, fetched once (get_codes may
-// map or copy a list) and released at the end.
+// map or copy a list) and released at the end. Held per probed list, not per
+// list of the index: a generated token's search probes a few hundred of
+// 16384 lists, and arrays over all of them cost more than its scan.
 class ListViews {
  public:
-  explicit ListViews(const faiss::InvertedLists* lists)
-      : lists_(lists),
-        codes_(lists->nlist),
-        ids_(lists->nlist),
-        code_views_(lists->nlist),
-        id_views_(lists->nlist),
-        open_(lists->nlist, 0) {}
+  ListViews(const faiss::InvertedLists* lists, size_t probed) : lists_(lists), views_(probed) {}
   ~ListViews() {
-    for (size_t l = 0; l < open_.size(); ++l) {
-      if (!open_[l]) continue;
-      lists_->release_codes(l, codes_[l]);
-      lists_->release_ids(l, ids_[l]);
+    for (const View& v : views_) {
+      if (v.list < 0) continue;
+      lists_->release_codes(v.list, v.codes);
+      lists_->release_ids(v.list, v.ids);
     }
   }
   ListViews(const ListViews&) = delete;
   ListViews& operator=(const ListViews&) = delete;
 
-  void Open(size_t l) {
-    if (open_[l]) return;
-    codes_[l] = lists_->get_codes(l);
-    ids_[l] = lists_->get_ids(l);
-    open_[l] = 1;
-    code_views_[l] = codes_[l];
-    id_views_[l] = ids_[l];
+  // Opens list l as probed list i.
+  void Open(size_t i, int64_t l) {
+    View& v = views_[i];
+    v.list = l;
+    v.codes = lists_->get_codes(l);
+    v.ids = lists_->get_ids(l);
+    v.code_view = v.codes;
+    v.id_view = v.ids;
     // Memory-mapped lists (IO_FLAG_MMAP) lie in the file as FAISS wrote it,
     // at whatever offsets the bytes before them leave: a list's ids follow
     // its codes, and fp16 codes of d + 2 = 10 dimensions are 20 bytes each.
     // Reading them in place would be misaligned loads (undefined behaviour),
     // so a misaligned list is read from an aligned copy.
     const size_t n = lists_->list_size(l);
-    if (reinterpret_cast<uintptr_t>(ids_[l]) % alignof(faiss_idx) != 0) {
-      id_views_[l] = Copy(aligned_ids_, ids_[l], n * sizeof(faiss_idx));
+    if (reinterpret_cast<uintptr_t>(v.ids) % alignof(faiss_idx) != 0) {
+      v.id_view = Copy(aligned_ids_, v.ids, n * sizeof(faiss_idx));
     }
-    if (reinterpret_cast<uintptr_t>(codes_[l]) % alignof(float) != 0) {
-      code_views_[l] =
-          reinterpret_cast<const uint8_t*>(Copy(aligned_codes_, codes_[l], n * lists_->code_size));
+    if (reinterpret_cast<uintptr_t>(v.codes) % alignof(float) != 0) {
+      v.code_view =
+          reinterpret_cast<const uint8_t*>(Copy(aligned_codes_, v.codes, n * lists_->code_size));
     }
   }
-  const uint8_t* codes(size_t l) const { return code_views_[l]; }
-  const faiss_idx* ids(size_t l) const { return id_views_[l]; }
+  const uint8_t* codes(size_t i) const { return views_[i].code_view; }
+  const faiss_idx* ids(size_t i) const { return views_[i].id_view; }
 
  private:
+  struct View {
+    int64_t list = -1;  // -1: not opened
+    // As get_codes / get_ids returned them (what release_* takes back), and
+    // what the scan reads: the list itself, or its aligned copy.
+    const uint8_t* codes = nullptr;
+    const faiss_idx* ids = nullptr;
+    const uint8_t* code_view = nullptr;
+    const faiss_idx* id_view = nullptr;
+  };
+
   // `bytes` bytes from `from`, copied into a new element of `copies`
   // (storage aligned for T); the copy.
   template <typename T>
@@ -102,16 +145,10 @@ class ListViews {
   }
 
   const faiss::InvertedLists* lists_;
-  // As get_codes / get_ids returned them (what release_* takes back).
-  std::vector<const uint8_t*> codes_;
-  std::vector<const faiss_idx*> ids_;
-  // What the scan reads: the lists themselves, or their aligned copies
-  // (each copy's buffer stays where it is when `copies` grows).
-  std::vector<const uint8_t*> code_views_;
-  std::vector<const faiss_idx*> id_views_;
+  std::vector<View> views_;
+  // Each copy's buffer stays where it is when `copies` grows.
   std::vector<std::vector<float>> aligned_codes_;
   std::vector<std::vector<faiss_idx>> aligned_ids_;
-  std::vector<char> open_;
 };
 
 // A candidate in the final order: higher score first, and among equal scores
@@ -363,18 +400,52 @@ int64_t PlanQuery(const float* row, const int64_t* sizes, int64_t nlist, int64_t
   return n;
 }
 
-// Each query's probe plan (PlanQuery), into probes [nq, width] padded with
-// -1. Returns width, and the keys all plans hold in *planned_keys.
-//
-// Why a key budget and not a list count: lists with wide boxes (the large
-// ones) rank high, so a fixed count of lists scans a varying share of keys.
-int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
-               std::vector<faiss_idx>* probes, int64_t* planned_keys) {
+// One query's plan from the uint8 table (IvfBounds::ScoreCoarse), the same
+// as PlanQuery over every list's float estimate: lists whose coarse estimate
+// reaches a cut c hold the budget, and their float estimates are at least
+// c - E (E: the coarse table's error bound), so the float plan takes only
+// lists at or above c - E, whose coarse estimates reach c - 2E. Those
+// candidates are scored from the float table and planned. *bounded counts
+// the estimates computed.
+std::vector<int64_t> PlanFewQuery(const IvfBounds& bounds, int64_t nlist, const float* query,
+                                  int dim, int64_t budget, int64_t max_lists, int64_t* bounded) {
+  constexpr float kNone = -std::numeric_limits<float>::infinity();
+  std::vector<float> prepared(2 * dim), coarse(nlist);
+  bounds.Prepare(query, prepared.data());
+  const float error = bounds.ScoreCoarse(prepared.data(), coarse.data());
+  const int64_t* sizes = bounds.list_keys();
+  constexpr int kSamples = 64;
+  std::array<float, kSamples> samples;
+  const int first = FirstSampleWith<kSamples>(
+      coarse.data(), nlist,
+      [&](float cut) { return KeysReaching(coarse.data(), sizes, nlist, cut) >= budget; },
+      &samples);
+  const float floor = first < kSamples ? samples[first] - 2 * error : kNone;
+  std::vector<int64_t> candidates;
+  for (int64_t l = 0; l < nlist; ++l) {
+    if (coarse[l] != kNone && sizes[l] > 0 && coarse[l] >= floor) candidates.push_back(l);
+  }
+  const auto m = static_cast<int64_t>(candidates.size());
+  std::vector<float> estimates(m);
+  bounds.ScoreLists(prepared.data(), candidates.data(), m, estimates.data());
+  std::vector<int64_t> candidate_sizes(m), scratch(2 * m);
+  for (int64_t i = 0; i < m; ++i) candidate_sizes[i] = sizes[candidates[i]];
+  *bounded += nlist / 4 + m;  // a coarse estimate reads a quarter of a float one's bytes
+  const int64_t n = PlanQuery(estimates.data(), candidate_sizes.data(), m, budget, max_lists,
+                              scratch.data(), scratch.data() + m);
+  std::vector<int64_t> plan(n);
+  for (int64_t i = 0; i < n; ++i) plan[i] = candidates[scratch[i]];
+  return plan;
+}
+
+// Each query's plan over all lists: one product of the queries with every
+// list's box (IvfBounds::Score), in blocks of rows, then PlanQuery per query.
+std::vector<std::vector<int64_t>> PlanManyQueries(const faiss::IndexIVF& index,
+                                                  const IvfScanRequest& r, int64_t max_lists,
+                                                  int64_t* bounded) {
   const auto nlist = static_cast<int64_t>(index.nlist);
-  const int64_t max_lists = std::clamp<int64_t>(r.max_lists, 1, nlist);
   std::vector<int64_t> sizes(nlist);
   for (int64_t l = 0; l < nlist; ++l) sizes[l] = static_cast<int64_t>(index.invlists->list_size(l));
-  // A generated token is one query: its buffer is one row, not kBlock.
   const int64_t block_rows = std::min<int64_t>(64, r.nq);
   const int64_t blocks = (r.nq + block_rows - 1) / block_rows;
   std::vector<std::vector<int64_t>> plans(r.nq);
@@ -400,6 +471,27 @@ int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
     }
   }
   if (failed) throw std::bad_alloc();
+  *bounded += r.nq * nlist;
+  return plans;
+}
+
+// Each query's probe plan, into probes [nq, width] padded with -1. Returns
+// width, and the keys all plans hold in *planned_keys.
+//
+// Why a key budget and not a list count: lists with wide boxes (the large
+// ones) rank high, so a fixed count of lists scans a varying share of keys.
+int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
+               std::vector<faiss_idx>* probes, int64_t* planned_keys, int64_t* bounded) {
+  const int64_t max_lists = std::clamp<int64_t>(r.max_lists, 1, index.nlist);
+  std::vector<std::vector<int64_t>> plans;
+  if (r.nq <= kFewQueries) {
+    for (int64_t q = 0; q < r.nq; ++q) {
+      plans.push_back(PlanFewQuery(*r.bounds, index.nlist, r.queries + q * r.dim, r.dim, r.max_keys,
+                                   max_lists, bounded));
+    }
+  } else {
+    plans = PlanManyQueries(index, r, max_lists, bounded);
+  }
   size_t width = 1;
   for (const auto& plan : plans) width = std::max(width, plan.size());
   probes->assign(r.nq * width, -1);
@@ -407,7 +499,7 @@ int PlanProbes(const faiss::IndexIVF& index, const IvfScanRequest& r,
   for (int64_t q = 0; q < r.nq; ++q) {
     for (size_t p = 0; p < plans[q].size(); ++p) {
       (*probes)[q * width + p] = plans[q][p];
-      *planned_keys += sizes[plans[q][p]];
+      *planned_keys += static_cast<int64_t>(index.invlists->list_size(plans[q][p]));
     }
   }
   return static_cast<int>(width);
@@ -424,21 +516,47 @@ struct ProbedLists {
   int64_t max_size = 0, max_count = 0;
 };
 
+// Lists in ascending order, each with its queries in ascending order. A
+// window's plans cover most lists, so they are counted per list; a few
+// queries' plans (a generated token's: a few hundred of 16384 lists) are
+// sorted instead, as arrays over all lists would cost more than their scan.
 ProbedLists GroupByList(const faiss::InvertedLists& invlists, const faiss_idx* probes, int64_t nq,
                         int nprobe) {
-  std::vector<int64_t> count(invlists.nlist, 0);
+  const auto nlist = static_cast<int64_t>(invlists.nlist);
+  ProbedLists g;
+  const auto add_list = [&](int64_t l, int64_t first, int64_t count) {
+    const auto size = static_cast<int64_t>(invlists.list_size(l));
+    if (count == 0 || size == 0) return false;
+    g.lists.push_back({l, size, first, count});
+    g.max_size = std::max(g.max_size, size);
+    g.max_count = std::max(g.max_count, count);
+    return true;
+  };
+  if (nq * nprobe * 8 < nlist) {
+    std::vector<std::pair<faiss_idx, int64_t>> pairs;  // (list, query)
+    for (int64_t i = 0; i < nq * nprobe; ++i) {
+      if (probes[i] >= 0) pairs.emplace_back(probes[i], i / nprobe);
+    }
+    std::sort(pairs.begin(), pairs.end());
+    for (size_t i = 0; i < pairs.size();) {
+      size_t end = i;
+      while (end < pairs.size() && pairs[end].first == pairs[i].first) ++end;
+      const auto first = static_cast<int64_t>(g.queries.size());
+      if (add_list(pairs[i].first, first, static_cast<int64_t>(end - i))) {
+        for (; i < end; ++i) g.queries.push_back(pairs[i].second);
+      }
+      i = end;
+    }
+    return g;
+  }
+  std::vector<int64_t> count(nlist, 0);
   for (int64_t i = 0; i < nq * nprobe; ++i) {
     if (probes[i] >= 0) ++count[probes[i]];
   }
-  ProbedLists g;
-  std::vector<int64_t> at(invlists.nlist, -1);  // list -> next free slot in g.queries
+  std::vector<int64_t> at(nlist, -1);  // list -> next free slot in g.queries
   int64_t total = 0;
-  for (size_t l = 0; l < invlists.nlist; ++l) {
-    const auto size = static_cast<int64_t>(invlists.list_size(l));
-    if (count[l] == 0 || size == 0) continue;
-    g.lists.push_back({static_cast<int64_t>(l), size, total, count[l]});
-    g.max_size = std::max(g.max_size, size);
-    g.max_count = std::max(g.max_count, count[l]);
+  for (int64_t l = 0; l < nlist; ++l) {
+    if (!add_list(l, total, count[l])) continue;
     at[l] = total;
     total += count[l];
   }
@@ -457,12 +575,13 @@ ProbedLists GroupByList(const faiss::InvertedLists& invlists, const faiss_idx* p
 void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest& r, float* scores,
              int64_t* ids) {
   std::vector<faiss_idx> probes;
-  int64_t planned_keys = 0;
-  const int nprobe = PlanProbes(index, r, &probes, &planned_keys);
+  int64_t planned_keys = 0, bounded = 0;
+  const int nprobe = PlanProbes(index, r, &probes, &planned_keys, &bounded);
   if (r.keys_scanned != nullptr) *r.keys_scanned = planned_keys;
+  if (r.lists_bounded != nullptr) *r.lists_bounded = bounded;
   const ProbedLists g = GroupByList(*index.invlists, probes.data(), r.nq, nprobe);
-  ListViews views(index.invlists);
-  for (const ProbedLists::List& l : g.lists) views.Open(l.list);
+  ListViews views(index.invlists, g.lists.size());
+  for (size_t i = 0; i < g.lists.size(); ++i) views.Open(i, g.lists[i].list);
   TopK top(r.nq, r.k, r.selector);
 
   // Per-thread buffers, allocated here (nothing may throw inside the region)
@@ -479,8 +598,8 @@ void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest
   for (int64_t i = 0; i < n_lists; ++i) {
     const ProbedLists::List& l = g.lists[i];
     const int t = omp_get_thread_num();
-    const uint8_t* codes = views.codes(l.list);
-    const faiss_idx* list_ids = views.ids(l.list);
+    const uint8_t* codes = views.codes(i);
+    const faiss_idx* list_ids = views.ids(i);
     const int64_t* list_queries = &g.queries[l.first_query];
     const auto* f32 = reinterpret_cast<const float*>(codes);
     const auto* f16 = reinterpret_cast<const uint16_t*>(codes);
@@ -491,13 +610,10 @@ void IvfScan(const faiss::IndexIVF& index, bool fp16_codes, const IvfScanRequest
       // One pass over the codes: each key decoded into L1 and dotted with the
       // list's few queries. (sgemm would first pack the whole list.)
       for (int64_t j = 0; j < l.size; ++j) {
-        const float* key = f32 + j * stride;
-        if (fp16_codes) {
-          HalfToFloatRow(f16 + j * stride, dim, decoded);
-          key = decoded;
-        }
         for (int64_t m = 0; m < l.count; ++m) {
-          v[m * l.size + j] = Dot(r.queries + list_queries[m] * dim, key, dim);
+          const float* query = r.queries + list_queries[m] * dim;
+          v[m * l.size + j] = fp16_codes ? DotHalf(query, f16 + j * stride, dim, decoded)
+                                         : Dot(query, f32 + j * stride, dim);
         }
       }
       for (int64_t m = 0; m < l.count; ++m)

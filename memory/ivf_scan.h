@@ -13,6 +13,9 @@
 // inner product (memory/ivf_bounds.h), in that order, until they hold
 // max_keys keys or max_lists lists. (Not the lists of the nearest centroids:
 // for the memory layers' queries that misses most of what exact search finds.)
+// A search of at most kIvfDecodeQueries queries plans the same way, first
+// from a uint8 copy of the estimates (memory/ivf_bounds.h ScoreCoarse), then
+// from the float ones of the lists that can make its plan.
 //
 // Scores are inner products of the queries with the first `dim` coordinates of
 // the stored codes: exact for the stored keys, so no re-scoring is needed.
@@ -47,6 +50,7 @@ struct IvfScanRequest {
   int k = 1;
   const faiss::IDSelector* selector = nullptr;  // null: every id
   int64_t* keys_scanned = nullptr;              // if set: keys in all queries' probed lists
+  int64_t* lists_bounded = nullptr;             // if set: list and group estimates computed
 };
 
 // Writes the k best (largest inner product) ids and scores per query, best

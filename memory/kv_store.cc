@@ -374,14 +374,14 @@ absl::Status KvStore::Search(const float* queries, int64_t nq, int64_t query_str
         request.max_lists = options_.ivf_nprobe > 0 && !exact ? options_.ivf_nprobe : ivf.nlist;
         MemoryOptions budget = options_;
         if (filter != nullptr && filter->max_scan > 0 && filter->max_scan <= 1) {
-          budget.ivf_max_scan = filter->max_scan;
+          budget.ivf_max_scan = budget.ivf_decode_scan = filter->max_scan;
         }
-        request.max_keys = exact ? st.size : IvfScanBudget(budget, st.size);
+        request.max_keys = exact ? st.size : IvfScanBudget(budget, st.size, nq);
         request.k = kk;
         request.selector = ann.restricts ? &ann : nullptr;
         request.keys_scanned = &scanned;
+        request.lists_bounded = &bounded;
         IvfScan(ivf, s.fp16_keys, request, d.data(), r.data());
-        bounded = nq * static_cast<int64_t>(ivf.nlist);
       } else {
         // FAISS searches the reduced space: queries become (q, 0, 0).
         std::vector<float> qa(nq * s.aug, 0.0f);

@@ -81,8 +81,9 @@ int IvfListsFor(int64_t keys) {
   return lists;
 }
 
-int64_t IvfScanBudget(const MemoryOptions& o, int64_t keys) {
-  const auto share = static_cast<int64_t>(std::ceil(o.ivf_max_scan * static_cast<double>(keys)));
+int64_t IvfScanBudget(const MemoryOptions& o, int64_t keys, int64_t nq) {
+  const double scan = nq <= kIvfDecodeQueries ? o.ivf_decode_scan : o.ivf_max_scan;
+  const auto share = static_cast<int64_t>(std::ceil(scan * static_cast<double>(keys)));
   return std::max(share, kIvfMinScanKeys);
 }
 
@@ -114,10 +115,13 @@ absl::Status ValidateMemoryOptions(const MemoryOptions& o, int head_dim) {
           CheckRange("ivf_nprobe", o.ivf_nprobe, 0, o.ivf_nlist > 0 ? o.ivf_nlist : kMaxNlist,
                      "nprobe caps the probed lists, at most ivf_nlist; 0 (auto) leaves "
                      "it to ivf_max_scan"));
-      if (!(o.ivf_max_scan > 0.0 && o.ivf_max_scan <= 1.0)) {
-        return absl::InvalidArgumentError(
-            "memory option ivf_max_scan=" + std::to_string(o.ivf_max_scan) +
-            " is out of range (0, 1]: the share of keys a query may scan");
+      for (const auto& [name, share] : {std::pair{"ivf_max_scan", o.ivf_max_scan},
+                                        std::pair{"ivf_decode_scan", o.ivf_decode_scan}}) {
+        if (!(share > 0.0 && share <= 1.0)) {
+          return absl::InvalidArgumentError(
+              "memory option " + std::string(name) + "=" + std::to_string(share) +
+              " is out of range (0, 1]: the share of keys a query may scan");
+        }
       }
       if (o.ivf_pq && o.ivf_pq_m != 0) {
         FOT_RETURN_IF_ERROR(
@@ -261,14 +265,14 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
       } else {
         status = set_int(&o.ivf_nprobe);
       }
-    } else if (o.index_kind == IndexKind::kIvf && key == "max_scan") {
+    } else if (o.index_kind == IndexKind::kIvf && (key == "max_scan" || key == "decode_scan")) {
       double v = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
       if (ec == std::errc() && end == value.data() + value.size() && std::isfinite(v)) {
-        o.ivf_max_scan = v;
+        (key == "max_scan" ? o.ivf_max_scan : o.ivf_decode_scan) = v;
       } else {
-        status = absl::InvalidArgumentError("index spec parameter 'max_scan' value " + Str(value) +
-                                            " is not a number");
+        status = absl::InvalidArgumentError("index spec parameter '" + Str(key) + "' value " +
+                                            Str(value) + " is not a number");
       }
     } else if (o.index_kind == IndexKind::kIvf && key == "train_size") {
       absl::StatusOr<int64_t> v = ParseInt(key, value);
@@ -285,7 +289,7 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
       std::string expected = "dtype";
       if (o.index_kind == IndexKind::kHnsw) expected += ", m, ef_construction, ef_search";
       if (o.index_kind == IndexKind::kIvf) {
-        expected += ", nlist, nprobe, max_scan, train_size, pq, pq_m";
+        expected += ", nlist, nprobe, max_scan, decode_scan, train_size, pq, pq_m";
       }
       return bad("unknown parameter '" + Str(key) + "' for index kind " +
                  Str(IndexKindName(o.index_kind)) + "; expected one of " + expected);
@@ -294,6 +298,8 @@ absl::Status ParseIndexSpec(std::string_view spec, MemoryOptions* options) {
     if (comma == std::string_view::npos) break;
     rest = rest.substr(comma + 1);
   }
+  // A budget given for queries is every query's unless tokens get their own.
+  if (seen.count("max_scan") && !seen.count("decode_scan")) o.ivf_decode_scan = o.ivf_max_scan;
   if (seen.count("nlist") && !seen.count("nprobe") && o.ivf_nlist > 0 && o.ivf_nprobe > 0) {
     o.ivf_nprobe = std::min(o.ivf_nprobe, o.ivf_nlist);  // "ivf:nlist=16" just works
   }
@@ -322,6 +328,7 @@ std::string DescribeOptions(const MemoryOptions& o) {
       s += "nlist=" + (o.ivf_nlist > 0 ? std::to_string(o.ivf_nlist) : "auto") +
            ",nprobe=" + (o.ivf_nprobe > 0 ? std::to_string(o.ivf_nprobe) : "auto") +
            ",max_scan=" + ShortDouble(o.ivf_max_scan) +
+           ",decode_scan=" + ShortDouble(o.ivf_decode_scan) +
            ",train_size=" + std::to_string(o.ivf_train_size) + ",pq=" + (o.ivf_pq ? "1" : "0") +
            ",";
       if (o.ivf_pq) s += "pq_m=" + std::to_string(o.ivf_pq_m) + ",";

@@ -62,9 +62,16 @@ inline constexpr int64_t kIvfMinScanKeys = 4096;
 // with: the largest power of two <= keys / kIvfKeysPerList, at least 1.
 int IvfListsFor(int64_t keys);
 
+// Searches of at most this many query rows are taken for a generated token's
+// (a memory layer searches each kv head with the rows of its query heads for
+// the new tokens: 1 to 8 per token in the models here) and scan
+// ivf_decode_scan of the keys instead of ivf_max_scan.
+inline constexpr int64_t kIvfDecodeQueries = 16;
+
 struct MemoryOptions;
-// Keys a query of an IVF store of `keys` keys may scan (ivf_max_scan).
-int64_t IvfScanBudget(const MemoryOptions& options, int64_t keys);
+// Keys each query of a search of nq queries over an IVF store of `keys` keys
+// may scan (ivf_max_scan, or ivf_decode_scan for nq <= kIvfDecodeQueries).
+int64_t IvfScanBudget(const MemoryOptions& options, int64_t keys, int64_t nq);
 
 struct MemoryOptions {
   IndexKind index_kind = IndexKind::kFlat;
@@ -94,9 +101,14 @@ struct MemoryOptions {
   // with the queries models/fot-dict issues while answering, at 262k keys:
   // 5% of the keys recover 0.999 of the exact top-64's attention mass.
   // max_scan=1 (or nprobe=nlist with max_scan=1) probes every list: exact.
+  //
+  // A generated token's search (kIvfDecodeQueries) scans ivf_decode_scan
+  // instead: a window's 512 queries share each list they read, a token pays
+  // for its lists alone, and its time is what a user waits for per token.
   int ivf_nlist = 0;
   int ivf_nprobe = 0;
   double ivf_max_scan = 0.05;
+  double ivf_decode_scan = 0.02;
   int64_t ivf_train_size = 0;
   // PQ codes instead of float/fp16 codes: ~8x smaller keys, but lossy. Measured
   // recall@10 on key-like data is only ~0.6 (pq_m auto) to ~0.8 (2 dims per
@@ -132,8 +144,9 @@ std::string_view StorageTypeName(StorageType type);
 //   any kind: dtype=f32|f16|bf16
 //   hnsw:     m, ef_construction, ef_search
 //   ivf:      nlist (a number, or auto = 0), nprobe (a number, or auto = 0),
-//             max_scan (a share of keys in (0, 1]), train_size, pq=0|1, pq_m
-//             (pq_m > 0 implies pq=1)
+//             max_scan and decode_scan (shares of keys in (0, 1]; max_scan
+//             alone sets both), train_size, pq=0|1, pq_m (pq_m > 0 implies
+//             pq=1)
 // e.g. "hnsw:m=32,ef_search=64", "ivf:nlist=1024,nprobe=32,pq_m=16".
 // Syntax errors are InvalidArgument; *options is unchanged on error. Values are
 // range-checked by ValidateMemoryOptions, not here (the head_dim is unknown),

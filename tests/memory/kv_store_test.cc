@@ -205,6 +205,7 @@ TEST(MemoryOptionsTest, RejectsBadSpecsAndOptionsWithClearMessages) {
        {Bad{"hnsw:m=1", 64, "hnsw_m"}, Bad{"hnsw:ef_search=0", 64, "ef_search"},
         Bad{"ivf:nlist=16,nprobe=32", 64, "ivf_nprobe"}, Bad{"ivf:max_scan=0", 64, "ivf_max_scan"},
         Bad{"ivf:max_scan=1.5", 64, "ivf_max_scan"},
+        Bad{"ivf:decode_scan=0", 64, "ivf_decode_scan"},
         Bad{"ivf:nlist=64,train_size=100", 64, "ivf_train_size"},
         Bad{"ivf:pq_m=100", 64, "ivf_pq_m"}, Bad{"flat", 0, "head_dim"}}) {
     MemoryOptions o;
@@ -604,12 +605,18 @@ TEST(KvStoreTest, IvfListsHoldAFixedNumberOfKeysAsTheMemoryGrows) {
   MemoryOptions o;
   ASSERT_TRUE(ParseIndexSpec("ivf", &o).ok());
   EXPECT_EQ(DescribeOptions(ResolveMemoryOptions(o, 64)),
-            "ivf:nlist=auto,nprobe=auto,max_scan=0.05,train_size=10240,pq=0,dtype=f16");
-  EXPECT_EQ(IvfScanBudget(o, 1 << 20), 52429);          // 5% of 1M keys
-  EXPECT_EQ(IvfScanBudget(o, 10000), kIvfMinScanKeys);  // small memories: a fixed floor
+            "ivf:nlist=auto,nprobe=auto,max_scan=0.05,decode_scan=0.02,train_size=10240,pq=0,"
+            "dtype=f16");
+  EXPECT_EQ(IvfScanBudget(o, 1 << 20, 512), 52429);          // 5% of 1M keys
+  EXPECT_EQ(IvfScanBudget(o, 1 << 20, 1), 20972);            // a generated token's: 2%
+  EXPECT_EQ(IvfScanBudget(o, 10000, 512), kIvfMinScanKeys);  // small memories: a fixed floor
   ASSERT_TRUE(ParseIndexSpec("ivf:nlist=64,nprobe=8,max_scan=0.25", &o).ok());
   EXPECT_EQ(o.ivf_nprobe, 8);
   EXPECT_EQ(o.ivf_max_scan, 0.25);
+  EXPECT_EQ(o.ivf_decode_scan, 0.25);  // max_scan alone is every query's budget
+  ASSERT_TRUE(ParseIndexSpec("ivf:max_scan=0.1,decode_scan=0.01", &o).ok());
+  EXPECT_EQ(o.ivf_max_scan, 0.1);
+  EXPECT_EQ(o.ivf_decode_scan, 0.01);
   ASSERT_TRUE(ParseIndexSpec("ivf:nprobe=auto", &o).ok());
   EXPECT_EQ(o.ivf_nprobe, 0);
   ASSERT_TRUE(ParseIndexSpec("ivf:nlist=auto", &o).ok());
@@ -771,6 +778,12 @@ TEST(KvStoreTest, FlatF16BytesPerEntryWithin30PercentOfFourHeadDim) {
 
 constexpr int64_t kManyListKeys = 70000;  // IvfListsFor: 1024 lists
 
+// The first n of the queries q [*, d]: with n <= kIvfDecodeQueries, a
+// generated token's search, planned from the uint8 table of estimates.
+std::vector<float> FirstQueries(const std::vector<float>& q, int d, int n) {
+  return std::vector<float>(q.begin(), q.begin() + int64_t{n} * d);
+}
+
 TEST(KvStoreTest, IvfWithManyListsAndEveryListProbedEqualsExactSearch) {
   const std::vector<float> q = MakeData(Data::kKeyLike, 20, 16, 41);
   for (const char* spec : {"ivf:max_scan=1", "ivf:max_scan=1,dtype=f32"}) {
@@ -778,9 +791,12 @@ TEST(KvStoreTest, IvfWithManyListsAndEveryListProbedEqualsExactSearch) {
     auto store = MakeStore(16, spec);
     Fill(store.get(), MakeData(Data::kKeyLike, kManyListKeys, 16, 40));
     EXPECT_EQ(store->index_lists(), IvfListsFor(kManyListKeys));
+    const std::vector<float> token = FirstQueries(q, 16, 4);
     ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30), 1e-5f);
+    ExpectSameResults(Search(*store, token, 30), BruteForce(*store, token, 30), 1e-5f);
     ASSERT_TRUE(store->DeleteDocument(7).ok());
     ExpectSameResults(Search(*store, q, 30), BruteForce(*store, q, 30), 1e-5f);
+    ExpectSameResults(Search(*store, token, 30), BruteForce(*store, token, 30), 1e-5f);
   }
 }
 
@@ -795,6 +811,31 @@ TEST(KvStoreTest, ExactFilterAndFullScanOverrideSearchEveryKeyOfADefaultIvfStore
   SearchFilter full;
   full.max_scan = 1;
   ExpectSameResults(Search(*store, q, 30, &full), truth, 1e-5f);
+  const std::vector<float> token = FirstQueries(q, 16, 1);
+  const Results token_truth = BruteForce(*store, token, 30);
+  ExpectSameResults(Search(*store, token, 30, &exact), token_truth, 1e-5f);
+  ExpectSameResults(Search(*store, token, 30, &full), token_truth, 1e-5f);
+}
+
+TEST(KvStoreTest, AGeneratedTokensPlanFromTheUint8TableEqualsThePlanFromEveryFloatEstimate) {
+  // One budget for both: a window (40 queries) plans from every list's float
+  // estimate, each single query from the uint8 table and then the float
+  // estimates of the lists that can make its plan.
+  const std::vector<float> q = MakeData(Data::kKeyLike, 40, 16, 51);
+  auto store = MakeStore(16, "ivf");
+  Fill(store.get(), MakeData(Data::kKeyLike, kManyListKeys, 16, 50));
+  SearchFilter budget;
+  budget.max_scan = 0.1;
+  const Results window = Search(*store, q, 30, &budget);
+  for (int i = 0; i < 40; ++i) {
+    SCOPED_TRACE(i);
+    const std::vector<float> one(q.begin() + i * 16, q.begin() + (i + 1) * 16);
+    const Results token = Search(*store, one, 30, &budget);
+    Results row;
+    row.ids.assign(window.ids.begin() + i * 30, window.ids.begin() + (i + 1) * 30);
+    row.scores.assign(window.scores.begin() + i * 30, window.scores.begin() + (i + 1) * 30);
+    ExpectSameResults(token, row, 1e-5f);
+  }
 }
 
 TEST(KvStoreTest, IvfPartialScanIsDeterministicAcrossStoresSavesAndLaterAppends) {
@@ -804,21 +845,26 @@ TEST(KvStoreTest, IvfPartialScanIsDeterministicAcrossStoresSavesAndLaterAppends)
   auto a = MakeStore(16, "ivf"), b = MakeStore(16, "ivf");
   Fill(a.get(), first);
   Fill(b.get(), first);
-  const Results ra = Search(*a, q, 30);
+  const std::vector<float> token = FirstQueries(q, 16, 4);
+  const Results ra = Search(*a, q, 30), ta = Search(*a, token, 30);
   ExpectSameResults(ra, Search(*b, q, 30), 0.0f);
-  // Scanning 5% is not exact; it is close on these keys.
+  ExpectSameResults(ta, Search(*b, token, 30), 0.0f);
+  // Scanning 5% (2% for a token's queries) is not exact; it is close on these keys.
   EXPECT_GE(Recall(ra, BruteForce(*a, q, 30), 40, 30), 0.9);
+  EXPECT_GE(Recall(ta, BruteForce(*a, token, 30), 4, 30), 0.9);
 
   const std::string dir = TempDir("ivf_partial");
   ASSERT_TRUE(a->Save(dir).ok());
   absl::StatusOr<std::unique_ptr<KvStore>> loaded = KvStore::Load(dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameResults(Search(**loaded, q, 30), ra, 0.0f);
+  ExpectSameResults(Search(**loaded, token, 30), ta, 0.0f);
   // The loaded store's estimates, rebuilt from its lists, grow with appends
   // exactly as the original's.
   Fill(a.get(), more);
   Fill(loaded->get(), more);
   ExpectSameResults(Search(**loaded, q, 30), Search(*a, q, 30), 0.0f);
+  ExpectSameResults(Search(**loaded, token, 30), Search(*a, token, 30), 0.0f);
 }
 
 TEST(KvStoreTest, SearchCountersCountQueriesKeysScoredAndListsBounded) {
@@ -836,9 +882,13 @@ TEST(KvStoreTest, SearchCountersCountQueriesKeysScoredAndListsBounded) {
   Search(*ivf, q, 10);
   c = ivf->search_counters();
   EXPECT_EQ(c.queries, 5);
-  EXPECT_EQ(c.lists_bounded, 5 * ivf->index_lists());
+  // Five queries are a generated token's: each scores every list from the
+  // uint8 table (a quarter of a float estimate's bytes), then the lists that
+  // can make its plan from the float one.
+  EXPECT_GT(c.lists_bounded, 0);
+  EXPECT_LT(c.lists_bounded, 5 * ivf->index_lists());
   // Lists are taken until they hold the budget: at least it, at most one list more.
-  const int64_t budget = IvfScanBudget(ivf->options(), kManyListKeys);
+  const int64_t budget = IvfScanBudget(ivf->options(), kManyListKeys, 5);
   EXPECT_GE(c.keys_scored, 5 * budget);
   EXPECT_LT(c.keys_scored, 5 * (budget + kManyListKeys / 8));
 }
