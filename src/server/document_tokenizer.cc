@@ -33,14 +33,6 @@ size_t NextBoundary(std::string_view text, size_t from) {
   return std::min(c, text.size());
 }
 
-// The last boundary of `text`; 0 if none.
-size_t LastBoundary(std::string_view text) {
-  for (size_t c = text.size(); c-- > 1;) {
-    if (IsBoundary(text, c)) return c;
-  }
-  return 0;
-}
-
 }  // namespace
 
 DocumentTokenizer::DocumentTokenizer(const Tokenizer* tokenizer, int64_t consumed)
@@ -69,20 +61,44 @@ absl::Status DocumentTokenizer::Encode(std::string_view segment, int64_t at,
   return absl::OkStatus();
 }
 
+absl::Status DocumentTokenizer::ValidateNewText(bool end) {
+  // pending_[0, valid_) ends at a character, where UTF-8 decoding restarts:
+  // the rest is valid exactly when all of pending_ is.
+  const std::string_view unchecked = std::string_view(pending_).substr(valid_);
+  if (ValidateUtf8(unchecked, /*allow_incomplete_end=*/!end).ok()) {
+    valid_ += CompleteCharactersPrefix(unchecked);
+    return absl::OkStatus();
+  }
+  // Checked again whole only to name the byte as in all of pending_; the
+  // error ends the ingest.
+  const absl::Status valid = ValidateUtf8(pending_, /*allow_incomplete_end=*/!end);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "document text is not valid UTF-8 (", valid.message(),
+      " of the text not yet tokenized, which starts at document byte ", consumed_, ")"));
+}
+
+void DocumentTokenizer::FindNewBoundaries() {
+  // Whether byte c starts a segment depends only on the bytes up to it, so
+  // what was found before stays true as text arrives.
+  const std::string_view held(pending_);
+  for (size_t c = std::max<size_t>(scanned_, 1); c < held.size(); ++c) {
+    if (IsBoundary(held, c)) last_boundary_ = c;
+  }
+  scanned_ = held.size();
+}
+
 absl::Status DocumentTokenizer::Feed(std::string_view text, bool end, std::vector<int>* ids) {
   const size_t before = pending_.size();
   pending_.append(text);
-  absl::Status valid = ValidateUtf8(pending_, /*allow_incomplete_end=*/!end);
-  if (!valid.ok()) {
+  if (absl::Status valid = ValidateNewText(end); !valid.ok()) {
     pending_.resize(before);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "document text is not valid UTF-8 (", valid.message(),
-        " of the text not yet tokenized, which starts at document byte ", consumed_, ")"));
+    return valid;
   }
+  FindNewBoundaries();
   // Everything before the last boundary, segment by segment; appended only
   // once all of it is encoded.
   const std::string_view held(pending_);
-  const size_t cut = end ? held.size() : LastBoundary(held);
+  const size_t cut = end ? held.size() : last_boundary_;
   std::vector<int> encoded;
   for (size_t start = 0; start < cut;) {
     const size_t next = std::min(NextBoundary(held, start), cut);
@@ -93,6 +109,13 @@ absl::Status DocumentTokenizer::Feed(std::string_view text, bool end, std::vecto
   ids->insert(ids->end(), encoded.begin(), encoded.end());
   consumed_ += static_cast<int64_t>(cut);
   pending_.erase(0, cut);
+  // The cut is the last boundary (or the end): none is left in pending_, and
+  // what was checked of it is still checked. (A boundary's look-back never
+  // reaches before the space it starts with, so the cut does not change which
+  // bytes are boundaries.)
+  valid_ -= cut;
+  scanned_ -= cut;
+  last_boundary_ = 0;
   return absl::OkStatus();
 }
 

@@ -36,6 +36,9 @@ class DocumentTokenizer {
   // Adds bytes; appends to *ids the tokens of the text that can no longer
   // change. With `end`, the held-back text is tokenized too. InvalidArgument
   // for invalid UTF-8 (before anything is consumed from this call's text).
+  // Costs time linear in `text` and in what it lets be encoded, not in the
+  // text held back: a client may send a long run without a space in tiny
+  // chunks.
   [[nodiscard]] absl::Status Feed(std::string_view text, bool end, std::vector<int>* ids);
 
   int64_t consumed() const { return consumed_; }       // bytes tokenized so far
@@ -44,11 +47,22 @@ class DocumentTokenizer {
  private:
   // Appends the tokens of `segment`, which starts at document byte `at`.
   absl::Status Encode(std::string_view segment, int64_t at, std::vector<int>* ids) const;
+  // Checks the UTF-8 of pending_ past valid_ (all of it with `end`, else up
+  // to a character cut at its end) and advances valid_.
+  [[nodiscard]] absl::Status ValidateNewText(bool end);
+  // Looks for boundaries in pending_ past scanned_ and advances it.
+  void FindNewBoundaries();
 
   const Tokenizer* tokenizer_;
   std::vector<int> anchor_ids_;
   int64_t consumed_;
   std::string pending_;
+  // What earlier Feeds learnt of pending_, so that each byte is looked at
+  // once: checking all of pending_ on every chunk made a run without a space
+  // quadratic in its chunks (256 kB in 1-byte chunks: minutes).
+  size_t valid_ = 0;          // pending_[0, valid_) is whole, valid characters
+  size_t scanned_ = 0;        // the boundaries before pending_[scanned_] are known
+  size_t last_boundary_ = 0;  // the last of them; 0 if none
 };
 
 }  // namespace fot
