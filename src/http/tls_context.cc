@@ -11,33 +11,20 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "src/server/openssl_pem.h"
 
 namespace fot::http {
 namespace {
 
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Free {
-  void operator()(X509* x509) const { X509_free(x509); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-using Bio = std::unique_ptr<BIO, BioFree>;
-using Certificate = std::unique_ptr<X509, X509Free>;
-using PrivateKey = std::unique_ptr<EVP_PKEY, KeyFree>;
+using pem::Bio;
+using pem::Certificate;
+using pem::MemoryBio;
+using pem::NoPassphrase;
+using pem::PrivateKey;
 
 // Identifies this server's TLS sessions, which OpenSSL needs before it
 // resumes a session whose client certificate it verified.
 constexpr unsigned char kSessionContext[] = "fotserve-http";
-
-Bio MemoryBio(const std::string& pem) {
-  return Bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
-// An encrypted key fails to load instead of prompting on the terminal.
-int NoPassphrase(char*, int, int, void*) { return 0; }
 
 // Every certificate in `pem`, in order.
 std::vector<Certificate> Certificates(const std::string& pem) {

@@ -10,30 +10,16 @@
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
 #include "base/status_macros.h"
+#include "src/server/openssl_pem.h"
 
 namespace fot {
 namespace {
 
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Free {
-  void operator()(X509* x509) const { X509_free(x509); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-using Bio = std::unique_ptr<BIO, BioFree>;
-using Certificate = std::unique_ptr<X509, X509Free>;
-using PrivateKey = std::unique_ptr<EVP_PKEY, KeyFree>;
-
-Bio MemoryBio(const std::string& pem) {
-  return Bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
-// A passphrase callback that has none: an encrypted key fails to load
-// instead of prompting on the server's terminal.
-int NoPassphrase(char*, int, int, void*) { return 0; }
+using pem::Bio;
+using pem::Certificate;
+using pem::MemoryBio;
+using pem::NoPassphrase;
+using pem::PrivateKey;
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
   auto text = Env::Default()->ReadFile(path);
