@@ -444,8 +444,7 @@ std::vector<std::vector<int64_t>> PlanManyQueries(const faiss::IndexIVF& index,
                                                   const IvfScanRequest& r, int64_t max_lists,
                                                   int64_t* bounded) {
   const auto nlist = static_cast<int64_t>(index.nlist);
-  std::vector<int64_t> sizes(nlist);
-  for (int64_t l = 0; l < nlist; ++l) sizes[l] = static_cast<int64_t>(index.invlists->list_size(l));
+  const int64_t* sizes = r.bounds->list_keys();
   const int64_t block_rows = std::min<int64_t>(64, r.nq);
   const int64_t blocks = (r.nq + block_rows - 1) / block_rows;
   std::vector<std::vector<int64_t>> plans(r.nq);
@@ -462,8 +461,8 @@ std::vector<std::vector<int64_t>> PlanManyQueries(const faiss::IndexIVF& index,
     try {  // nothing may throw out of the parallel region
       r.bounds->Score(r.queries + first * r.dim, rows, block);
       for (int64_t i = 0; i < rows; ++i) {
-        const int64_t n = PlanQuery(block + i * nlist, sizes.data(), nlist, r.max_keys, max_lists,
-                                    plan, plan + nlist);
+        const int64_t n =
+            PlanQuery(block + i * nlist, sizes, nlist, r.max_keys, max_lists, plan, plan + nlist);
         plans[first + i].assign(plan, plan + n);
       }
     } catch (const std::bad_alloc&) {
