@@ -34,6 +34,16 @@ inline constexpr int kQuantizerProbes = 8;
 // centroids repeat others, and their lists stay empty. Throws what FAISS throws.
 std::unique_ptr<faiss::Index> TrainTwoLevelQuantizer(int d, int nlist, const float* x, int64_t n);
 
+// The list of each of n points x [n, d]: the nearest centroid of a flat L2
+// quantizer, or of the lists of a two-level quantizer's nprobe nearest
+// coarse clusters, as quantizer.assign picks them (up to rounding; ties go
+// to the first centroid scanned, as in FAISS). Debian's FAISS 1.7.3 scans a
+// two-level quantizer's lists with scalar distance code, a fifth of the whole
+// ingest at 1M keys; these distances are vectorised. Each point's list
+// depends on that point alone, not on the others in the call. Other
+// quantizers are left to quantizer.assign.
+void AssignToLists(const faiss::Index& quantizer, const float* x, int64_t n, int64_t* lists);
+
 }  // namespace fot
 
 #endif  // FOTSERVE_MEMORY_IVF_QUANTIZER_H_

@@ -46,6 +46,17 @@ void ReserveIndex(faiss::Index* index, int64_t n) {
   }
 }
 
+void AddToIndex(faiss::Index* index, const float* x, int64_t n) {
+  auto* ivf = dynamic_cast<faiss::IndexIVF*>(index);
+  if (ivf == nullptr) {
+    index->add(n, x);
+    return;
+  }
+  std::vector<faiss_idx> lists(n);
+  AssignToLists(*ivf->quantizer, x, n, lists.data());
+  ivf->add_core(n, x, /*xids=*/nullptr, lists.data());
+}
+
 std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptions& o, int nlist,
                                                const float* aug, int64_t n) {
   if (o.index_kind == IndexKind::kHnsw) {
@@ -97,7 +108,7 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
   ivf->cp.min_points_per_centroid = 1;  // kTrainKeysPerList per list is deliberate: no warning
   ivf->train(train_n, train);           // a trained two-level quantizer is kept as it is
   ivf->make_direct_map(true);           // reconstruct(id) for ReadKeys and re-scoring
-  ivf->add(n, aug);
+  AddToIndex(ivf.get(), aug, n);
   return ivf;
 }
 

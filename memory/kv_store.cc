@@ -21,6 +21,7 @@ namespace fot {
 
 namespace {
 
+using kv_internal::AddToIndex;
 using kv_internal::Augment;
 using kv_internal::BuildApproximate;
 using kv_internal::CopyMappedListsToMemory;
@@ -177,7 +178,7 @@ void ApplyIndexUpdate(const Shape& s, StoreState& st, IndexUpdate& u, const floa
   }
   CopyMappedListsToMemory(&st);
   ReserveIndex(st.index.get(), n);
-  st.index->add(n, u.aug.empty() ? k : u.aug.data());
+  AddToIndex(st.index.get(), u.aug.empty() ? k : u.aug.data(), n);
   if (st.bounds != nullptr) ExtendBounds(s, st, st.size, k, n);
 }
 
