@@ -12,7 +12,11 @@ and prints figures and ratios measured in this run:
      the chunk's IngestResponse, and the time until an IngestResponse's
      resume_offset covers the chunk (its data is saved), p50/p99/max at each
      memory size (models/fot-dict) and at --mid-tokens on the mid-size random
-     model; the ratio p99(largest)/p99(smallest);
+     model; the ratio p99(largest)/p99(smallest). Twice: once with each
+     chunk sent as soon as the previous one is acknowledged (faster than the
+     model: acknowledgements then wait for the committer's backlog, so they
+     show the model's window time), and once at a steady --paced-rate chunks
+     per second that every size's model keeps up with;
   2. ingest tokens/s of the same fill documents durable and in memory, and
      the ratio: wall time until the server is idle again (work left after
      the last acknowledgement counts), and tokens per server CPU second,
@@ -31,7 +35,7 @@ durability adds is the difference.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/storage_bench.py [--quick]
         [--sizes 10000,100000,1000000] [--acks 200] [--mid-size on|off]
-        [--mid-tokens 100000] [--model DIR] [--workdir DIR] [--server PATH]
+        [--mid-tokens 100000] [--paced-acks 100] [--paced-rate 2] [--model DIR] [--workdir DIR] [--server PATH]
         [--server-args "--flag=value ..."] [--retrieval knn:64] [--index ivf]
 
 Needs Debian's python3-grpcio and python3-protobuf (the python3 first on PATH
@@ -324,8 +328,14 @@ class AckPoint:
 
 
 def measure_acks(stub: pb_grpc.FotStub, session: str, document: str, acks: int,
-                 chunk_bytes: int, seed: int) -> AckPoint:
+                 chunk_bytes: int, seed: int, interval_s: float = 0.0) -> AckPoint:
     """Streams `acks` chunks of text, one in flight, then ends the document.
+
+    With interval_s 0 each chunk goes as soon as the previous one is
+    acknowledged: a client that outpaces the model, whose acknowledgements
+    then wait for it (the server's backlog limit). With interval_s > 0, chunk
+    i goes at i * interval_s (or once chunk i - 1 is acknowledged, if later):
+    a client streaming at a steady rate.
 
     A chunk counts as saved once some acknowledgement's resume_offset reaches
     what the server took of it: the chunk's end less the bytes its own
@@ -336,10 +346,13 @@ def measure_acks(stub: pb_grpc.FotStub, session: str, document: str, acks: int,
     unsaved: List[Tuple[int, float]] = []  # (offset to reach, sent at), in order
     end = 0
     chunks = text_chunks(seed, chunk_bytes)
+    begin = time.perf_counter()
     try:
         for i in range(acks + 1):
             last = i == acks  # an empty last chunk ends the document (and forces a save)
             text = "" if last else next(chunks)
+            if interval_s > 0:
+                time.sleep(max(0.0, begin + i * interval_s - time.perf_counter()))
             ack, sent, received = stream.send(text, end=last)
             end += len(text)
             if not last:
@@ -427,12 +440,13 @@ class Target:
         progress(f"{self.label}: {document}, {size} bytes; memory {committed} tokens")
         return True
 
-    def acks(self, count: int, chunk_bytes: int) -> AckPoint:
+    def acks(self, count: int, chunk_bytes: int, interval_s: float = 0.0) -> AckPoint:
         document = self.next_document()
         point = measure_acks(self.stub, self.name, document, count, chunk_bytes,
-                             seed=self.documents)
+                             seed=self.documents, interval_s=interval_s)
         settle(self.server.process.pid)
-        progress(f"{self.label}: {count} acknowledgements, memory "
+        paced = f" every {interval_s * 1e3:.0f} ms" if interval_s > 0 else ""
+        progress(f"{self.label}: {count} acknowledgements{paced}, memory "
                  f"{point.memory_from}-{point.memory_to} tokens, "
                  f"p99 {percentile(point.response_ms, 99):.1f} ms")
         return point
@@ -564,6 +578,7 @@ class SizePoint:
     size: int
     fill: Dict[str, Fill] = field(default_factory=dict)  # by "durable" / "memory"
     acks: Dict[str, AckPoint] = field(default_factory=dict)
+    paced: Dict[str, AckPoint] = field(default_factory=dict)  # at a steady rate
     disk_bytes: int = 0  # allocated
     disk_apparent_bytes: int = 0
     disk_memory_tokens: int = 0  # committed tokens when the data dir was measured
@@ -613,6 +628,10 @@ def run_model(args, run: ModelRun, model: str, sizes: Sequence[int], restarts: b
             point.fill = fill_pair(targets, size)
             for key, target in targets.items():
                 point.acks[key] = target.acks(args.acks, args.chunk_bytes)
+            for key, target in targets.items():
+                if args.paced_acks > 0:
+                    point.paced[key] = target.acks(args.paced_acks, args.chunk_bytes,
+                                                   interval_s=1.0 / args.paced_rate)
             # The measurement ended its document, which saves the session.
             point.disk_bytes, point.disk_apparent_bytes = disk_bytes(durable.server.data_dir)
             point.disk_memory_tokens = durable.counts()[1]
@@ -663,20 +682,25 @@ def stats_ms(values: Sequence[float]) -> List[str]:
             f"{max(values):.1f}" if values else "nan"]
 
 
-def report_acks(runs: Sequence[ModelRun]) -> None:
-    rows = []
-    for run in runs:
-        for p in run.points:
-            for key in ("durable", "memory"):
-                a = p.acks[key]
-                durable_stats = stats_ms(a.durable_ms) if key == "durable" else ["", "", ""]
-                rows.append([run.model_name, fmt_tokens(p.size), key,
-                             f"{fmt_tokens(a.memory_from)}-{fmt_tokens(a.memory_to)}",
-                             len(a.response_ms), *stats_ms(a.response_ms), *durable_stats])
-    print_table("1. Acknowledgement latency, ms (one chunk in flight; 'saved': until an "
-                "acknowledgement's resume_offset covers the chunk)",
-                ["model", "size", "server", "memory tokens", "acks", "p50", "p99", "max",
-                 "saved p50", "saved p99", "saved max"], rows)
+def report_acks(runs: Sequence[ModelRun], paced_rate: float) -> None:
+    for title, pick in (
+            ("1. Acknowledgement latency, ms, each chunk sent when the previous one is "
+             "acknowledged (faster than the model commits: acknowledgements wait for its "
+             "backlog to shrink); 'saved': until an acknowledgement's resume_offset covers "
+             "the chunk", lambda p: p.acks),
+            (f"1b. The same at a steady {paced_rate:g} chunks/s (one in flight at most)",
+             lambda p: p.paced)):
+        rows = []
+        for run in runs:
+            for p in run.points:
+                for key, a in pick(p).items():
+                    durable_stats = stats_ms(a.durable_ms) if key == "durable" else ["", "", ""]
+                    rows.append([run.model_name, fmt_tokens(p.size), key,
+                                 f"{fmt_tokens(a.memory_from)}-{fmt_tokens(a.memory_to)}",
+                                 len(a.response_ms), *stats_ms(a.response_ms), *durable_stats])
+        if rows:
+            print_table(title, ["model", "size", "server", "memory tokens", "acks", "p50",
+                                "p99", "max", "saved p50", "saved p99", "saved max"], rows)
 
 
 def report_ingest(runs: Sequence[ModelRun]) -> None:
@@ -742,33 +766,36 @@ def target_row(figure: str, durable: float, memory: float, unit: str, target: st
             shown if unit != "x" else (f"{memory:.2f}x" if shown else ""), target, verdict(met)]
 
 
-def ack_target_rows(run: ModelRun) -> List[List[str]]:
+def ack_target_rows(run: ModelRun, kind: str, label: str) -> List[List[str]]:
+    """Target rows for the acknowledgements of `kind` ("acks" or "paced")."""
+    points = [p for p in run.points if getattr(p, kind)]
     rows = []
-    for p in run.points:
-        d, m = p.acks["durable"], p.acks["memory"]
+    for p in points:
+        d, m = getattr(p, kind)["durable"], getattr(p, kind)["memory"]
         for what, durable, memory in (("ack p99", d.response_ms, m.response_ms),
                                       ("ack p99 until saved", d.durable_ms, [])):
             v = percentile(durable, 99)
-            rows.append(target_row(f"{run.model_name} {what} at {fmt_tokens(p.size)}", v,
+            rows.append(target_row(f"{run.model_name} {what}{label} at {fmt_tokens(p.size)}", v,
                                    percentile(memory, 99), "ms",
                                    f"<= {ACK_P99_TARGET_MS:.0f} ms", v <= ACK_P99_TARGET_MS))
-    if len(run.points) > 1:
-        first, last = run.points[0], run.points[-1]
+    if len(points) > 1:
+        first, last = getattr(points[0], kind), getattr(points[-1], kind)
         for what, pick in (("ack", lambda a: a.response_ms),
                            ("ack until saved", lambda a: a.durable_ms)):
-            growth = [safe_div(percentile(pick(last.acks[k]), 99),
-                               percentile(pick(first.acks[k]), 99)) for k in ("durable", "memory")]
-            rows.append(target_row(f"{run.model_name} {what} p99 {fmt_tokens(last.size)} / "
-                                   f"{fmt_tokens(first.size)}", growth[0],
-                                   growth[1] if what == "ack" else math.nan, "x",
+            growth = [safe_div(percentile(pick(last[k]), 99), percentile(pick(first[k]), 99))
+                      for k in ("durable", "memory")]
+            rows.append(target_row(f"{run.model_name} {what} p99{label} "
+                                   f"{fmt_tokens(points[-1].size)} / {fmt_tokens(points[0].size)}",
+                                   growth[0], growth[1] if what == "ack" else math.nan, "x",
                                    f"<= {ACK_GROWTH_TARGET}x", growth[0] <= ACK_GROWTH_TARGET))
     return rows
 
 
-def report_targets(runs: Sequence[ModelRun]) -> None:
+def report_targets(runs: Sequence[ModelRun], paced_rate: float) -> None:
     rows = []
     for run in runs:
-        rows += ack_target_rows(run)
+        rows += ack_target_rows(run, "acks", "")
+        rows += ack_target_rows(run, "paced", f" ({paced_rate:g}/s)")
         d, m = total_fill(run, "durable"), total_fill(run, "memory")
         share = safe_div(d.rate, m.rate)
         rows.append([f"{run.model_name} durable / in-memory ingest", f"{share:.1%}", "",
@@ -806,6 +833,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="memory size for the mid-size model (default 100000; --quick: 5000)")
     p.add_argument("--acks", type=int, default=None,
                    help="acknowledgements per point (default 200; --quick: 50)")
+    p.add_argument("--paced-acks", type=int, default=None,
+                   help="acknowledgements per point at a steady rate (default 100; --quick: 20; "
+                        "0: none)")
+    p.add_argument("--paced-rate", type=float, default=2.0,
+                   help="chunks per second of the steady-rate measurement")
     p.add_argument("--chunk-bytes", type=int, default=512, help="bytes of text per chunk")
     p.add_argument("--workdir", default=None,
                    help="data directories, server logs, the mid-size model (kept; default: a "
@@ -822,6 +854,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                                    ("2000,20000" if args.quick else
                                     "10000,100000,1000000")).split(",")]
     args.acks = args.acks or (50 if args.quick else 200)
+    if args.paced_acks is None:
+        args.paced_acks = 20 if args.quick else 100
+    if args.paced_rate <= 0:
+        p.error("--paced-rate must be positive")
     args.mid_tokens = args.mid_tokens or (5000 if args.quick else 100000)
     if sorted(args.sizes) != args.sizes:
         p.error("--sizes must be increasing (one session grows through them)")
@@ -859,11 +895,11 @@ def main(argv: Sequence[str]) -> int:
           f"retrieval={args.retrieval} "
           f"index={args.index}, {args.chunk_bytes}-byte chunks, {args.acks} acknowledgements "
           f"per point, {time.perf_counter() - start:.0f} s")
-    report_acks(runs)
+    report_acks(runs, args.paced_rate)
     report_ingest(runs)
     report_disk(runs)
     report_restarts(runs)
-    report_targets(runs)
+    report_targets(runs, args.paced_rate)
     return 0 if failure is None else 1
 
 
