@@ -29,48 +29,38 @@ void KMeans(int d, int64_t n, const float* x, int64_t k, float* centroids) {
   std::copy_n(clustering.centroids.data(), k * d, centroids);
 }
 
-float L2Squared(const float* a, const float* b, int d) {
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int i = 0; i < d; ++i) {
-    const float t = a[i] - b[i];
-    sum += t * t;
+constexpr int kBlock = 16;
+
+ListAssigner::Group MakeGroup(int d, const float* rows, const int64_t* ids, int64_t count) {
+  ListAssigner::Group g;
+  g.count = count;
+  g.ids.assign(ids, ids + count);
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
+  // Padding centroids at +inf are never nearer than a real one.
+  g.blocks.assign(blocks * d * kBlock, std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < count; ++i) {
+    for (int k = 0; k < d; ++k)
+      g.blocks[((i / kBlock) * d + k) * kBlock + i % kBlock] = rows[i * d + k];
   }
-  return sum;
+  return g;
 }
 
-// The nearest of rows [count, d] to p (the first of equals), and its distance.
-std::pair<int64_t, float> Nearest(const float* p, const float* rows, int64_t count, int d) {
-  std::pair<int64_t, float> best{-1, std::numeric_limits<float>::infinity()};
-  for (int64_t j = 0; j < count; ++j) {
-    const float dist = L2Squared(p, rows + j * d, d);
-    if (dist < best.second) best = {j, dist};
+// Squared distances of p to every centroid of g, into dist [blocks * 16]:
+// each sums (p_k - c_k)^2 in the order of k, whatever the block.
+void Distances(const ListAssigner::Group& g, int d, const float* p, float* dist) {
+  const int64_t blocks = static_cast<int64_t>(g.blocks.size()) / (d * kBlock);
+  for (int64_t b = 0; b < blocks; ++b) {
+    float acc[kBlock] = {};
+    const float* c = &g.blocks[b * d * kBlock];
+    for (int k = 0; k < d; ++k) {
+#pragma omp simd
+      for (int j = 0; j < kBlock; ++j) {
+        const float t = p[k] - c[k * kBlock + j];
+        acc[j] += t * t;
+      }
+    }
+    std::copy_n(acc, kBlock, dist + b * kBlock);
   }
-  return best;
-}
-
-// The list of p under a two-level quantizer: the nearest list centroid in
-// its `probes` nearest coarse clusters, scanned nearest first. `order` is
-// scratch of the coarse clusters' size.
-int64_t NearestList(const faiss::IndexIVFFlat& quantizer, const float* coarse, int64_t probes,
-                    const float* p, std::vector<std::pair<float, int64_t>>* order) {
-  const int d = static_cast<int>(quantizer.d);
-  for (int64_t c = 0; c < static_cast<int64_t>(order->size()); ++c) {
-    (*order)[c] = {L2Squared(p, coarse + c * d, d), c};
-  }
-  std::partial_sort(order->begin(), order->begin() + probes, order->end());
-  int64_t best = -1;
-  float best_dist = std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < probes; ++i) {
-    const int64_t c = (*order)[i].second;
-    const faiss::InvertedLists* lists = quantizer.invlists;
-    faiss::InvertedLists::ScopedCodes codes(lists, c);
-    faiss::InvertedLists::ScopedIds ids(lists, c);
-    const auto [j, dist] = Nearest(p, reinterpret_cast<const float*>(codes.get()),
-                                   static_cast<int64_t>(lists->list_size(c)), d);
-    if (j >= 0 && dist < best_dist) best = ids[j], best_dist = dist;
-  }
-  return best;
 }
 
 }  // namespace
@@ -123,27 +113,61 @@ std::unique_ptr<faiss::Index> TrainTwoLevelQuantizer(int d, int nlist, const flo
   return quantizer;
 }
 
-void AssignToLists(const faiss::Index& quantizer, const float* x, int64_t n, int64_t* lists) {
+std::unique_ptr<ListAssigner> ListAssigner::For(const faiss::Index& quantizer) {
   const auto* two_level = dynamic_cast<const faiss::IndexIVFFlat*>(&quantizer);
   const auto* flat =
       dynamic_cast<const faiss::IndexFlat*>(two_level ? two_level->quantizer : &quantizer);
   if (flat == nullptr || flat->metric_type != faiss::METRIC_L2 ||
       (two_level != nullptr && two_level->metric_type != faiss::METRIC_L2)) {
-    quantizer.assign(n, x, lists);
-    return;
+    return nullptr;
   }
   const int d = static_cast<int>(quantizer.d);
-  const float* centroids = flat->get_xb();
   const int64_t count = flat->ntotal;
-  const int64_t probes = two_level ? std::min<int64_t>(two_level->nprobe, count) : 0;
+  std::vector<int64_t> numbers(count);
+  for (int64_t i = 0; i < count; ++i) numbers[i] = i;
+  std::unique_ptr<ListAssigner> a(
+      new ListAssigner(d, two_level ? std::min<int64_t>(two_level->nprobe, count) : 0));
+  a->coarse_ = MakeGroup(d, flat->get_xb(), numbers.data(), count);
+  if (two_level == nullptr) return a;
+  const faiss::InvertedLists* lists = two_level->invlists;
+  for (int64_t c = 0; c < count; ++c) {
+    faiss::InvertedLists::ScopedCodes codes(lists, c);
+    faiss::InvertedLists::ScopedIds ids(lists, c);
+    a->lists_.push_back(MakeGroup(d, reinterpret_cast<const float*>(codes.get()), ids.get(),
+                                  static_cast<int64_t>(lists->list_size(c))));
+  }
+  return a;
+}
+
+void ListAssigner::Assign(const float* x, int64_t n, int64_t* lists) const {
+  int64_t widest = coarse_.count;
+  for (const Group& g : lists_) widest = std::max(widest, g.count);
 #pragma omp parallel if (n > 16)
   {
-    std::vector<std::pair<float, int64_t>> order(two_level ? count : 0);
+    std::vector<float> dist(widest + kBlock);
+    std::vector<std::pair<float, int64_t>> order(coarse_.count);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      const float* p = x + i * d;
-      lists[i] = two_level ? NearestList(*two_level, centroids, probes, p, &order)
-                           : Nearest(p, centroids, count, d).first;
+      const float* p = x + i * d_;
+      Distances(coarse_, d_, p, dist.data());
+      if (probes_ == 0) {
+        lists[i] =
+            coarse_
+                .ids[std::min_element(dist.begin(), dist.begin() + coarse_.count) - dist.begin()];
+        continue;
+      }
+      for (int64_t c = 0; c < coarse_.count; ++c) order[c] = {dist[c], c};
+      std::partial_sort(order.begin(), order.begin() + probes_, order.end());
+      int64_t best = -1;
+      float best_dist = std::numeric_limits<float>::infinity();
+      for (int64_t r = 0; r < probes_; ++r) {
+        const Group& g = lists_[order[r].second];
+        Distances(g, d_, p, dist.data());
+        for (int64_t j = 0; j < g.count; ++j) {
+          if (dist[j] < best_dist) best = g.ids[j], best_dist = dist[j];
+        }
+      }
+      lists[i] = best;
     }
   }
 }

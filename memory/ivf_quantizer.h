@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace faiss {
 struct Index;
@@ -34,15 +35,42 @@ inline constexpr int kQuantizerProbes = 8;
 // centroids repeat others, and their lists stay empty. Throws what FAISS throws.
 std::unique_ptr<faiss::Index> TrainTwoLevelQuantizer(int d, int nlist, const float* x, int64_t n);
 
-// The list of each of n points x [n, d]: the nearest centroid of a flat L2
-// quantizer, or of the lists of a two-level quantizer's nprobe nearest
-// coarse clusters, as quantizer.assign picks them (up to rounding; ties go
-// to the first centroid scanned, as in FAISS). Debian's FAISS 1.7.3 scans a
-// two-level quantizer's lists with scalar distance code, a fifth of the whole
-// ingest at 1M keys; these distances are vectorised. Each point's list
-// depends on that point alone, not on the others in the call. Other
-// quantizers are left to quantizer.assign.
-void AssignToLists(const faiss::Index& quantizer, const float* x, int64_t n, int64_t* lists);
+// Picks the list of each new key, as quantizer.assign would: the nearest
+// centroid of a flat L2 quantizer, or of the lists of a two-level
+// quantizer's nprobe nearest coarse clusters (ties go to the first centroid
+// scanned, as in FAISS; distances may differ from FAISS's in the last bits).
+// Debian's FAISS 1.7.3 scans a two-level quantizer's lists with scalar
+// distance code, most of a 1M-key retraining; here centroids are kept in
+// blocks of 16, dimension-major, so that one instruction advances 16
+// distances. A key's list depends on that key alone, not on the keys
+// assigned with it.
+//
+// Thread safety: immutable once made; Assign may run on any threads.
+class ListAssigner {
+ public:
+  // For a flat L2 quantizer or one TrainTwoLevelQuantizer made (copies what
+  // it needs: the quantizer may go); nullptr for any other quantizer, whose
+  // own assign then applies.
+  static std::unique_ptr<ListAssigner> For(const faiss::Index& quantizer);
+
+  // The lists of n points x [n, d].
+  void Assign(const float* x, int64_t n, int64_t* lists) const;
+
+  // Centroids of one group (the coarse ones, or one cluster's lists).
+  struct Group {
+    int64_t count = 0;
+    std::vector<float> blocks;  // [ceil(count / 16), d, 16]; padding is +inf
+    std::vector<int64_t> ids;   // list number (or cluster number) of each
+  };
+
+ private:
+  ListAssigner(int d, int64_t probes) : d_(d), probes_(probes) {}
+
+  const int d_;
+  const int64_t probes_;      // two-level: coarse clusters scanned; 0: flat
+  Group coarse_;              // flat: every centroid; two-level: the coarse ones
+  std::vector<Group> lists_;  // two-level: the list centroids of each coarse cluster
+};
 
 }  // namespace fot
 

@@ -46,14 +46,16 @@ void ReserveIndex(faiss::Index* index, int64_t n) {
   }
 }
 
-void AddToIndex(faiss::Index* index, const float* x, int64_t n) {
+void AddToIndex(faiss::Index* index, std::unique_ptr<ListAssigner>* assigner, const float* x,
+                int64_t n) {
   auto* ivf = dynamic_cast<faiss::IndexIVF*>(index);
-  if (ivf == nullptr) {
+  if (ivf != nullptr && *assigner == nullptr) *assigner = ListAssigner::For(*ivf->quantizer);
+  if (ivf == nullptr || *assigner == nullptr) {
     index->add(n, x);
     return;
   }
   std::vector<faiss_idx> lists(n);
-  AssignToLists(*ivf->quantizer, x, n, lists.data());
+  (*assigner)->Assign(x, n, lists.data());
   ivf->add_core(n, x, /*xids=*/nullptr, lists.data());
 }
 
@@ -105,10 +107,11 @@ std::unique_ptr<faiss::Index> BuildApproximate(const Shape& s, const MemoryOptio
   ivf->own_fields = true;
   ivf->nprobe = PqProbes(o, nlist);
   ivf->cp.niter = kIvfKmeansIterations;
-  ivf->cp.min_points_per_centroid = 1;  // kTrainKeysPerList per list is deliberate: no warning
-  ivf->train(train_n, train);           // a trained two-level quantizer is kept as it is
-  ivf->make_direct_map(true);           // reconstruct(id) for ReadKeys and re-scoring
-  AddToIndex(ivf.get(), aug, n);
+  ivf->cp.min_points_per_centroid = 1;     // kTrainKeysPerList per list is deliberate: no warning
+  ivf->train(train_n, train);              // a trained two-level quantizer is kept as it is
+  ivf->make_direct_map(true);              // reconstruct(id) for ReadKeys and re-scoring
+  std::unique_ptr<ListAssigner> assigner;  // used once: a store makes its own
+  AddToIndex(ivf.get(), &assigner, aug, n);
   return ivf;
 }
 

@@ -40,9 +40,11 @@ void GrowFor(std::vector<T>* v, size_t extra) {
 // Makes room for n more codes in a flat or HNSW index (GrowFor).
 void ReserveIndex(faiss::Index* index, int64_t n);
 
-// Adds n rows x [n, d] to `index`; an IVF's lists are chosen by
-// AssignToLists (ivf_quantizer.h) rather than FAISS's scalar scan.
-void AddToIndex(faiss::Index* index, const float* x, int64_t n);
+// Adds n rows x [n, d] to `index`. An IVF's lists are picked by
+// `assigner` (ivf_quantizer.h), made for its quantizer when null; other
+// indexes ignore it.
+void AddToIndex(faiss::Index* index, std::unique_ptr<ListAssigner>* assigner, const float* x,
+                int64_t n);
 
 // Copies memory-mapped (read-only) IVF lists into memory so that they accept
 // adds. Caller holds mu_ exclusively.

@@ -168,6 +168,7 @@ void ApplyIndexUpdate(const Shape& s, StoreState& st, IndexUpdate& u, const floa
   if (u.built != nullptr) {
     st.index.swap(u.built);  // the old index is freed after unlocking
     st.bounds.swap(u.built_bounds);
+    st.assigner.reset();  // made for the new quantizer by the next add
     st.built = true;
     st.bound_sq = u.bound_sq;
     std::fill(st.overflow_bits.begin(), st.overflow_bits.end(), 0);
@@ -178,7 +179,7 @@ void ApplyIndexUpdate(const Shape& s, StoreState& st, IndexUpdate& u, const floa
   }
   CopyMappedListsToMemory(&st);
   ReserveIndex(st.index.get(), n);
-  AddToIndex(st.index.get(), u.aug.empty() ? k : u.aug.data(), n);
+  AddToIndex(st.index.get(), &st.assigner, u.aug.empty() ? k : u.aug.data(), n);
   if (st.bounds != nullptr) ExtendBounds(s, st, st.size, k, n);
 }
 

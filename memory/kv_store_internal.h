@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "memory/ivf_bounds.h"
+#include "memory/ivf_quantizer.h"
 #include "memory/kv_store.h"
 #include "memory/memory_options.h"
 
@@ -37,6 +38,8 @@ struct StoreState {
   bool built = false;
   // Built IVF with float codes: the bounds that order its probes.
   std::unique_ptr<IvfBounds> bounds;
+  // Built IVF: what picks the lists of added keys (made on the first add).
+  std::unique_ptr<ListAssigner> assigner;
   double bound_sq = 0;  // B^2 of the reduction
   int64_t size = 0;
   int64_t deleted = 0;

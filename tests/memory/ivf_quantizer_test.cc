@@ -1,4 +1,4 @@
-// Behaviour of the IVF quantizer's own key assignment (AssignToLists): it
+// Behaviour of the IVF quantizer's own key assignment (ListAssigner): it
 // picks the list FAISS's assign picks, and a key's list does not depend on
 // the keys assigned with it.
 #include "memory/ivf_quantizer.h"
@@ -90,7 +90,7 @@ TEST(IvfQuantizerTest, TwoLevelAssignmentPicksTheListFaissPicks) {
       TrainTwoLevelQuantizer(kDim, 1024, train.data(), 40000);
   const std::vector<float> x = MakePoints(5000, 2);
   std::vector<int64_t> lists(5000);
-  AssignToLists(*quantizer, x.data(), 5000, lists.data());
+  ListAssigner::For(*quantizer)->Assign(x.data(), 5000, lists.data());
   ExpectFaissLists(*quantizer, x, lists);
 }
 
@@ -100,7 +100,7 @@ TEST(IvfQuantizerTest, FlatAssignmentPicksTheListFaissPicks) {
   quantizer.add(300, centroids.data());
   const std::vector<float> x = MakePoints(3000, 4);
   std::vector<int64_t> lists(3000);
-  AssignToLists(quantizer, x.data(), 3000, lists.data());
+  ListAssigner::For(quantizer)->Assign(x.data(), 3000, lists.data());
   ExpectFaissLists(quantizer, x, lists);
 }
 
@@ -110,15 +110,21 @@ TEST(IvfQuantizerTest, APointsListDoesNotDependOnThePointsAssignedWithIt) {
       TrainTwoLevelQuantizer(kDim, 1024, train.data(), 20000);
   const int64_t n = 1000;
   const std::vector<float> x = MakePoints(n, 6);
+  const std::unique_ptr<ListAssigner> assigner = ListAssigner::For(*quantizer);
   std::vector<int64_t> all(n);
-  AssignToLists(*quantizer, x.data(), n, all.data());
+  assigner->Assign(x.data(), n, all.data());
   for (int64_t batch : {1, 7, 128}) {
     std::vector<int64_t> batched(n);
     for (int64_t i = 0; i < n; i += batch) {
-      AssignToLists(*quantizer, &x[i * kDim], std::min(batch, n - i), &batched[i]);
+      assigner->Assign(&x[i * kDim], std::min(batch, n - i), &batched[i]);
     }
     EXPECT_EQ(batched, all) << "batches of " << batch;
   }
+}
+
+TEST(IvfQuantizerTest, OtherQuantizersAreLeftToFaiss) {
+  faiss::IndexFlatIP inner_product(kDim);
+  EXPECT_EQ(ListAssigner::For(inner_product), nullptr);
 }
 
 TEST(IvfQuantizerTest, RepeatedCentroidsLeaveTheirListsEmpty) {
@@ -129,7 +135,7 @@ TEST(IvfQuantizerTest, RepeatedCentroidsLeaveTheirListsEmpty) {
       TrainTwoLevelQuantizer(kDim, 1024, train.data(), 600);
   const std::vector<float> x = MakePoints(2000, 8);
   std::vector<int64_t> lists(2000);
-  AssignToLists(*quantizer, x.data(), 2000, lists.data());
+  ListAssigner::For(*quantizer)->Assign(x.data(), 2000, lists.data());
   for (int64_t l : lists) EXPECT_LT(l, 600);
 }
 
