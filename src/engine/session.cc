@@ -635,6 +635,19 @@ int64_t Session::memory_entries() const {
   return memory_layers_.empty() ? 0 : state_.memory[memory_layers_[0]]->size();
 }
 
+int64_t Session::memory_index_shape() const {
+  absl::ReaderMutexLock lock(&mu_);
+  int64_t shape = 0;
+  for (int layer : memory_layers_) {
+    const KvMemory& memory = *state_.memory[layer];
+    for (int h = 0; h < memory.num_kv_heads(); ++h) {
+      const KvStore& store = memory.store(h);
+      if (store.index_built()) shape += 1 + store.index_lists();
+    }
+  }
+  return shape;
+}
+
 absl::Status Session::WriteCheckpoint(const std::string& dir, Env& env, int64_t entries) const {
   absl::ReaderMutexLock lock(&mu_);
   const int64_t held = memory_layers_.empty() ? 0 : state_.memory[memory_layers_[0]]->size();

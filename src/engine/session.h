@@ -241,6 +241,10 @@ class Session {
   absl::StatusOr<SessionChanges> ChangesSince(const SessionCursor& since, bool memory = true) const;
   // Entries per memory layer.
   int64_t memory_entries() const;
+  // What changes when a memory store builds or rebuilds its index (an IVF
+  // retrained as its memory doubled): the built stores and their lists,
+  // summed. A restart from a checkpoint taken before a rebuild redoes it.
+  int64_t memory_index_shape() const;
   // Writes the committed memory into the new directory `dir` (WriteMemory):
   // restoring from it replays only the entries after it. Aborted unless the
   // memory holds `entries` entries (what the storage engine holds).

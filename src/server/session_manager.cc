@@ -400,11 +400,18 @@ void SessionManager::MaybeCheckpoint(ManagedSession& session) {
   if (store_ == nullptr) return;
   uint64_t data = 0;
   int64_t entries = 0;
+  const int64_t shape = session.session_->memory_index_shape();
   {
     absl::MutexLock store(&session.store_mu_);
     const SessionRecords& r = session.records_;
+    if (session.checkpoint_shape_ < 0) session.checkpoint_shape_ = shape;
     const int64_t added = r.cursor.entries - r.checkpoint_entries;
-    if (added < std::max(options_.checkpoint_entries, r.checkpoint_entries / 8)) return;
+    // (A small memory replays fast whatever its index.)
+    const bool rebuilt = shape != session.checkpoint_shape_ && added > 0 &&
+                         r.cursor.entries >= options_.checkpoint_entries;
+    if (!rebuilt && added < std::max(options_.checkpoint_entries, r.checkpoint_entries / 8)) {
+      return;
+    }
     data = r.data;
     entries = r.cursor.entries;
   }
@@ -418,6 +425,7 @@ void SessionManager::MaybeCheckpoint(ManagedSession& session) {
   absl::MutexLock store(&session.store_mu_);
   session.records_.checkpoint = *name;
   session.records_.checkpoint_entries = entries;
+  session.checkpoint_shape_ = shape;
 }
 
 absl::StatusOr<int64_t> SessionManager::SaveSnapshot(const std::string& session_name,
@@ -458,9 +466,9 @@ absl::StatusOr<std::shared_ptr<ManagedSession>> SessionManager::LoadSnapshot(
     return absl::NotFoundError(absl::StrCat("no snapshot '", snapshot, "'"));
   }
   if (MemoryBytes() >= options_.limits.max_memory_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the server's memory is full (--max_memory_bytes=",
-                     options_.limits.max_memory_bytes, "); delete a session before loading one"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server's memory is full (--max_memory_bytes=", options_.limits.max_memory_bytes,
+        "); delete a session before loading one"));
   }
   {
     absl::MutexLock lock(&mu_);
@@ -515,24 +523,24 @@ absl::Status SessionManager::CheckCapacity(const ManagedSession& managed, int64_
   const Limits& limits = options_.limits;
   const Session& session = managed.session();
   if (new_document && static_cast<int64_t>(session.Documents().size()) >= limits.max_documents) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "session '", managed.name(), "' holds its maximum of ", limits.max_documents,
-        " documents (--max_documents); delete the session or use another"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("session '", managed.name(), "' holds its maximum of ", limits.max_documents,
+                     " documents (--max_documents); delete the session or use another"));
   }
   const int64_t stream = session.Progress().stream_tokens;
   if (stream + tokens > limits.max_session_tokens) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "session '", managed.name(), "' holds ", stream, " tokens; ", tokens,
-        " more would pass its limit of ", limits.max_session_tokens,
-        " (--max_session_tokens); continue in another session"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("session '", managed.name(), "' holds ", stream, " tokens; ", tokens,
+                     " more would pass its limit of ", limits.max_session_tokens,
+                     " (--max_session_tokens); continue in another session"));
   }
   const int64_t in_use = MemoryBytes();
   const int64_t more = tokens * MemoryBytesPerToken(session, engine_->config());
   if (in_use + more > limits.max_memory_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the server's memory is full: its sessions take ", in_use, " bytes, and ", tokens,
-        " more tokens (", more, " bytes) would pass its limit of ", limits.max_memory_bytes,
-        " (--max_memory_bytes); delete a session first"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the server's memory is full: its sessions take ", in_use, " bytes, and ",
+                     tokens, " more tokens (", more, " bytes) would pass its limit of ",
+                     limits.max_memory_bytes, " (--max_memory_bytes); delete a session first"));
   }
   return absl::OkStatus();
 }

@@ -116,6 +116,9 @@ class ManagedSession {
   // One write to the storage engine at a time, in order.
   absl::Mutex store_mu_ ABSL_ACQUIRED_BEFORE(append_mu_);
   SessionRecords records_ ABSL_GUARDED_BY(store_mu_);
+  // Session::memory_index_shape when its last checkpoint was taken (or when
+  // it was first asked); -1 before.
+  int64_t checkpoint_shape_ ABSL_GUARDED_BY(store_mu_) = -1;
   // Held while tokens join the session and documents_ follows, and while a
   // write reads both, so that a write never pairs a stream with other offsets.
   absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(mu_);
@@ -195,7 +198,10 @@ class SessionManager {
   // tokens needs, without waiting for a commit in progress. Without a data
   // directory it only marks the state acknowledgeable.
   [[nodiscard]] absl::Status Persist(ManagedSession& session, bool memory = true);
-  // Writes a checkpoint of the session's memory when options.checkpoint_entries
+  // Writes a checkpoint of the session's memory when an index was rebuilt
+  // since the last one and the memory holds options.checkpoint_entries (a
+  // restart would redo the rebuild, the costliest step of a replay), or when
+  // options.checkpoint_entries
   // have been added since the last one. Only shortens restarts: what is
   // acknowledged is in the records already, so a failure (a full disk) is only
   // retried later. Commits wait meanwhile; acknowledgements do not.

@@ -382,8 +382,8 @@ TEST_F(ManagerTest, AChunkThatFailsOnceLeavesTheSessionWorking) {
     int64_t offset = 0;
     bool failed = false;
     for (int attempt = 0; attempt < 3 && offset < static_cast<int64_t>(text.size()); ++attempt) {
-      auto ingest = DocumentIngest::Open(manager.get(), {"s", "doc", offset > 0 || failed,
-                                                         offset, true});
+      auto ingest =
+          DocumentIngest::Open(manager.get(), {"s", "doc", offset > 0 || failed, offset, true});
       ASSERT_TRUE(ingest.ok()) << ingest.status();
       for (size_t at = offset; at < text.size(); at += 40) {
         auto ack = (*ingest)->Chunk(text.substr(at, 40), {}, at + 40 >= text.size());
@@ -445,6 +445,37 @@ TEST_F(ManagerTest, RestartRebuildsSessionsThatAnswerBitForBitAsBefore) {
       EXPECT_EQ((*manager->Get("s"))->session().memory_entries(), committed);
     }
   }
+}
+
+// A memory checkpoint follows an index rebuild without waiting for the
+// memory to grow by checkpoint_entries: a restart from an older checkpoint
+// would redo the rebuild (at 1M entries, seconds of a restart).
+TEST_F(ManagerTest, AnIndexRebuildIsCheckpointedRightAway) {
+  const std::string data = ::testing::TempDir() + "/manager_rebuild_checkpoint";
+  std::filesystem::remove_all(data);
+  SessionManagerOptions options;
+  options.data_dir = data;
+  options.checkpoint_entries = 600;  // by growth: at 600 entries, then at 1200
+  options.defaults.memory = engine_->DefaultMemoryOptions();
+  std::vector<float> before;
+  {
+    auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+    ASSERT_TRUE(manager->Create("s", {"knn:4", "ivf:train_size=700", "", 0}).ok());
+    Ingest(manager.get(), "s", "doc", LongText(90), 64);
+    const int64_t committed = (*manager->Get("s"))->session().Progress().committed_tokens;
+    ASSERT_GT(committed, 700);   // the index was built at 700 entries...
+    ASSERT_LT(committed, 1200);  // ...and the memory did not grow enough for a checkpoint
+    before = Probe(manager.get(), "s");
+  }
+  int64_t newest = 0;  // entries of the newest checkpoint (index/<data>-<entries, hex>)
+  for (const auto& dir : std::filesystem::directory_iterator(data + "/index")) {
+    const std::string name = dir.path().filename().string();
+    newest = std::max<int64_t>(newest, std::stoll(name.substr(name.find('-') + 1), nullptr, 16));
+  }
+  EXPECT_GE(newest, 700);
+  auto manager = *SessionManager::Open(engine_, tokenizer_, options);
+  manager->WaitUntilLoaded();
+  EXPECT_EQ(Probe(manager.get(), "s"), before);
 }
 
 // Records of one session damaged on disk (a wrong JSON type, a record that
