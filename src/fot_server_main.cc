@@ -30,6 +30,7 @@
 #include "src/http/chat_template.h"
 #include "src/http/http_server.h"
 #include "src/server/api_keys.h"
+#include "src/server/refusal_log.h"
 #include "src/server/server_metrics.h"
 #include "src/server/service.h"
 #include "src/server/session_manager.h"
@@ -138,6 +139,13 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Calls refused for their key, on both ports (declared first: it outlives
+  // the servers).
+  RefusalLog refusals([](std::string_view line) {
+    std::fprintf(stderr, "fot-server: %.*s\n", static_cast<int>(line.size()), line.data());
+  });
+  server_options.refusals = &refusals;
+
   // The HTTP port opens before the model loads, so that /healthz can say so.
   ServerMetrics metrics;
   std::unique_ptr<http::HttpServer> http;
@@ -148,6 +156,7 @@ int Main(int argc, char** argv) {
     http_options.max_body_bytes = absl::GetFlag(FLAGS_max_message_bytes);
     http_options.write_timeout = absl::Seconds(absl::GetFlag(FLAGS_write_timeout_s));
     http_options.api_keys = server_options.api_keys;
+    http_options.refusals = &refusals;
     http_options.metrics = &metrics;
     http_options.chat_template = std::move(chat_template.chat_template);
     http_options.tls = server_options.tls;

@@ -196,6 +196,12 @@ struct HttpServer::Impl {
   void AddRoutes();
   // The caller's grant: everything without keys, else its key's.
   absl::StatusOr<Grant> Authenticate(const httplib::Request& req) const;
+  // fot::CheckGrant for req's caller.
+  absl::Status CheckGrant(const httplib::Request& req, const Grant& grant, Scope needed,
+                          std::string_view method,
+                          std::initializer_list<std::string_view> names) const;
+  // Logs a refusal of req (RefusalLog ignores other statuses); returns `status`.
+  absl::Status Logged(const httplib::Request& req, absl::Status status) const;
   // The manager once attached; Unavailable before.
   absl::StatusOr<SessionManager*> Manager() const;
 
@@ -213,7 +219,24 @@ struct HttpServer::Impl {
 
 absl::StatusOr<Grant> HttpServer::Impl::Authenticate(const httplib::Request& req) const {
   if (options.api_keys == nullptr) return Grant{};
-  return options.api_keys->Authenticate(req.get_header_value("Authorization"));
+  absl::StatusOr<Grant> grant =
+      options.api_keys->Authenticate(req.get_header_value("Authorization"));
+  if (!grant.ok()) return Logged(req, grant.status());
+  return grant;
+}
+
+absl::Status HttpServer::Impl::CheckGrant(const httplib::Request& req, const Grant& grant,
+                                          Scope needed, std::string_view method,
+                                          std::initializer_list<std::string_view> names) const {
+  return Logged(req, fot::CheckGrant(grant, needed, method, names));
+}
+
+absl::Status HttpServer::Impl::Logged(const httplib::Request& req, absl::Status status) const {
+  if (!status.ok() && options.refusals != nullptr) {
+    options.refusals->Refused("http", absl::StrCat(req.method, " ", req.path),
+                              absl::StrCat(req.remote_addr, ":", req.remote_port), status);
+  }
+  return status;
 }
 
 absl::StatusOr<SessionManager*> HttpServer::Impl::Manager() const {
@@ -246,7 +269,7 @@ json ModelObject(const ManagedSession& managed, const ChatTemplate& chat_templat
 void HttpServer::Impl::Models(const httplib::Request& req, httplib::Response& res) const {
   absl::StatusOr<Grant> grant = Authenticate(req);
   if (!grant.ok()) return SendStatus(res, grant.status());
-  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "models", {}); !s.ok()) {
+  if (absl::Status s = CheckGrant(req, *grant, Scope::kReadOnly, "models", {}); !s.ok()) {
     return SendStatus(res, s);
   }
   absl::StatusOr<SessionManager*> m = Manager();
@@ -263,7 +286,7 @@ void HttpServer::Impl::Model(const httplib::Request& req, httplib::Response& res
   const std::string name = req.path.substr(std::string_view("/v1/models/").size());
   absl::StatusOr<Grant> grant = Authenticate(req);
   if (!grant.ok()) return SendStatus(res, grant.status());
-  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "models", {name}); !s.ok()) {
+  if (absl::Status s = CheckGrant(req, *grant, Scope::kReadOnly, "models", {name}); !s.ok()) {
     return SendStatus(res, s);
   }
   absl::StatusOr<SessionManager*> m = Manager();
@@ -289,7 +312,8 @@ void HttpServer::Impl::Complete(const httplib::Request& req, httplib::Response& 
   if (!parsed.ok()) return SendStatus(res, parsed.status());
   CompletionRequest request = *std::move(parsed);
   const char* method = chat ? "chat.completions" : "completions";
-  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, method, {request.model}); !s.ok()) {
+  if (absl::Status s = CheckGrant(req, *grant, Scope::kReadOnly, method, {request.model});
+      !s.ok()) {
     return SendStatus(res, s);
   }
   absl::StatusOr<std::shared_ptr<ManagedSession>> managed = manager->Get(request.model);
@@ -357,7 +381,7 @@ void HttpServer::Impl::Metrics(const httplib::Request& req, httplib::Response& r
   }
   absl::StatusOr<Grant> grant = Authenticate(req);
   if (!grant.ok()) return SendStatus(res, grant.status());
-  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "metrics", {}); !s.ok()) {
+  if (absl::Status s = CheckGrant(req, *grant, Scope::kReadOnly, "metrics", {}); !s.ok()) {
     return SendStatus(res, s);
   }
   if (!grant->prefix.empty()) {
@@ -373,7 +397,7 @@ void HttpServer::Impl::Metrics(const httplib::Request& req, httplib::Response& r
 void HttpServer::Impl::Sessions(const httplib::Request& req, httplib::Response& res) const {
   absl::StatusOr<Grant> grant = Authenticate(req);
   if (!grant.ok()) return SendStatus(res, grant.status());
-  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "sessions", {}); !s.ok()) {
+  if (absl::Status s = CheckGrant(req, *grant, Scope::kReadOnly, "sessions", {}); !s.ok()) {
     return SendStatus(res, s);
   }
   absl::StatusOr<SessionManager*> m = Manager();
@@ -404,7 +428,7 @@ void HttpServer::Impl::SessionView(const httplib::Request& req, httplib::Respons
   const std::string name = req.matches[1];
   absl::StatusOr<Grant> grant = Authenticate(req);
   if (!grant.ok()) return SendStatus(res, grant.status());
-  if (absl::Status s = CheckGrant(*grant, Scope::kReadOnly, "sessions", {name}); !s.ok()) {
+  if (absl::Status s = CheckGrant(req, *grant, Scope::kReadOnly, "sessions", {name}); !s.ok()) {
     return SendStatus(res, s);
   }
   absl::StatusOr<SessionManager*> m = Manager();

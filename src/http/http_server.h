@@ -39,6 +39,7 @@
 #include "absl/time/time.h"
 #include "src/http/chat_template.h"
 #include "src/server/api_keys.h"
+#include "src/server/refusal_log.h"
 #include "src/server/server_metrics.h"
 #include "src/server/session_manager.h"
 #include "src/server/tls_config.h"
@@ -58,6 +59,9 @@ struct HttpServerOptions {
   absl::Duration write_timeout = absl::Seconds(30);
   // Null: no authentication.
   std::shared_ptr<const ApiKeys> api_keys;
+  // Where requests refused for their key are logged; not owned, must outlive
+  // the server. Null: they are not logged.
+  RefusalLog* refusals = nullptr;
   // What /metrics renders and where HTTP requests are counted; not owned,
   // must outlive the server. Null: /metrics answers 404.
   ServerMetrics* metrics = nullptr;

@@ -594,7 +594,12 @@ class FotService final : public pb::Fot::Service {
   absl::StatusOr<Grant> Authorize(grpc::ServerContext* context, std::string_view method,
                                   Scope needed,
                                   std::initializer_list<std::string_view> names) const {
-    return AuthorizeCall(options_.api_keys.get(), *context, method, needed, names);
+    absl::StatusOr<Grant> grant =
+        AuthorizeCall(options_.api_keys.get(), *context, method, needed, names);
+    if (!grant.ok() && options_.refusals != nullptr) {
+      options_.refusals->Refused("grpc", method, context->peer(), grant.status());
+    }
+    return grant;
   }
   absl::Status Allow(grpc::ServerContext* context, std::string_view method, Scope needed,
                      std::initializer_list<std::string_view> names) const {
@@ -632,7 +637,7 @@ absl::StatusOr<std::unique_ptr<FotServer>> FotServer::Start(SessionManager* mana
                            &impl->port);
   if (options.api_keys != nullptr) {
     builder.experimental().SetInterceptorCreators(
-        service_internal::AuthInterceptors(options.api_keys));
+        service_internal::AuthInterceptors(options.api_keys, options.refusals));
   }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   if (options.threads > 0) {

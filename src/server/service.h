@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "src/server/api_keys.h"
+#include "src/server/refusal_log.h"
 #include "src/server/session_manager.h"
 #include "src/server/tls_config.h"
 
@@ -36,6 +37,9 @@ struct ServerOptions {
   std::shared_ptr<const ApiKeys> api_keys;
   // TLS (with a client CA: mutual TLS); off by default.
   TlsConfig tls;
+  // Where calls refused for their key are logged; not owned, must outlive the
+  // server. Null: they are not logged.
+  RefusalLog* refusals = nullptr;
 };
 
 class FotServer {

@@ -24,8 +24,9 @@ std::string_view AuthorizationOf(const Metadata& metadata) {
 // fail and nothing it writes reaches the client, which sees UNAUTHENTICATED.
 class ReflectionKeyCheck final : public grpc::experimental::Interceptor {
  public:
-  ReflectionKeyCheck(grpc::experimental::ServerRpcInfo* info, std::shared_ptr<const ApiKeys> keys)
-      : info_(info), keys_(std::move(keys)) {}
+  ReflectionKeyCheck(grpc::experimental::ServerRpcInfo* info, std::shared_ptr<const ApiKeys> keys,
+                     RefusalLog* refusals)
+      : info_(info), keys_(std::move(keys)), refusals_(refusals) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
@@ -33,6 +34,10 @@ class ReflectionKeyCheck final : public grpc::experimental::Interceptor {
       const absl::StatusOr<Grant> grant =
           keys_->Authenticate(AuthorizationOf(*methods->GetRecvInitialMetadata()));
       if (!grant.ok()) {
+        if (refusals_ != nullptr) {
+          refusals_->Refused("grpc", info_->method(), info_->server_context()->peer(),
+                             grant.status());
+        }
         const std::string message(grant.status().message());
         grpc_call_cancel_with_status(info_->server_context()->c_call(), GRPC_STATUS_UNAUTHENTICATED,
                                      message.c_str(), nullptr);
@@ -44,24 +49,26 @@ class ReflectionKeyCheck final : public grpc::experimental::Interceptor {
  private:
   grpc::experimental::ServerRpcInfo* info_;
   std::shared_ptr<const ApiKeys> keys_;
+  RefusalLog* refusals_;
 };
 
 class ReflectionKeyCheckFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit ReflectionKeyCheckFactory(std::shared_ptr<const ApiKeys> keys)
-      : keys_(std::move(keys)) {}
+  ReflectionKeyCheckFactory(std::shared_ptr<const ApiKeys> keys, RefusalLog* refusals)
+      : keys_(std::move(keys)), refusals_(refusals) {}
 
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     if (std::string_view(info->method()).substr(0, kReflectionPrefix.size()) != kReflectionPrefix) {
       return nullptr;
     }
-    return new ReflectionKeyCheck(info, keys_);
+    return new ReflectionKeyCheck(info, keys_, refusals_);
   }
 
  private:
   std::shared_ptr<const ApiKeys> keys_;
+  RefusalLog* refusals_;
 };
 
 }  // namespace
@@ -84,9 +91,9 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentialsFor(const TlsConfig& t
 }
 
 std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-AuthInterceptors(std::shared_ptr<const ApiKeys> keys) {
+AuthInterceptors(std::shared_ptr<const ApiKeys> keys, RefusalLog* refusals) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> out;
-  out.push_back(std::make_unique<ReflectionKeyCheckFactory>(std::move(keys)));
+  out.push_back(std::make_unique<ReflectionKeyCheckFactory>(std::move(keys), refusals));
   return out;
 }
 

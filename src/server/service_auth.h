@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "src/server/api_keys.h"
+#include "src/server/refusal_log.h"
 #include "src/server/tls_config.h"
 
 namespace fot::service_internal {
@@ -39,9 +40,10 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentialsFor(const TlsConfig& t
 // reflection call (grpc.reflection.*) without a valid key in `keys` ends
 // UNAUTHENTICATED before the reflection service answers. Other calls pass
 // untouched: the Fot handlers check their own keys and health checking stays
-// open. `keys` must not be null.
+// open. `keys` must not be null; refused calls go to `refusals` unless it is
+// null (not owned, must outlive the server).
 std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-AuthInterceptors(std::shared_ptr<const ApiKeys> keys);
+AuthInterceptors(std::shared_ptr<const ApiKeys> keys, RefusalLog* refusals);
 
 }  // namespace fot::service_internal
 

@@ -234,6 +234,20 @@ def test_the_python_client_sends_its_key(keyed_server):
         assert error.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_refused_calls_are_logged_with_their_method_and_peer(stub, keyed_server):
+    time.sleep(1.1)  # a new window of the log's rate limit, past the floods of earlier tests
+    wrong = "wrong-fedcba9876543210fedcba98765"
+    code_of(every_call(stub, wrong)["GetSession"])
+    code_of(every_call(stub, KEYS["reader"])["DeleteSession"])
+    log = keyed_server.log.read_text()
+    assert "refused grpc GetSession from ipv4:127.0.0.1:" in log, log
+    assert "refused grpc DeleteSession from ipv4:127.0.0.1:" in log, log
+    assert "PERMISSION_DENIED" in log and "UNAUTHENTICATED" in log, log
+    assert wrong not in log and KEYS["reader"] not in log
+    assert code_of(every_call(stub, KEYS["admin"])["GetServerInfo"]) == grpc.StatusCode.OK
+    assert keyed_server.log.read_text() == log  # an allowed call adds no line
+
+
 def test_keys_never_reach_the_servers_log(stub, keyed_server):
     code_of(every_call(stub, "wrong-0123456789abcdef0123456789")["GetSession"])
     log = keyed_server.log.read_text()

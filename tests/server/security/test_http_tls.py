@@ -6,6 +6,7 @@ those CAs, as gRPC does; API keys apply over HTTPS as over HTTP."""
 import http.client
 import json
 import ssl
+import time
 
 import pytest
 
@@ -90,3 +91,12 @@ def test_mutual_tls_http_port_needs_a_client_certificate_from_its_cas(mhttps_ser
     for refused in (None, "stranger"):
         with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
             get(mhttps_server, "/healthz", tls_context(certs, refused))
+
+
+def test_refused_http_requests_are_logged_without_the_key(https_server, certs):
+    time.sleep(1.1)  # a new window of the log's rate limit
+    status, _ = get(https_server, "/v1/models", tls_context(certs), key="not-a-key-0123456789")
+    assert status == 401
+    log = https_server.log.read_text()
+    assert "refused http GET /v1/models from 127.0.0.1:" in log, log
+    assert "not-a-key-0123456789" not in log
