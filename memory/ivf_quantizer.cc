@@ -92,16 +92,24 @@ std::unique_ptr<faiss::Index> TrainTwoLevelQuantizer(int d, int nlist, const flo
     const int64_t c = -remainder[i].second;
     if (lists[c] < static_cast<int64_t>(members[c].size())) ++lists[c], ++given;
   }
-  std::vector<float> fine, points;
-  for (int64_t c = 0; c < coarse_n; ++c) {
-    if (lists[c] == 0) continue;
-    points.resize(members[c].size() * d);
-    for (size_t i = 0; i < members[c].size(); ++i) {
-      std::copy_n(x + members[c][i] * d, d, &points[i * d]);
+  std::vector<int64_t> first(coarse_n + 1, 0);  // cluster c's lists start at first[c]
+  for (int64_t c = 0; c < coarse_n; ++c) first[c + 1] = first[c] + lists[c];
+  std::vector<float> fine(first[coarse_n] * d);
+  // One cluster per thread: each k-means is small, and FAISS's own threads
+  // (and BLAS's) would mostly wait on each other.
+#pragma omp parallel
+  {
+    std::vector<float> points;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < coarse_n; ++c) {
+      if (lists[c] == 0) continue;
+      points.resize(members[c].size() * d);
+      for (size_t i = 0; i < members[c].size(); ++i) {
+        std::copy_n(x + members[c][i] * d, d, &points[i * d]);
+      }
+      KMeans(d, static_cast<int64_t>(members[c].size()), points.data(), lists[c],
+             &fine[first[c] * d]);
     }
-    const size_t at = fine.size();
-    fine.resize(at + lists[c] * d);
-    KMeans(d, static_cast<int64_t>(members[c].size()), points.data(), lists[c], &fine[at]);
   }
   // Too few points for nlist lists (n < nlist): repeat centroids; the extra
   // lists stay empty, which searches skip.
