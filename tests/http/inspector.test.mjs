@@ -54,6 +54,11 @@ async function highlighted(page) {
     spans.map((s) => ({ id: Number(s.dataset.entryId), share: Number(s.dataset.share) })));
 }
 
+// How long a page may take to show something: a liveness bound, not a speed
+// target. Playwright's 30 s default was exceeded once with ctest -j2 running
+// the model's heavy tests beside Chromium on two cores.
+const PAGE_TIMEOUT_MS = 180000;
+
 function sameEntries(shown, traced, what) {
   const key = (list) => list.map((e) => e.id).sort((a, b) => a - b);
   assert.deepEqual(key(shown), key(traced), what);
@@ -68,6 +73,7 @@ test("the inspector highlights the entries the gRPC trace names, token by token"
   const grpc = JSON.parse(fotctl("--json", "ask", "notes", question, "--max-tokens", String(maxTokens),
                                  "--temperature", "0", "--trace", "--trace-top", "8"));
   const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
+  page.setDefaultTimeout(PAGE_TIMEOUT_MS);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(base + "/");
@@ -114,6 +120,7 @@ test("the inspector highlights the entries the gRPC trace names, token by token"
 
 test("the inspector needs a key for the sessions once keys are set, and says so", async () => {
   const page = await browser.newPage();
+  page.setDefaultTimeout(PAGE_TIMEOUT_MS);
   await page.goto(base + "/");
   await page.evaluate(() => localStorage.removeItem("fotserve-key"));
   await page.reload();
