@@ -58,7 +58,8 @@ ABSL_FLAG(int, threads, 0,
           "parallelism follows OMP_NUM_THREADS");
 ABSL_FLAG(int64_t, checkpoint_entries, 32768,
           "Checkpoint a session's memory (so that a restart replays only what follows) once this "
-          "many entries, and an eighth of those checkpointed, have been added since the last");
+          "many entries, and an eighth of those checkpointed, have been added since the last, "
+          "and after an index rebuild once the memory holds this many");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "How long running calls may finish after a signal");
 // Authentication and TLS (src/server/api_keys.h, src/server/tls_config.h).
 ABSL_FLAG(std::string, api_keys, "",

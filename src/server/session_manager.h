@@ -64,7 +64,8 @@ struct SessionManagerOptions {
   SessionOptions defaults;  // options of sessions whose request leaves fields empty
   // A session's memory is checkpointed (a restart then replays only what came
   // after) once this many entries, and at least an eighth of those already
-  // checkpointed, have been added since its last checkpoint.
+  // checkpointed, have been added since its last checkpoint; and after an
+  // index rebuild once it holds this many (MaybeCheckpoint).
   int64_t checkpoint_entries = 32768;
   // Text of a document held back without a boundary (a run of spaces) to cut
   // at: beyond this, the ingest fails with ResourceExhausted.
@@ -201,8 +202,8 @@ class SessionManager {
   // Writes a checkpoint of the session's memory when an index was rebuilt
   // since the last one and the memory holds options.checkpoint_entries (a
   // restart would redo the rebuild, the costliest step of a replay), or when
-  // options.checkpoint_entries
-  // have been added since the last one. Only shortens restarts: what is
+  // options.checkpoint_entries (and an eighth) have been added since the last
+  // one. Only shortens restarts: what is
   // acknowledged is in the records already, so a failure (a full disk) is only
   // retried later. Commits wait meanwhile; acknowledgements do not.
   void MaybeCheckpoint(ManagedSession& session);
