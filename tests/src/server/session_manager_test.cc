@@ -602,7 +602,7 @@ TEST_F(ManagerTest, AnEarlierLayoutMovesIntoTheStorageEngine) {
   const std::string ingest = absl::StrCat(
       R"({"format":"fotserve-ingest 1","documents":{"doc":[{"text":true,"complete":false,"offset":)",
       text.size(), R"(,"tokens":)", ids.size(), "}]}}");
-  for (const std::string dir : {data + "/sessions/old", data + "/snapshots/oldsnap"}) {
+  for (const std::string& dir : {data + "/sessions/old", data + "/snapshots/oldsnap"}) {
     ASSERT_TRUE(session->Save(dir + "/state").ok());
     std::ofstream(dir + "/ingest.json") << ingest;
   }
@@ -664,7 +664,9 @@ TEST_F(ManagerTest, DeleteAndCreateOfOneNameRaceToAClearOutcome) {
   }
   auto manager = Open(data);
   EXPECT_EQ(manager->Get("x").ok(), exists);
-  if (!exists) EXPECT_TRUE(manager->Create("x", {}).ok());
+  if (!exists) {
+    EXPECT_TRUE(manager->Create("x", {}).ok());
+  }
 }
 
 // The memory checkpoint is derived state: a damaged one is reported and the
